@@ -1,0 +1,92 @@
+/// The geometry of a 2-D convolution or pooling window over one image.
+public struct ConvolutionGeometry: Sendable, Equatable {
+    public var channels: Int, height: Int, width: Int
+    public var kernelHeight: Int, kernelWidth: Int
+    public var stride: Int, padding: Int
+
+    /// Describes a `kernelHeight x kernelWidth` window over a `channels x height x width` image.
+    public init(channels: Int, height: Int, width: Int, kernelHeight: Int, kernelWidth: Int, stride: Int = 1, padding: Int = 0) {
+        (self.channels, self.height, self.width) = (channels, height, width)
+        (self.kernelHeight, self.kernelWidth, self.stride, self.padding) = (kernelHeight, kernelWidth, stride, padding)
+    }
+
+    /// Output height: `⌊(H + 2p − kh) / s⌋ + 1`.
+    public var outputHeight: Int { (height + 2 * padding - kernelHeight) / stride + 1 }
+    /// Output width: `⌊(W + 2p − kw) / s⌋ + 1`.
+    public var outputWidth: Int { (width + 2 * padding - kernelWidth) / stride + 1 }
+    /// Rows of the im2col matrix: `C · kh · kw`.
+    public var patchSize: Int { channels * kernelHeight * kernelWidth }
+}
+
+/// Unfolds one `C x H x W` image into the `[C·kh·kw, Ho·Wo]` patch matrix:
+///
+/// ```
+/// col[(c·kh + i)·kw + j, oh·Wo + ow] = x[c, oh·s − p + i, ow·s − p + j]   (0 outside the image)
+/// ```
+///
+/// Row order `(c, i, j)` matches a weight matrix `[Cout, Cin·kh·kw]` — PyTorch's
+/// `[out, in, kh, kw]` weight read row-major — so `W · col` is the convolution.
+@_specialize(where Scalar == Float)
+@_specialize(where Scalar == Double)
+public func im2col<Scalar: NetworkScalar>(_ x: UnsafePointer<Scalar>, _ g: ConvolutionGeometry, into col: UnsafeMutablePointer<Scalar>) {
+    let (oh, ow) = (g.outputHeight, g.outputWidth)
+    var row = col
+    for c in 0..<g.channels {
+        let plane = x + c * g.height * g.width
+        for i in 0..<g.kernelHeight {
+            for j in 0..<g.kernelWidth {
+                for y in 0..<oh {
+                    let dst = row + y * ow
+                    let iy = y * g.stride - g.padding + i
+                    guard iy >= 0 && iy < g.height else {
+                        dst.update(repeating: 0, count: ow); continue
+                    }
+                    let src = plane + iy * g.width
+                    // Output columns whose input column ox·s − p + j lies inside the row.
+                    let first = max(0, (g.padding - j + g.stride - 1) / g.stride)
+                    let last = min(ow, (g.width + g.padding - j + g.stride - 1) / g.stride)
+                    if first > 0 { dst.update(repeating: 0, count: min(first, ow)) }
+                    if last < ow { (dst + max(last, 0)).update(repeating: 0, count: ow - max(last, 0)) }
+                    if first < last {
+                        if g.stride == 1 {
+                            (dst + first).update(from: src + first - g.padding + j, count: last - first)
+                        } else {
+                            for x in first..<last { dst[x] = src[x * g.stride - g.padding + j] }
+                        }
+                    }
+                }
+                row += oh * ow
+            }
+        }
+    }
+}
+
+/// Folds a patch matrix back onto the image, **adding** each entry to the pixel it came from —
+/// the adjoint of `im2col`, used to turn `∂L/∂col` into `∂L/∂x`. `x` must be zeroed first.
+@_specialize(where Scalar == Float)
+@_specialize(where Scalar == Double)
+public func col2im<Scalar: NetworkScalar>(_ col: UnsafePointer<Scalar>, _ g: ConvolutionGeometry, into x: UnsafeMutablePointer<Scalar>) {
+    let (oh, ow) = (g.outputHeight, g.outputWidth)
+    var row = col
+    for c in 0..<g.channels {
+        let plane = x + c * g.height * g.width
+        for i in 0..<g.kernelHeight {
+            for j in 0..<g.kernelWidth {
+                for y in 0..<oh {
+                    let iy = y * g.stride - g.padding + i
+                    guard iy >= 0 && iy < g.height else { continue }
+                    let src = row + y * ow
+                    let dst = plane + iy * g.width
+                    let first = max(0, (g.padding - j + g.stride - 1) / g.stride)
+                    let last = min(ow, (g.width + g.padding - j + g.stride - 1) / g.stride)
+                    var x = first
+                    while x < last {
+                        dst[x * g.stride - g.padding + j] += src[x]
+                        x += 1
+                    }
+                }
+                row += oh * ow
+            }
+        }
+    }
+}

@@ -1,0 +1,94 @@
+/// A fully connected layer: every output is a weighted sum of every input plus a bias.
+///
+/// For a batch `X` of `N` examples stored as rows (`[N, in]`):
+/// ```
+/// forward:   Y  = X Wᵀ + 1 bᵀ              Y: [N, out]
+/// backward:  ∂L/∂X = ∂L/∂Y · W              [N, in]
+///            ∂L/∂W = (∂L/∂Y)ᵀ · X           [out, in]   (accumulated)
+///            ∂L/∂b = (∂L/∂Y)ᵀ · 1           [out]       (accumulated)
+/// ```
+/// This is the report's `Y = W X + b` with examples as rows instead of columns; `W` is
+/// `[out, in]` like PyTorch's `nn.Linear.weight`.
+public final class Dense<Scalar: NetworkScalar>: Layer {
+    public let inputSize: Int
+    public let outputSize: Int
+    /// `weight`: `[out, in]`; `bias`: `[out]`.
+    public let weight: Parameter<Scalar>, bias: Parameter<Scalar>
+
+    public var kind: String { "Dense" }
+    public var settings: String { "\(inputSize)→\(outputSize)" }
+    public var parameters: [Parameter<Scalar>] { [weight, bias] }
+
+    /// Creates a layer with He-style weights `N(0, 1) · scale / √(in/2)` and zero biases
+    /// (the course's initialisation; `scale` is 1 there).
+    public init(
+        inputSize: Int, outputSize: Int, initScale: Scalar = 1, using generator: inout SeededGenerator
+    ) {
+        precondition(inputSize > 0 && outputSize > 0)
+        self.inputSize = inputSize
+        self.outputSize = outputSize
+        let std = initScale / (Scalar(inputSize) / 2).squareRoot()
+        weight = Parameter(name: "weight", value: .randomNormal(shape: [outputSize, inputSize], standardDeviation: std, using: &generator))
+        bias = Parameter(name: "bias", value: Tensor<Scalar>(shape: [outputSize]))
+    }
+
+    public func outputShape(for inputShape: [Int]) throws(ShapeError) -> [Int] {
+        guard inputShape.reduce(1, *) == inputSize else {
+            throw ShapeError("Dense(\(inputSize)→\(outputSize)) expects \(inputSize) input features, got \(describe(shape: inputShape)) = \(inputShape.reduce(1, *))")
+        }
+        return [outputSize]
+    }
+
+    @_specialize(where Scalar == Float)
+    @_specialize(where Scalar == Double)
+    public func forward(_ input: Tensor<Scalar>, into output: inout Tensor<Scalar>) {
+        let n = input.batchSize
+        precondition(input.count == n * inputSize, "Dense input \(input.shape)")
+        output.resize(to: [n, outputSize])
+        input.scalars.withUnsafeBufferPointer { x in
+            weight.value.scalars.withUnsafeBufferPointer { w in
+                bias.value.scalars.withUnsafeBufferPointer { b in
+                    output.scalars.withUnsafeMutableBufferPointer { y in
+                        // Start each row from the bias, then Y += X Wᵀ.
+                        for row in 0..<n { (y.baseAddress! + row * outputSize).update(from: b.baseAddress!, count: outputSize) }
+                        Scalar.gemm(transposeA: false, transposeB: true, m: n, n: outputSize, k: inputSize,
+                                      a: x.baseAddress!, lda: inputSize, b: w.baseAddress!, ldb: inputSize,
+                                      c: y.baseAddress!, ldc: outputSize, accumulate: true)
+                    }
+                }
+            }
+        }
+    }
+
+    @_specialize(where Scalar == Float)
+    @_specialize(where Scalar == Double)
+    public func backward(input: Tensor<Scalar>, output: Tensor<Scalar>, outputGradient: Tensor<Scalar>, inputGradient: inout Tensor<Scalar>?) {
+        let n = input.batchSize
+        outputGradient.scalars.withUnsafeBufferPointer { dy in
+            input.scalars.withUnsafeBufferPointer { x in
+                // ∂L/∂W += (∂L/∂Y)ᵀ X
+                weight.gradient.scalars.withUnsafeMutableBufferPointer { dw in
+                    Scalar.gemm(transposeA: true, transposeB: false, m: outputSize, n: inputSize, k: n,
+                                  a: dy.baseAddress!, lda: outputSize, b: x.baseAddress!, ldb: inputSize,
+                                  c: dw.baseAddress!, ldc: inputSize, accumulate: true)
+                }
+            }
+            // ∂L/∂b += column sums of ∂L/∂Y
+            bias.gradient.scalars.withUnsafeMutableBufferPointer { db in
+                for row in 0..<n {
+                    for j in 0..<outputSize { db[j] += dy[row * outputSize + j] }
+                }
+            }
+            guard inputGradient != nil else { return }
+            inputGradient!.resize(to: input.shape)
+            weight.value.scalars.withUnsafeBufferPointer { w in
+                inputGradient!.scalars.withUnsafeMutableBufferPointer { dx in
+                    // ∂L/∂X = ∂L/∂Y W
+                    Scalar.gemm(transposeA: false, transposeB: false, m: n, n: inputSize, k: outputSize,
+                                  a: dy.baseAddress!, lda: outputSize, b: w.baseAddress!, ldb: inputSize,
+                                  c: dx.baseAddress!, ldc: inputSize, accumulate: false)
+                }
+            }
+        }
+    }
+}

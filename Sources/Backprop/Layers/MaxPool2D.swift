@@ -1,0 +1,90 @@
+/// Max pooling over `size x size` windows moved by `stride`, per channel.
+///
+/// ```
+/// forward:   y[c, u, v] = max_{i,j < size} x[c, u·s + i, v·s + j]
+///            argmax[c, u, v] = the offset of that maximum in x (first one on ties)
+/// backward:  ∂L/∂x[argmax[c, u, v]] += ∂L/∂y[c, u, v]      all other entries 0
+/// ```
+/// The argmax of the last forward pass is this layer's saved state (`[N, C, Ho, Wo]`, offsets
+/// into the input batch); only the winning input of each window receives gradient.
+public final class MaxPool2D<Scalar: NetworkScalar>: Layer {
+    public let size: Int, stride: Int
+    /// Flat input offsets of each output's maximum, from the last `forward`.
+    public private(set) var argmax: [Int32] = []
+
+    public var kind: String { "MaxPool2D" }
+    public var settings: String { "\(size)x\(size), stride \(stride)" }
+
+    /// Creates a pooling layer; the course uses `size: 2, stride: 2`.
+    public init(size: Int = 2, stride: Int = 2) {
+        precondition(size > 0 && stride > 0)
+        self.size = size
+        self.stride = stride
+    }
+
+    public func outputShape(for inputShape: [Int]) throws(ShapeError) -> [Int] {
+        guard inputShape.count == 3 else {
+            throw ShapeError("MaxPool2D(\(settings)) expects input CxHxW, got \(describe(shape: inputShape))")
+        }
+        guard inputShape[1] >= size, inputShape[2] >= size else {
+            throw ShapeError("MaxPool2D(\(settings)) window does not fit input \(describe(shape: inputShape))")
+        }
+        return [inputShape[0], (inputShape[1] - size) / stride + 1, (inputShape[2] - size) / stride + 1]
+    }
+
+    @_specialize(where Scalar == Float)
+    @_specialize(where Scalar == Double)
+    public func forward(_ input: Tensor<Scalar>, into output: inout Tensor<Scalar>) {
+        let (n, c, h, w) = (input.shape[0], input.shape[1], input.shape[2], input.shape[3])
+        let (oh, ow) = ((h - size) / stride + 1, (w - size) / stride + 1)
+        precondition(input.count < Int(Int32.max), "MaxPool2D input too large for 32-bit argmax offsets")
+        output.resize(to: [n, c, oh, ow])
+        if argmax.count != output.count { argmax = [Int32](repeating: 0, count: output.count) }
+        input.scalars.withUnsafeBufferPointer { x in
+            output.scalars.withUnsafeMutableBufferPointer { y in
+                argmax.withUnsafeMutableBufferPointer { arg in
+                    var out = 0
+                    for plane in 0..<(n * c) {
+                        let base = plane * h * w
+                        for u in 0..<oh {
+                            for v in 0..<ow {
+                                var best = base + u * stride * w + v * stride
+                                var bestValue = x[best]
+                                for i in 0..<size {
+                                    for j in 0..<size {
+                                        // Selects rather than branches: on real data the winner's
+                                        // position is unpredictable, and mispredicts dominated.
+                                        let at = base + (u * stride + i) * w + v * stride + j
+                                        let value = x[at]
+                                        let better = value > bestValue
+                                        best = better ? at : best
+                                        bestValue = better ? value : bestValue
+                                    }
+                                }
+                                y[out] = bestValue
+                                arg[out] = Int32(truncatingIfNeeded: best)
+                                out += 1
+                            }
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    @_specialize(where Scalar == Float)
+    @_specialize(where Scalar == Double)
+    public func backward(input: Tensor<Scalar>, output: Tensor<Scalar>, outputGradient: Tensor<Scalar>, inputGradient: inout Tensor<Scalar>?) {
+        guard inputGradient != nil else { return }
+        inputGradient!.resize(to: input.shape)
+        inputGradient!.zero()
+        argmax.withUnsafeBufferPointer { arg in
+            outputGradient.scalars.withUnsafeBufferPointer { dy in
+                inputGradient!.scalars.withUnsafeMutableBufferPointer { dx in
+                    // Overlapping windows may share a winner, hence +=.
+                    for i in 0..<dy.count { dx[Int(arg[i])] += dy[i] }
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,112 @@
+/// Layers applied one after another, with the activations and gradients they pass kept here.
+///
+/// The network checks at construction that every layer accepts the previous layer's output
+/// (the course's shape check) and afterwards reuses its activation buffers from step to step.
+/// Parameters are named as in the equivalent PyTorch `nn.Sequential`: `"<index>.weight"`,
+/// `"<index>.bias"`.
+public final class Sequential<Scalar: NetworkScalar> {
+    /// The shape of one input example (no batch dimension), e.g. `[1, 28, 28]`.
+    public let inputShape: [Int]
+    /// The layers in order.
+    public let layers: [any Layer<Scalar>]
+    /// The shape of one example after each layer (`outputShapes[i]` is layer `i`'s output).
+    public let outputShapes: [[Int]]
+
+    /// `activations[i]` is layer `i`'s output from the last `forward`.
+    private var activations: [Tensor<Scalar>]
+    /// The batch given to the last `forward`.
+    private var input = Tensor<Scalar>(shape: [0])
+    /// `gradients[i]` is `∂L/∂activations[i-1]` from the last `backward` (slot 0 unused).
+    private var gradients: [Tensor<Scalar>?]
+
+    /// Builds a network and checks its shapes.
+    /// - Throws: `ShapeError` naming the first layer whose input does not fit, with both shapes.
+    public init(inputShape: [Int], layers: [any Layer<Scalar>]) throws(ShapeError) {
+        self.inputShape = inputShape
+        self.layers = layers
+        var shapes: [[Int]] = []
+        var shape = inputShape
+        for (index, layer) in layers.enumerated() {
+            do {
+                shape = try layer.outputShape(for: shape)
+            } catch {
+                let previous = index == 0 ? "the input" : "layer \(index - 1) (\(layers[index - 1].kind))"
+                throw ShapeError("layer \(index) (\(layer.kind) \(layer.settings)) does not fit the \(describe(shape: shape)) output of \(previous): \(error.description)")
+            }
+            shapes.append(shape)
+        }
+        outputShapes = shapes
+        activations = Array(repeating: Tensor<Scalar>(shape: [0]), count: layers.count)
+        gradients = Array(repeating: Tensor<Scalar>(shape: [0]), count: layers.count)
+        gradients[0] = nil
+    }
+
+    /// The shape of one output example.
+    public var outputShape: [Int] { outputShapes.last ?? inputShape }
+
+    /// Every parameter with its PyTorch-style name, in layer order.
+    public var namedParameters: [(name: String, parameter: Parameter<Scalar>)] {
+        layers.enumerated().flatMap { index, layer in
+            layer.parameters.map { ("\(index).\($0.name)", $0) }
+        }
+    }
+
+    /// All parameters in layer order.
+    public var parameters: [Parameter<Scalar>] { layers.flatMap { $0.parameters } }
+
+    /// The number of trainable scalars.
+    public var parameterCount: Int { parameters.reduce(0) { $0 + $1.value.count } }
+
+    /// Runs the batch through every layer.
+    /// - Parameter batch: `[N, …inputShape]`.
+    /// - Returns: `[N, …outputShape]`, valid until the next `forward`.
+    @discardableResult
+    public func forward(_ batch: Tensor<Scalar>) -> Tensor<Scalar> {
+        precondition(Array(batch.shape.dropFirst()) == inputShape,
+                     "batch \(describe(shape: batch.shape)) does not match input \(describe(shape: inputShape))")
+        input = batch
+        for index in layers.indices {
+            layers[index].forward(index == 0 ? input : activations[index - 1], into: &activations[index])
+        }
+        return activations.last ?? input
+    }
+
+    /// Back-propagates `∂L/∂output` of the last `forward` through every layer, adding into each
+    /// parameter's gradient.
+    public func backward(_ outputGradient: Tensor<Scalar>) {
+        var upstream = outputGradient
+        for index in layers.indices.reversed() {
+            let layerInput = index == 0 ? input : activations[index - 1]
+            layers[index].backward(input: layerInput, output: activations[index],
+                                   outputGradient: upstream, inputGradient: &gradients[index])
+            if index > 0 { upstream = gradients[index]! }
+        }
+    }
+
+    /// Copies every parameter's value from a network of the same architecture in another
+    /// precision (e.g. to gradient-check a `Float` network in `Double`).
+    public func loadParameters<Other: NetworkScalar>(from other: Sequential<Other>) {
+        precondition(parameters.count == other.parameters.count, "architectures differ")
+        for (mine, theirs) in zip(parameters, other.parameters) {
+            precondition(mine.value.shape == theirs.value.shape, "architectures differ")
+            mine.value = theirs.value.converted(to: Scalar.self)
+        }
+    }
+
+    /// Sets every parameter's gradient to zero.
+    public func zeroGradients() {
+        for p in parameters { p.gradient.zero() }
+    }
+
+    /// `Σ λ/2 ‖w‖²` over all parameters, biases included (the course's weight-decay loss).
+    public func weightDecayLoss(_ lambda: Double) -> Double {
+        guard lambda != 0 else { return 0 }
+        var sum = 0.0
+        for p in parameters {
+            p.value.scalars.withUnsafeBufferPointer { w in
+                for x in w { sum += Double(x) * Double(x) }
+            }
+        }
+        return lambda / 2 * sum
+    }
+}

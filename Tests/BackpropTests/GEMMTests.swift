@@ -1,0 +1,35 @@
+import Backprop
+import Testing
+
+@Suite struct GEMMTests {
+    /// The fast GEMM against the triple loop on odd shapes (edges of every tile and block) and
+    /// every transpose combination, accumulating and not.
+    @Test(arguments: [(1, 1, 1), (7, 33, 5), (6, 32, 256), (13, 65, 300), (97, 31, 17), (200, 70, 513)])
+    func fastMatchesReference(m: Int, n: Int, k: Int) {
+        for (transA, transB) in [(false, false), (true, false), (false, true), (true, true)] {
+            for accumulate in [false, true] {
+                let a: [Float] = randomTensor([m * k], seed: 1).scalars
+                let b: [Float] = randomTensor([k * n], seed: 2).scalars
+                let lda = transA ? m : k, ldb = transB ? k : n
+                var fast: [Float] = randomTensor([m * n], seed: 3).scalars
+                var reference = fast
+                GEMM.multiply(transposeA: transA, transposeB: transB, m: m, n: n, k: k, a: a, lda: lda, b: b, ldb: ldb,
+                              c: &fast, ldc: n, accumulate: accumulate)
+                referenceGEMM(transposeA: transA, transposeB: transB, m: m, n: n, k: k, a: a, lda: lda, b: b, ldb: ldb,
+                              c: &reference, ldc: n, accumulate: accumulate)
+                let worst = zip(fast, reference).map { abs($0 - $1) / max(1, abs($1)) }.max() ?? 0
+                #expect(worst < 1e-4, "m \(m) n \(n) k \(k) transA \(transA) transB \(transB): \(worst)")
+
+                // Double's kernel (used by gradient checks) against the same reference.
+                let (a64, b64) = (a.map(Double.init), b.map(Double.init))
+                var double = reference.map(Double.init), reference64 = double
+                Double.gemm(transposeA: transA, transposeB: transB, m: m, n: n, k: k, a: a64, lda: lda, b: b64, ldb: ldb,
+                            c: &double, ldc: n, accumulate: accumulate)
+                referenceGEMM(transposeA: transA, transposeB: transB, m: m, n: n, k: k, a: a64, lda: lda, b: b64, ldb: ldb,
+                              c: &reference64, ldc: n, accumulate: accumulate)
+                let worst64 = zip(double, reference64).map { abs($0 - $1) / max(1, abs($1)) }.max() ?? 0
+                #expect(worst64 < 1e-12, "Double m \(m) n \(n) k \(k) transA \(transA) transB \(transB): \(worst64)")
+            }
+        }
+    }
+}
