@@ -1,0 +1,148 @@
+import _CZlib
+import Foundation
+
+/// Reads a file's content front to back, gunzipping it on the way when the file starts with the
+/// gzip magic bytes 1f 8b (the name does not matter). Only the first gzip member is read.
+///
+/// All errors are `DataError`s that name the file.
+final class ContentReader {
+    /// The file being read.
+    let url: URL
+    /// Whether the file is gzip-compressed.
+    let isGzip: Bool
+
+    private let handle: FileHandle
+    /// The inflate state for a gzip file. zlib keeps a pointer back to it, so it must not move:
+    /// it lives in its own allocation.
+    private let stream: UnsafeMutablePointer<z_stream>?
+    /// Compressed bytes waiting to be inflated; `stream.next_in` points into it.
+    private let input: UnsafeMutablePointer<UInt8>
+    private static let inputCapacity = 1 << 20
+    private var inputEnded = false
+    private var contentEnded = false
+
+    /// Opens `url` and looks at its first two bytes to decide whether it is gzip.
+    init(url: URL) throws {
+        self.url = url
+        do {
+            handle = try FileHandle(forReadingFrom: url)
+        } catch {
+            throw DataError(url, "cannot open: \(Self.describe(error))")
+        }
+        input = .allocate(capacity: Self.inputCapacity)
+        let magic = (try? handle.read(upToCount: 2)).flatMap { $0 } ?? Data()
+        isGzip = magic == Data([0x1f, 0x8b])
+        guard isGzip else {
+            stream = nil
+            try? handle.seek(toOffset: 0)
+            return
+        }
+        let stream = UnsafeMutablePointer<z_stream>.allocate(capacity: 1)
+        stream.initialize(to: z_stream())
+        self.stream = stream
+        input[0] = 0x1f
+        input[1] = 0x8b
+        stream.pointee.next_in = input
+        stream.pointee.avail_in = 2
+        // windowBits 16 + MAX_WBITS: expect a gzip header and trailer, not a raw zlib stream.
+        let status = inflateInit2_(stream, 16 + MAX_WBITS, zlibVersion(), Int32(MemoryLayout<z_stream>.size))
+        guard status == Z_OK else {
+            throw DataError(url, "cannot start gzip decompression (zlib error \(status))")
+        }
+    }
+
+    deinit {
+        if let stream {
+            inflateEnd(stream)
+            stream.deallocate()
+        }
+        input.deallocate()
+        try? handle.close()
+    }
+
+    /// Reads up to `count` bytes of content; fewer only when the content ends.
+    ///
+    /// Memory grows with the bytes actually found, not with `count`, so a file header that claims
+    /// a huge size cannot make this allocate it.
+    func read(_ count: Int) throws -> [UInt8] {
+        let chunkSize = 1 << 26
+        var result = try readChunk(min(count, chunkSize))
+        while result.count < count, !contentEnded {
+            let more = try readChunk(min(count - result.count, chunkSize))
+            if more.isEmpty { break }
+            result += more
+        }
+        return result
+    }
+
+    /// Reads and throws away up to `count` bytes of content; returns how many there were.
+    @discardableResult
+    func skip(_ count: Int) throws -> Int {
+        var skipped = 0
+        while skipped < count {
+            let chunk = try readChunk(min(count - skipped, 1 << 20))
+            if chunk.isEmpty { break }
+            skipped += chunk.count
+        }
+        return skipped
+    }
+
+    /// Reads up to `count` bytes into one new array; fewer only when the content ends.
+    private func readChunk(_ count: Int) throws -> [UInt8] {
+        guard count > 0, !contentEnded else { return [] }
+        guard let stream else {
+            let data: Data?
+            do { data = try handle.read(upToCount: count) } catch {
+                throw DataError(url, "cannot read: \(Self.describe(error))")
+            }
+            guard let data, !data.isEmpty else { contentEnded = true; return [] }
+            return [UInt8](data)
+        }
+        return try [UInt8](unsafeUninitializedCapacity: count) { buffer, produced in
+            stream.pointee.next_out = buffer.baseAddress
+            stream.pointee.avail_out = UInt32(count)
+            defer { produced = count - Int(stream.pointee.avail_out) }
+            while stream.pointee.avail_out > 0 {
+                if stream.pointee.avail_in == 0, !inputEnded { try refillInput() }
+                let status = inflate(stream, Z_NO_FLUSH)
+                switch status {
+                case Z_STREAM_END:
+                    contentEnded = true
+                    return
+                case Z_OK:
+                    continue
+                case Z_BUF_ERROR where stream.pointee.avail_in == 0 && inputEnded:
+                    let total = stream.pointee.total_out
+                    throw DataError(url, "truncated gzip data: the stream ends early, after \(total) bytes of content")
+                case Z_BUF_ERROR:
+                    continue
+                default:
+                    let message = stream.pointee.msg.map { String(cString: $0) } ?? "zlib error \(status)"
+                    throw DataError(url, "corrupt gzip data: \(message)")
+                }
+            }
+        }
+    }
+
+    /// Moves the next compressed bytes of the file into `input`.
+    private func refillInput() throws {
+        let data: Data?
+        do { data = try handle.read(upToCount: Self.inputCapacity) } catch {
+            throw DataError(url, "cannot read: \(Self.describe(error))")
+        }
+        guard let data, !data.isEmpty else { inputEnded = true; return }
+        data.copyBytes(to: input, count: data.count)
+        stream!.pointee.next_in = input
+        stream!.pointee.avail_in = UInt32(data.count)
+    }
+
+    /// A short, one-line text for a Foundation error.
+    static func describe(_ error: Error) -> String {
+        let nsError = error as NSError
+        if nsError.domain == NSCocoaErrorDomain, let underlying = nsError.userInfo[NSUnderlyingErrorKey] as? NSError,
+           underlying.domain == NSPOSIXErrorDomain, let code = POSIXErrorCode(rawValue: Int32(underlying.code)) {
+            return String(cString: strerror(code.rawValue))
+        }
+        return nsError.localizedDescription.replacingOccurrences(of: "\n", with: " ")
+    }
+}
