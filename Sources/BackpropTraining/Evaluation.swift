@@ -1,0 +1,99 @@
+import Backprop
+import Foundation
+
+/// A network's predictions on a set of examples.
+public struct Predictions: Sendable {
+    /// The predicted class of each example (the largest logit).
+    public var classes: [Int]
+    /// The softmax probability of the predicted class.
+    public var confidences: [Float]
+
+    /// Runs `network` over `inputs` (`[N, …]`) in batches.
+    public init(network: Sequential<Float>, inputs: Tensor<Float>, batchSize: Int = 250) {
+        let n = inputs.batchSize
+        let exampleSize = inputs.count / max(n, 1)
+        classes = []
+        confidences = []
+        classes.reserveCapacity(n)
+        confidences.reserveCapacity(n)
+        var batch = Tensor<Float>(shape: [0])
+        var start = 0
+        while start < n {
+            let end = min(start + batchSize, n)
+            batch.resize(to: [end - start] + inputs.shape.dropFirst())
+            batch.scalars.withUnsafeMutableBufferPointer { b in
+                inputs.scalars.withUnsafeBufferPointer { x in
+                    b.baseAddress!.update(from: x.baseAddress! + start * exampleSize, count: (end - start) * exampleSize)
+                }
+            }
+            let logits = network.forward(batch)
+            let k = logits.count / (end - start)
+            for row in 0..<(end - start) {
+                let r = logits.scalars[(row * k)..<(row * k + k)]
+                let best = r.indices.max { r[$0] < r[$1] }!
+                let m = r[best]
+                let sum = r.reduce(0.0) { $0 + exp(Double($1 - m)) }
+                classes.append(best - row * k)
+                confidences.append(Float(1 / sum))
+            }
+            start = end
+        }
+    }
+
+    /// The fraction of `labels` predicted correctly.
+    public func accuracy(labels: [Int]) -> Double {
+        precondition(labels.count == classes.count)
+        guard !labels.isEmpty else { return 0 }
+        return Double(zip(classes, labels).filter { $0 == $1 }.count) / Double(labels.count)
+    }
+}
+
+/// The confusion matrix and per-class metrics of a set of predictions — the one computation
+/// behind `backprop evaluate` and the report.
+public struct ClassificationReport: Codable, Sendable, Equatable {
+    /// The class names, in class order.
+    public var classNames: [String]
+    /// `confusion[t][p]`: examples of true class `t` predicted as `p`. Row sums are the supports.
+    public var confusion: [[Int]]
+    /// Per class: `TP / (TP + FP)` — of the examples predicted as the class, the fraction that are
+    /// (0 when the class is never predicted).
+    public var precision: [Double]
+    /// Per class: `TP / (TP + FN)` — of the class's examples, the fraction found (0 when it has none).
+    public var recall: [Double]
+    /// Per class: the harmonic mean of precision and recall (0 when both are 0).
+    public var f1: [Double]
+    /// Per class: the number of examples whose true class it is.
+    public var support: [Int]
+    /// Correct predictions over all examples.
+    public var accuracy: Double
+    /// Correct predictions.
+    public var correct: Int
+    /// All examples.
+    public var total: Int
+
+    /// The unweighted means over classes.
+    public var macroPrecision: Double { precision.reduce(0, +) / Double(max(precision.count, 1)) }
+    public var macroRecall: Double { recall.reduce(0, +) / Double(max(recall.count, 1)) }
+    public var macroF1: Double { f1.reduce(0, +) / Double(max(f1.count, 1)) }
+
+    /// Tallies `predicted` against `labels`.
+    public init(labels: [Int], predicted: [Int], classNames: [String]) {
+        precondition(labels.count == predicted.count)
+        let k = classNames.count
+        var confusion = Array(repeating: Array(repeating: 0, count: k), count: k)
+        for (t, p) in zip(labels, predicted) { confusion[t][p] += 1 }
+        let support = confusion.map { $0.reduce(0, +) }
+        let predictedCounts = (0..<k).map { p in confusion.reduce(0) { $0 + $1[p] } }
+        let precision = (0..<k).map { predictedCounts[$0] == 0 ? 0 : Double(confusion[$0][$0]) / Double(predictedCounts[$0]) }
+        let recall = (0..<k).map { support[$0] == 0 ? 0 : Double(confusion[$0][$0]) / Double(support[$0]) }
+        self.classNames = classNames
+        self.confusion = confusion
+        self.support = support
+        self.precision = precision
+        self.recall = recall
+        f1 = zip(precision, recall).map { p, r in p + r == 0 ? 0 : 2 * p * r / (p + r) }
+        correct = (0..<k).reduce(0) { $0 + confusion[$1][$1] }
+        total = labels.count
+        accuracy = total == 0 ? 0 : Double(correct) / Double(total)
+    }
+}

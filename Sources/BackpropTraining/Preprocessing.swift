@@ -1,0 +1,95 @@
+import Backprop
+import BackpropData
+
+/// How raw pixel bytes become network inputs: `x = byte · scale − mean[c]`.
+///
+/// MNIST uses `scale = 1/255` and one mean over all pixels; CIFAR-10 keeps the raw 0–255 values
+/// (`scale = 1`, as the course's loader does) and subtracts a mean per channel. The means are
+/// computed on the training split only and saved with the model, so validation, test and
+/// later predictions are preprocessed identically.
+public struct Preprocessing: Codable, Sendable, Equatable {
+    /// The factor applied to each byte.
+    public var scale: Float
+    /// Subtracted after scaling: one value, or one per channel.
+    public var mean: [Float]
+
+    public init(scale: Float, mean: [Float]) {
+        self.scale = scale
+        self.mean = mean
+    }
+
+    /// Computes the mean over `indices` of `images` (all of them when nil).
+    public static func fit(_ dataset: DatasetKind, to images: LabeledImages, indices: [Int]) -> Preprocessing {
+        let scale: Float = dataset == .mnist ? 1 / 255 : 1
+        let perChannel = dataset == .cifar10
+        let planes = perChannel ? images.channels : 1
+        let planeSize = images.bytesPerImage / planes
+        var sums = [Double](repeating: 0, count: planes)
+        images.pixels.withUnsafeBufferPointer { pixels in
+            for index in indices {
+                let image = pixels.baseAddress! + index * images.bytesPerImage
+                for plane in 0..<planes {
+                    var sum = 0
+                    for i in 0..<planeSize { sum += Int(image[plane * planeSize + i]) }
+                    sums[plane] += Double(sum)
+                }
+            }
+        }
+        let count = Double(max(indices.count, 1) * planeSize)
+        return Preprocessing(scale: scale, mean: sums.map { Float($0 / count * Double(scale)) })
+    }
+
+    /// The network input for the images at `indices`, in that order: `[indices.count, C, H, W]`.
+    public func apply(to images: LabeledImages, indices: [Int]) -> Tensor<Float> {
+        var tensor = Tensor<Float>(shape: [indices.count, images.channels, images.height, images.width])
+        let planeSize = images.height * images.width
+        let planes = images.channels
+        images.pixels.withUnsafeBufferPointer { pixels in
+            tensor.scalars.withUnsafeMutableBufferPointer { out in
+                for (row, index) in indices.enumerated() {
+                    let image = pixels.baseAddress! + index * images.bytesPerImage
+                    let destination = out.baseAddress! + row * images.bytesPerImage
+                    for plane in 0..<planes {
+                        let m = mean.count == planes ? mean[plane] : mean[0]
+                        for i in 0..<planeSize {
+                            destination[plane * planeSize + i] = Float(image[plane * planeSize + i]) * scale - m
+                        }
+                    }
+                }
+            }
+        }
+        return tensor
+    }
+
+    /// The whole image set, preprocessed, in file order.
+    public func apply(to images: LabeledImages) -> Tensor<Float> {
+        apply(to: images, indices: Array(0..<images.count))
+    }
+}
+
+/// The training, validation and test sets as network inputs.
+public struct PreparedData: Sendable {
+    /// `[n, C, H, W]`, in the one shuffled order the training loop walks through.
+    public var train: Tensor<Float>
+    public var trainLabels: [Int]
+    public var validation: Tensor<Float>
+    public var validationLabels: [Int]
+    public var preprocessing: Preprocessing
+    public var classNames: [String]
+
+    /// Splits and preprocesses the course's way: the first `trainSize` training images are
+    /// shuffled once (by `seed`); the last `validationSize` of that order are held out; the
+    /// mean is computed on the rest.
+    public init(dataset: Dataset, options: TrainingOptions) {
+        var generator = SeededGenerator(seed: options.seed ^ 0x5348_5546_464C_4521)  // "SHUFFLE!": a stream apart from the weights'
+        let order = generator.permutation(min(options.trainSize, dataset.train.count))
+        let trainIndices = Array(order.dropLast(options.validationSize))
+        let validationIndices = Array(order.suffix(options.validationSize))
+        preprocessing = Preprocessing.fit(dataset.kind, to: dataset.train, indices: trainIndices)
+        train = preprocessing.apply(to: dataset.train, indices: trainIndices)
+        trainLabels = trainIndices.map { Int(dataset.train.labels[$0]) }
+        validation = preprocessing.apply(to: dataset.train, indices: validationIndices)
+        validationLabels = validationIndices.map { Int(dataset.train.labels[$0]) }
+        classNames = dataset.classNames
+    }
+}
