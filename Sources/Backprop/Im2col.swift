@@ -30,6 +30,10 @@ public struct ConvolutionGeometry: Sendable, Equatable {
 @_specialize(where Scalar == Double)
 public func im2col<Scalar: NetworkScalar>(_ x: UnsafePointer<Scalar>, _ g: ConvolutionGeometry, into col: UnsafeMutablePointer<Scalar>) {
     let (oh, ow) = (g.outputHeight, g.outputWidth)
+    if g.stride == 1 && oh == g.height && ow == g.width {
+        im2colSamePadding(x, g, into: col)
+        return
+    }
     var row = col
     for c in 0..<g.channels {
         let plane = x + c * g.height * g.width
@@ -61,6 +65,44 @@ public func im2col<Scalar: NetworkScalar>(_ x: UnsafePointer<Scalar>, _ g: Convo
     }
 }
 
+/// `im2col` for stride 1 with "same" padding (the output has the input's size), where each
+/// row of `col` is the whole input plane shifted by `(i − p)·W + (j − p)`: one long copy per
+/// row, then zeros where the shift reads outside the plane or wraps around a row's end.
+@inline(__always)
+private func im2colSamePadding<Scalar: NetworkScalar>(
+    _ x: UnsafePointer<Scalar>, _ g: ConvolutionGeometry, into col: UnsafeMutablePointer<Scalar>
+) {
+    let (h, w) = (g.height, g.width)
+    let size = h * w
+    var row = col
+    for c in 0..<g.channels {
+        let plane = x + c * size
+        for i in 0..<g.kernelHeight {
+            for j in 0..<g.kernelWidth {
+                let (dy, dx) = (i - g.padding, j - g.padding)
+                let shift = dy * w + dx
+                // Output positions t whose source t + shift lies inside the plane.
+                let first = min(size, max(0, -shift)), last = max(0, min(size, size - shift))
+                if first > 0 { row.update(repeating: 0, count: first) }
+                if last < size { (row + last).update(repeating: 0, count: size - last) }
+                if first < last { (row + first).update(from: plane + first + shift, count: last - first) }
+                // Columns whose source column x + dx falls off the row's left or right end.
+                if dx != 0 {
+                    let (zeroFrom, zeroTo) = dx < 0 ? (0, min(w, -dx)) : (max(0, w - dx), w)
+                    for y in 0..<h {
+                        (row + y * w + zeroFrom).update(repeating: 0, count: zeroTo - zeroFrom)
+                    }
+                }
+                // Rows whose source row y + dy falls off the top or bottom (covered by the
+                // range above except where a wrapped row end crept in: zero them whole).
+                if dy < 0 { row.update(repeating: 0, count: min(-dy, h) * w) }
+                if dy > 0 { (row + max(h - dy, 0) * w).update(repeating: 0, count: min(dy, h) * w) }
+                row += size
+            }
+        }
+    }
+}
+
 /// Folds a patch matrix back onto the image, **adding** each entry to the pixel it came from —
 /// the adjoint of `im2col`, used to turn `∂L/∂col` into `∂L/∂x`. `x` must be zeroed first.
 @_specialize(where Scalar == Float)
@@ -79,10 +121,15 @@ public func col2im<Scalar: NetworkScalar>(_ col: UnsafePointer<Scalar>, _ g: Con
                     let dst = plane + iy * g.width
                     let first = max(0, (g.padding - j + g.stride - 1) / g.stride)
                     let last = min(ow, (g.width + g.padding - j + g.stride - 1) / g.stride)
-                    var x = first
-                    while x < last {
-                        dst[x * g.stride - g.padding + j] += src[x]
-                        x += 1
+                    if g.stride == 1 {
+                        let shifted = dst - g.padding + j
+                        for x in first..<max(first, last) { shifted[x] += src[x] }
+                    } else {
+                        var x = first
+                        while x < last {
+                            dst[x * g.stride - g.padding + j] += src[x]
+                            x += 1
+                        }
                     }
                 }
                 row += oh * ow

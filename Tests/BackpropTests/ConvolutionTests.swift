@@ -33,3 +33,32 @@ import Testing
         #expect(abs(dot(col, c) - dot(x, back)) < 1e-4)
     }
 }
+
+@Suite struct Im2colTests {
+    /// The plain definition, for comparison: `col[(c·kh + i)·kw + j, y·Wo + x] = x[c, y·s − p + i, x·s − p + j]`.
+    private func definition(_ x: [Float], _ g: ConvolutionGeometry) -> [Float] {
+        var col = [Float](repeating: .nan, count: g.patchSize * g.outputHeight * g.outputWidth)
+        for c in 0..<g.channels { for i in 0..<g.kernelHeight { for j in 0..<g.kernelWidth {
+            let r = (c * g.kernelHeight + i) * g.kernelWidth + j
+            for y in 0..<g.outputHeight { for xo in 0..<g.outputWidth {
+                let (iy, ix) = (y * g.stride - g.padding + i, xo * g.stride - g.padding + j)
+                let inside = iy >= 0 && iy < g.height && ix >= 0 && ix < g.width
+                col[r * g.outputHeight * g.outputWidth + y * g.outputWidth + xo] = inside ? x[(c * g.height + iy) * g.width + ix] : 0
+            } }
+        } } }
+        return col
+    }
+
+    /// Every path (same padding, other stride-1 padding, strided) against the definition,
+    /// with odd sizes and kernels larger than the padding.
+    @Test(arguments: [(5, 2, 1, 7, 6), (3, 1, 1, 4, 9), (5, 2, 1, 28, 28), (3, 0, 1, 6, 5), (3, 2, 1, 5, 5),
+                      (3, 1, 2, 7, 7), (1, 0, 1, 3, 4), (5, 1, 1, 6, 6), (4, 2, 2, 9, 8), (7, 3, 1, 3, 3), (9, 4, 1, 2, 3)])
+    func matchesTheDefinition(kernel: Int, padding: Int, stride: Int, height: Int, width: Int) {
+        let g = ConvolutionGeometry(channels: 2, height: height, width: width, kernelHeight: kernel, kernelWidth: kernel,
+                                    stride: stride, padding: padding)
+        let x: [Float] = randomTensor([2 * height * width], seed: 5).scalars
+        var col = [Float](repeating: .nan, count: g.patchSize * g.outputHeight * g.outputWidth)
+        im2col(x, g, into: &col)
+        #expect(col == definition(x, g))
+    }
+}

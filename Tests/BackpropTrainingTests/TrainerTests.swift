@@ -139,6 +139,27 @@ struct TrainerTests {
         #expect(zip(metrics, metrics.dropFirst()).allSatisfy { $0.elapsed <= $1.elapsed })
     }
 
+    /// Convolutions spread fixed groups of images over the threads and sum the groups' partial
+    /// gradients in group order, so the thread count cannot change a single bit. (Other tests may
+    /// change `Parallel.threadCount` concurrently; by the same argument that cannot matter.)
+    @Test("one thread and two threads train bit-identical weights", arguments: [16, 13])
+    func threadCountDoesNotChangeResults(batchSize: Int) throws {
+        var options = try shortRunOptions(iterations: 20)
+        options.batchSize = batchSize  // 13: a last group of one image
+        let data = try prepared(options)
+        let saved = Parallel.threadCount
+        defer { Parallel.threadCount = saved }
+        Parallel.threadCount = 1
+        let (single, singleMetrics) = try train(options, data: data)
+        Parallel.threadCount = 2
+        let (double, doubleMetrics) = try train(options, data: data)
+        Parallel.threadCount = 3
+        let (triple, _) = try train(options, data: data)
+        #expect(parameterBits(single) == parameterBits(double))
+        #expect(parameterBits(single) == parameterBits(triple))
+        #expect(singleMetrics.map(\.loss) == doubleMetrics.map(\.loss))
+    }
+
     @Test("two runs with the same seed end with bit-identical weights; another seed does not")
     func determinism() throws {
         let options = try shortRunOptions(iterations: 30)

@@ -13,16 +13,23 @@
 /// ```
 /// The backward pass recomputes `col` from the saved input rather than keeping `N` patch
 /// matrices alive between the passes. A 1x1 kernel with stride 1 and no padding skips
-/// im2col: the image itself is the patch matrix.
+/// im2col: the image itself is the patch matrix. Groups of images run in parallel
+/// (`Parallel`); results do not depend on the thread count.
 public final class Conv2D<Scalar: NetworkScalar>: Layer {
     public let inputChannels: Int, outputChannels: Int
     public let kernelSize: Int, stride: Int, padding: Int
     /// `weight`: `[Cout, Cin, kh, kw]` (PyTorch's layout); `bias`: `[Cout]`.
     public let weight: Parameter<Scalar>, bias: Parameter<Scalar>
-    /// One image's patch matrix, reused across images and steps.
-    private var columns: [Scalar] = []
-    /// One image's `∂L/∂col`, reused.
-    private var columnGradient: [Scalar] = []
+    /// Images per work item. Fixed — not derived from the thread count — so that ∂W and ∂b,
+    /// summed image by image within a group and then group by group, come out bit-identical
+    /// however many threads run the groups.
+    static var imagesPerGroup: Int { 4 }
+    /// Each group's patch matrix (`[C·kh·kw, Ho·Wo]`), reused across steps.
+    private let patchScratch = Scratch<Scalar>()
+    /// Each group's `∂L/∂col`, reused.
+    private let patchGradientScratch = Scratch<Scalar>()
+    /// Each group's partial `∂L/∂W` and `∂L/∂b`, reused.
+    private let partialScratch = Scratch<Scalar>()
 
     public var kind: String { "Conv2D" }
     public var settings: String {
@@ -85,26 +92,25 @@ public final class Conv2D<Scalar: NetworkScalar>: Layer {
         let g = geometry(input.shape)
         let n = input.batchSize
         let (k, spatial) = (g.patchSize, g.outputHeight * g.outputWidth)
-        let inputStride = inputChannels * g.height * g.width
+        let (inputStride, outputStride) = (inputChannels * g.height * g.width, outputChannels * spatial)
         output.resize(to: [n, outputChannels, g.outputHeight, g.outputWidth])
-        // Scratch for one image's patches (a 1x1 kernel uses the image itself; one element keeps
-        // the buffer's base address valid).
-        let scratch = isPointwise ? 1 : k * spatial
-        if columns.count != scratch { columns = [Scalar](repeating: 0, count: scratch) }
+        let groups = (n + Self.imagesPerGroup - 1) / Self.imagesPerGroup
+        let scratchSize = isPointwise ? 0 : k * spatial
+        let columns = patchScratch.reserve(max(groups * scratchSize, 1))
         input.scalars.withUnsafeBufferPointer { x in
             weight.value.scalars.withUnsafeBufferPointer { w in
                 bias.value.scalars.withUnsafeBufferPointer { b in
                     output.scalars.withUnsafeMutableBufferPointer { y in
-                        columns.withUnsafeMutableBufferPointer { col in
-                            for image in 0..<n {
-                                let xi = x.baseAddress! + image * inputStride
-                                let yi = y.baseAddress! + image * outputChannels * spatial
-                                let patches = patchMatrix(xi, g, scratch: col.baseAddress!)
+                        let (x, w, b, y) = (x.baseAddress!, w.baseAddress!, b.baseAddress!, y.baseAddress!)
+                        Parallel.forEach(groups) { group in
+                            let scratch = columns + group * scratchSize
+                            for image in imageRange(of: group, batch: n) {
+                                let patches = patchMatrix(x + image * inputStride, g, scratch: scratch)
+                                let yi = y + image * outputStride
                                 // Each output plane starts at its bias; then Y += W · col.
                                 for o in 0..<outputChannels { (yi + o * spatial).update(repeating: b[o], count: spatial) }
                                 Scalar.gemm(transposeA: false, transposeB: false, m: outputChannels, n: spatial, k: k,
-                                              a: w.baseAddress!, lda: k, b: patches, ldb: spatial,
-                                              c: yi, ldc: spatial, accumulate: true)
+                                            a: w, lda: k, b: patches, ldb: spatial, c: yi, ldc: spatial, accumulate: true)
                             }
                         }
                     }
@@ -119,51 +125,44 @@ public final class Conv2D<Scalar: NetworkScalar>: Layer {
         let g = geometry(input.shape)
         let n = input.batchSize
         let (k, spatial) = (g.patchSize, g.outputHeight * g.outputWidth)
-        let inputStride = inputChannels * g.height * g.width
+        let (inputStride, outputStride) = (inputChannels * g.height * g.width, outputChannels * spatial)
+        let groups = (n + Self.imagesPerGroup - 1) / Self.imagesPerGroup
+        let scratchSize = isPointwise ? 0 : k * spatial
+        let columns = patchScratch.reserve(max(groups * scratchSize, 1))
+        let columnGradients = patchGradientScratch.reserve(max(groups * scratchSize, 1))
+        let weightCount = outputChannels * k
+        let partials = partialScratch.reserve(groups * (weightCount + outputChannels))
         let wantsInputGradient = inputGradient != nil
-        if wantsInputGradient {
-            inputGradient!.resize(to: input.shape)
-            inputGradient!.zero()
-        }
         // Take the gradient's storage out of the optional (no copy) and put it back at the end.
         var dxStorage = inputGradient.take()?.scalars ?? []
+        if wantsInputGradient && dxStorage.count != input.count { dxStorage = [Scalar](repeating: 0, count: input.count) }
         defer { if wantsInputGradient { inputGradient = Tensor<Scalar>(shape: input.shape, scalars: dxStorage) } }
-        let scratch = isPointwise ? 1 : k * spatial
-        if columns.count != scratch { columns = [Scalar](repeating: 0, count: scratch) }
-        if columnGradient.count != scratch { columnGradient = [Scalar](repeating: 0, count: scratch) }
+
         input.scalars.withUnsafeBufferPointer { x in
             outputGradient.scalars.withUnsafeBufferPointer { dy in
                 weight.value.scalars.withUnsafeBufferPointer { w in
-                    weight.gradient.scalars.withUnsafeMutableBufferPointer { dw in
-                        bias.gradient.scalars.withUnsafeMutableBufferPointer { db in
-                            columns.withUnsafeMutableBufferPointer { col in
-                                columnGradient.withUnsafeMutableBufferPointer { dcol in
-                                    dxStorage.withUnsafeMutableBufferPointer { dx in
-                                        for image in 0..<n {
-                                            let xi = x.baseAddress! + image * inputStride
-                                            let dyi = dy.baseAddress! + image * outputChannels * spatial
-                                            let patches = patchMatrix(xi, g, scratch: col.baseAddress!)
-                                            // ∂L/∂W += ∂L/∂Y · colᵀ
-                                            Scalar.gemm(transposeA: false, transposeB: true, m: outputChannels, n: k, k: spatial,
-                                                          a: dyi, lda: spatial, b: patches, ldb: spatial,
-                                                          c: dw.baseAddress!, ldc: k, accumulate: true)
-                                            // ∂L/∂b += row sums of ∂L/∂Y
-                                            for o in 0..<outputChannels { db[o] += sum(dyi + o * spatial, count: spatial) }
-                                            guard wantsInputGradient else { continue }
-                                            // ∂L/∂col = Wᵀ · ∂L/∂Y, folded back onto the image.
-                                            let dxi = dx.baseAddress! + image * inputStride
-                                            if isPointwise {
-                                                Scalar.gemm(transposeA: true, transposeB: false, m: k, n: spatial, k: outputChannels,
-                                                              a: w.baseAddress!, lda: k, b: dyi, ldb: spatial,
-                                                              c: dxi, ldc: spatial, accumulate: false)
-                                            } else {
-                                                Scalar.gemm(transposeA: true, transposeB: false, m: k, n: spatial, k: outputChannels,
-                                                              a: w.baseAddress!, lda: k, b: dyi, ldb: spatial,
-                                                              c: dcol.baseAddress!, ldc: spatial, accumulate: false)
-                                                col2im(dcol.baseAddress!, g, into: dxi)
-                                            }
-                                        }
-                                    }
+                    dxStorage.withUnsafeMutableBufferPointer { dx in
+                        let (x, dy, w, dx) = (x.baseAddress!, dy.baseAddress!, w.baseAddress!, dx.baseAddress)
+                        Parallel.forEach(groups) { group in
+                            let (col, dcol) = (columns + group * scratchSize, columnGradients + group * scratchSize)
+                            let dw = partials + group * (weightCount + outputChannels), db = dw + weightCount
+                            dw.update(repeating: 0, count: weightCount + outputChannels)
+                            for image in imageRange(of: group, batch: n) {
+                                let patches = patchMatrix(x + image * inputStride, g, scratch: col)
+                                let dyi = dy + image * outputStride
+                                // ∂L/∂W += ∂L/∂Y · colᵀ;  ∂L/∂b += row sums of ∂L/∂Y
+                                Scalar.gemm(transposeA: false, transposeB: true, m: outputChannels, n: k, k: spatial,
+                                            a: dyi, lda: spatial, b: patches, ldb: spatial, c: dw, ldc: k, accumulate: true)
+                                for o in 0..<outputChannels { db[o] += sum(dyi + o * spatial, count: spatial) }
+                                guard wantsInputGradient, let dx else { continue }
+                                // ∂L/∂x = col2im(Wᵀ · ∂L/∂Y)  (for a 1x1 kernel, Wᵀ · ∂L/∂Y directly)
+                                let dxi = dx + image * inputStride
+                                Scalar.gemm(transposeA: true, transposeB: false, m: k, n: spatial, k: outputChannels,
+                                            a: w, lda: k, b: dyi, ldb: spatial, c: isPointwise ? dxi : dcol, ldc: spatial,
+                                            accumulate: false)
+                                if !isPointwise {
+                                    dxi.update(repeating: 0, count: inputStride)
+                                    col2im(dcol, g, into: dxi)
                                 }
                             }
                         }
@@ -171,5 +170,21 @@ public final class Conv2D<Scalar: NetworkScalar>: Layer {
                 }
             }
         }
+        // Add the groups' partial gradients in group order (the same order for any thread count).
+        weight.gradient.scalars.withUnsafeMutableBufferPointer { dw in
+            bias.gradient.scalars.withUnsafeMutableBufferPointer { db in
+                for group in 0..<groups {
+                    let partial = partials + group * (weightCount + outputChannels)
+                    for i in 0..<weightCount { dw[i] += partial[i] }
+                    for o in 0..<outputChannels { db[o] += partial[weightCount + o] }
+                }
+            }
+        }
+    }
+
+    /// The images of one work item.
+    @inline(__always)
+    private func imageRange(of group: Int, batch: Int) -> Range<Int> {
+        group * Self.imagesPerGroup ..< min(batch, (group + 1) * Self.imagesPerGroup)
     }
 }
