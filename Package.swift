@@ -1,5 +1,32 @@
 // swift-tools-version: 6.0
+import Foundation
 import PackageDescription
+
+// MARK: - Vector code generation
+
+/// Backprop's kernels are written with Swift SIMD types; how fast they run depends on the
+/// instructions the compiler may use. A default x86-64 build targets SSE2 without FMA, where a
+/// fused multiply-add becomes a library call per lane (see ../shared/notes). So when the build
+/// machine has FMA, the package is compiled for that machine's CPU (`-target-cpu native`) and
+/// the kernels use fused multiply-adds (`BACKPROP_FMA`). arm64 always has FMA.
+///
+/// Set `BACKPROP_PORTABLE=1` for a binary that runs on any CPU of its architecture (and for
+/// using Backprop as a versioned dependency, where SwiftPM refuses compiler flags).
+let portable = ProcessInfo.processInfo.environment["BACKPROP_PORTABLE"].map { $0 != "0" } ?? false
+
+let vectorSettings: [SwiftSetting] = {
+    if portable { return [] }
+    #if arch(arm64)
+    return [.define("BACKPROP_FMA")]
+    #elseif arch(x86_64) && os(Linux)
+    let flags = (try? String(contentsOfFile: "/proc/cpuinfo", encoding: .utf8))?
+        .split(separator: "\n").first { $0.hasPrefix("flags") }?.split(separator: " ") ?? []
+    guard flags.contains("fma") && flags.contains("avx2") else { return [] }
+    return [.define("BACKPROP_FMA"), .unsafeFlags(["-target-cpu", "native"])]
+    #else
+    return []
+    #endif
+}()
 
 let package = Package(
     name: "Backprop",
@@ -18,7 +45,7 @@ let package = Package(
         // MARK: - Public modules
 
         /// Tensors, layers, networks, losses, optimizers, model files. Knows nothing of data sets or the CLI.
-        .target(name: "Backprop"),
+        .target(name: "Backprop", swiftSettings: vectorSettings),
 
         /// MNIST and CIFAR-10 readers, the data folder, and the downloader.
         .target(name: "BackpropData", dependencies: ["_CZlib"]),

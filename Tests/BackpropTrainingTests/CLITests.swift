@@ -67,7 +67,8 @@ struct CLITests {
         #expect(training.stderr.isEmpty, "\(training.stderr)")
 
         let files = try FileManager.default.contentsOfDirectory(atPath: run.path).sorted()
-        #expect(files == ["evaluation.json", "experiment.json", "metrics.jsonl", "model.json", "model.safetensors", "training.json"])
+        #expect(files == ["confusion.csv", "evaluation.json", "experiment.json", "metrics.jsonl", "model.json", "model.safetensors",
+                          "per_class.csv", "training.json"])
 
         // metrics.jsonl: 200 JSON objects, iterations 1...200, validation at 200 (the preset's interval and the last).
         let lines = try String(decoding: Data(contentsOf: run.appendingPathComponent("metrics.jsonl")), as: UTF8.self)

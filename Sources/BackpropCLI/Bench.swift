@@ -1,0 +1,165 @@
+import ArgumentParser
+import Backprop
+import BackpropTraining
+import Foundation
+
+struct Bench: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Measure training and inference throughput of the presets, and GEMM speed.",
+        discussion: """
+            For each preset and batch size: training img/s (forward + backward + SGD update on random \
+            data), inference img/s (forward only), the GFLOP/s those imply (multiply-adds counted as 2), \
+            and the process's peak resident memory. Then GEMM GFLOP/s at 2048^3 and at the shapes the \
+            seed nets use. Scripts/bench_pytorch.py runs the same nets in PyTorch and prints the ratios.
+            """)
+
+    @Option(help: "Presets to measure (comma-separated).") var presets = Experiment.presetNames.joined(separator: ",")
+    @Option(help: "Batch sizes (comma-separated).") var batchSizes = "16,128"
+    @Option(help: "Seconds to measure each row (after a warm-up).") var seconds = 3.0
+    @Flag(help: "Skip the GEMM measurements.") var noGemm = false
+    @Flag(help: "Print JSON instead of a table.") var json = false
+    @OptionGroup var threading: ThreadOptions
+
+    struct Row: Codable {
+        var preset: String
+        var batchSize: Int
+        var trainImagesPerSecond: Double
+        var inferenceImagesPerSecond: Double
+        var trainGFLOPS: Double
+        var inferenceGFLOPS: Double
+        var peakMemoryMB: Double
+    }
+
+    struct GEMMRow: Codable {
+        var shape: String
+        var gflops: Double
+    }
+
+    func run() throws {
+        try threading.apply()
+        var rows: [Row] = []
+        for name in presets.split(separator: ",").map(String.init) {
+            guard let experiment = Experiment.preset(named: name) else { throw UserError("unknown preset '\(name)'") }
+            for batch in try batchSizes.split(separator: ",").map(parseBatch) {
+                rows.append(measure(experiment, batch: batch))
+                if !json { print(format(rows.last!)) }
+            }
+        }
+        var gemms: [GEMMRow] = []
+        if !noGemm {
+            for (m, n, k, label) in gemmShapes() {
+                gemms.append(GEMMRow(shape: label, gflops: measureGEMM(m: m, n: n, k: k)))
+                if !json { print(String(format: "GEMM %@: %.1f GFLOP/s", label, gemms.last!.gflops)) }
+            }
+        }
+        if json {
+            let encoder = JSONEncoder()
+            encoder.outputFormatting = [.prettyPrinted, .sortedKeys]
+            let object = ["rows": try JSONSerialization.jsonObject(with: encoder.encode(rows)),
+                          "gemm": try JSONSerialization.jsonObject(with: encoder.encode(gemms))]
+            print(String(decoding: try JSONSerialization.data(withJSONObject: object, options: [.prettyPrinted, .sortedKeys]), as: UTF8.self))
+        }
+    }
+
+    private func parseBatch(_ text: Substring) throws -> Int {
+        guard let b = Int(text), b > 0 else { throw UserError("bad batch size '\(text)'") }
+        return b
+    }
+
+    private func format(_ r: Row) -> String {
+        pad(r.preset, 17) + String(format: " batch %4d  train %8.0f img/s (%5.1f GFLOP/s)  inference %8.0f img/s (%5.1f GFLOP/s)  peak %6.1f MB",
+               r.batchSize, r.trainImagesPerSecond, r.trainGFLOPS, r.inferenceImagesPerSecond, r.inferenceGFLOPS, r.peakMemoryMB)
+    }
+
+    /// Runs `body` repeatedly for about `seconds` after one warm-up call; returns calls per second.
+    private func rate(_ body: () -> Void) -> Double {
+        body()
+        var calls = 0
+        let start = Date()
+        repeat {
+            body()
+            calls += 1
+        } while Date().timeIntervalSince(start) < seconds
+        return Double(calls) / Date().timeIntervalSince(start)
+    }
+
+    private func measure(_ experiment: Experiment, batch: Int) -> Row {
+        var generator = SeededGenerator(seed: 1)
+        let network = try! experiment.network.makeNetwork(Float.self, using: &generator)
+        let inputs = Tensor<Float>.randomNormal(shape: [batch] + network.inputShape, standardDeviation: 1, using: &generator)
+        let labels = (0..<batch).map { _ in generator.nextInt(below: 10) }
+        let o = experiment.options
+        let optimizer = SGD<Float>(learningRate: o.learningRate, momentum: o.momentum, weightDecay: o.weightDecay)
+        var gradient: Tensor<Float>? = Tensor(shape: [batch, 10])
+        let trainSteps = rate {
+            let logits = network.forward(inputs)
+            _ = SoftmaxCrossEntropy.evaluate(logits: logits, labels: labels, gradient: &gradient)
+            network.zeroGradients()
+            network.backward(gradient!)
+            optimizer.step(network.parameters)
+        }
+        let inferenceSteps = rate { network.forward(inputs) }
+        let (forward, training) = flopsPerImage(network)
+        let train = trainSteps * Double(batch), inference = inferenceSteps * Double(batch)
+        return Row(preset: experiment.name, batchSize: batch, trainImagesPerSecond: train, inferenceImagesPerSecond: inference,
+                   trainGFLOPS: train * training / 1e9, inferenceGFLOPS: inference * forward / 1e9,
+                   peakMemoryMB: peakResidentMegabytes())
+    }
+
+    /// Multiply-adds ×2 of one image's forward pass, and of forward + backward (the first
+    /// layer computes no input gradient).
+    private func flopsPerImage(_ network: Sequential<Float>) -> (forward: Double, training: Double) {
+        var forward = 0.0, training = 0.0
+        for (index, layer) in network.layers.enumerated() {
+            var f = 0.0
+            if let conv = layer as? Conv2D<Float> {
+                let out = network.outputShapes[index]
+                f = 2 * Double(conv.outputChannels * conv.inputChannels * conv.kernelSize * conv.kernelSize * out[1] * out[2])
+            } else if let dense = layer as? Dense<Float> {
+                f = 2 * Double(dense.inputSize * dense.outputSize)
+            }
+            forward += f
+            training += f * (index == 0 ? 2 : 3)  // forward, ∂W, and ∂X except for the first layer
+        }
+        return (forward, training)
+    }
+
+    /// 2048³, then the im2col GEMMs of the mnist preset's convolutions at one image.
+    private func gemmShapes() -> [(Int, Int, Int, String)] {
+        [(2048, 2048, 2048, "2048x2048x2048"),
+         (16, 784, 25, "16x784x25 (mnist conv1)"),
+         (16, 196, 400, "16x196x400 (mnist conv2)"),
+         (16, 1024, 75, "16x1024x75 (cifar conv1)"),
+         (16, 256, 400, "16x256x400 (cifar conv2)"),
+         (400, 196, 16, "400x196x16 (mnist conv2 ∂col)")]
+    }
+
+    private func measureGEMM(m: Int, n: Int, k: Int) -> Double {
+        var generator = SeededGenerator(seed: 2)
+        let a = Tensor<Float>.randomNormal(shape: [m, k], standardDeviation: 1, using: &generator).scalars
+        let b = Tensor<Float>.randomNormal(shape: [k, n], standardDeviation: 1, using: &generator).scalars
+        var c = [Float](repeating: 0, count: m * n)
+        let calls = rate {
+            Float.gemm(transposeA: false, transposeB: false, m: m, n: n, k: k, a: a, lda: k, b: b, ldb: n,
+                       c: &c, ldc: n, accumulate: false)
+        }
+        return calls * 2 * Double(m * n * k) / 1e9
+    }
+
+    /// The process's peak resident memory. On Linux this is `VmHWM`, which starts afresh at
+    /// `exec` (unlike `ru_maxrss`, which a child started from a large process inherits).
+    private func peakResidentMegabytes() -> Double {
+        #if os(Linux)
+        if let status = try? String(contentsOfFile: "/proc/self/status", encoding: .utf8),
+           let line = status.split(separator: "\n").first(where: { $0.hasPrefix("VmHWM:") }),
+           let kilobytes = Double(line.split(separator: " ")[1]) {
+            return kilobytes / 1024
+        }
+        return 0
+        #else
+        var usage = rusage()
+        getrusage(RUSAGE_SELF, &usage)
+        return Double(usage.ru_maxrss) / 1_048_576
+        #endif
+    }
+}

@@ -1,0 +1,114 @@
+import ArgumentParser
+import Backprop
+import BackpropData
+import BackpropReport
+import BackpropTraining
+import Foundation
+
+/// A failure the user can fix, printed as one `Error:` line with a non-zero exit.
+struct UserError: Error, CustomStringConvertible {
+    var description: String
+    init(_ description: String) { self.description = description }
+}
+
+/// Turns the libraries' errors into one-line user errors.
+func userFacing<T>(_ body: () throws -> T) throws -> T {
+    do {
+        return try body()
+    } catch let error as CocoaError {
+        throw UserError(error.localizedDescription)
+    } catch let error as CustomStringConvertible {
+        throw UserError(error.description)
+    }
+}
+
+/// `<preset> | --spec FILE [--dataset NAME]`: which experiment a verb works on.
+struct ExperimentChoice: ParsableArguments {
+    static let presetList = Experiment.presetNames.joined(separator: ", ")
+
+    @Argument(help: ArgumentHelp("A preset: \(ExperimentChoice.presetList).", valueName: "preset"))
+    var preset: String?
+
+    @Option(name: .long, help: ArgumentHelp("A network spec file (JSON) instead of a preset.", valueName: "file"))
+    var spec: String?
+
+    @Option(name: .long, help: "The data set for a spec that names none: mnist or cifar10.")
+    var dataset: String?
+
+    func resolve() throws -> Experiment {
+        switch (preset, spec) {
+        case (nil, nil): throw UserError("name a preset (\(Self.presetList)) or pass --spec FILE")
+        case (.some, .some): throw UserError("give a preset or --spec, not both")
+        case let (name?, nil):
+            guard let experiment = Experiment.preset(named: name) else {
+                throw UserError("unknown preset '\(name)' (known: \(Self.presetList))")
+            }
+            return experiment
+        case let (nil, path?):
+            var fallback: DatasetKind?
+            if let dataset {
+                guard let kind = DatasetKind(rawValue: dataset) else { throw UserError("unknown data set '\(dataset)' (mnist or cifar10)") }
+                fallback = kind
+            }
+            return try userFacing { try Experiment(specFile: URL(fileURLWithPath: path), dataset: fallback) }
+        }
+    }
+}
+
+/// Builds the experiment's network and checks that it fits the data set's images and classes.
+func makeNetwork(_ experiment: Experiment, seed: UInt64) throws -> Sequential<Float> {
+    guard experiment.network.input == experiment.dataset.imageShape else {
+        throw UserError("the network's input \(describe(shape: experiment.network.input)) does not match \(experiment.dataset.displayName) images (\(describe(shape: experiment.dataset.imageShape)))")
+    }
+    var generator = SeededGenerator(seed: seed)
+    let network = try userFacing { try experiment.network.makeNetwork(Float.self, using: &generator) }
+    guard network.outputShape == [10] else {
+        throw UserError("the network's output \(describe(shape: network.outputShape)) does not match the 10 classes of \(experiment.dataset.displayName)")
+    }
+    return network
+}
+
+/// Formats an integer with thousands separators: 14,682.
+func grouped(_ n: Int) -> String {
+    let digits = String(abs(n))
+    var out = ""
+    for (i, c) in digits.enumerated() {
+        if i > 0 && (digits.count - i) % 3 == 0 { out.append(",") }
+        out.append(c)
+    }
+    return (n < 0 ? "-" : "") + out
+}
+
+/// Pads or truncates for a text table.
+func pad(_ s: String, _ width: Int, right: Bool = false) -> String {
+    let padding = String(repeating: " ", count: max(0, width - s.count))
+    return right ? padding + s : s + padding
+}
+
+/// Prints the per-layer table of the report's Tables 2, 3 and 5 (the rows the HTML report shows).
+func printSummary(title: String, network: Sequential<Float>) {
+    print(title)
+    let table = ParameterTable(network: network)
+    func line(_ index: String, _ kind: String, _ settings: String, _ shape: String, _ w: String, _ b: String, _ t: String) {
+        print([pad(index, 3), pad(kind, 11), pad(settings, 20), pad(shape, 10), pad(w, 9, right: true),
+               pad(b, 7, right: true), pad(t, 9, right: true)].joined(separator: "  "))
+    }
+    line("#", "Layer", "Settings", "Output", "Weights", "Biases", "Total")
+    for r in table.rows {
+        line(r.index, r.layer, r.settings, r.outputShape, grouped(r.weights), grouped(r.biases), grouped(r.total))
+    }
+    line("", "Total", "", "", grouped(table.totalWeights), grouped(table.totalBiases), grouped(table.total))
+    print("Total parameters: \(grouped(table.total))")
+}
+
+/// Writes text atomically.
+func write(_ text: String, to url: URL) throws {
+    try writeAtomically(Data(text.utf8), to: url)
+}
+
+/// JSON for files people read: sorted keys, indented.
+func prettyJSON<T: Encodable>(_ value: T) throws -> Data {
+    let encoder = JSONEncoder()
+    encoder.outputFormatting = [.prettyPrinted, .sortedKeys]
+    return try encoder.encode(value)
+}

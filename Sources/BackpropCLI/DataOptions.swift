@@ -1,0 +1,32 @@
+import ArgumentParser
+import Backprop
+import BackpropData
+import Foundation
+
+/// `--data-dir`: where the data sets are.
+struct DataOptions: ParsableArguments {
+    @Option(name: .long, help: ArgumentHelp(
+        "The data folder (the data set's files, or a root with mnist/ and cifar10/). Default: $BACKPROP_DATA, else the per-user cache folder.",
+        valueName: "dir"))
+    var dataDir: String?
+
+    var directory: URL { DataDirectory.resolve(explicit: dataDir) }
+
+    func load(_ kind: DatasetKind, trainingLimit: Int? = nil) throws -> Dataset {
+        try userFacing { try Dataset.load(kind, from: directory, trainingLimit: trainingLimit) }
+    }
+}
+
+/// `--threads`: how many cores the kernels use.
+struct ThreadOptions: ParsableArguments {
+    @Option(help: ArgumentHelp("Threads for the kernels (default: the machine's cores). Results do not depend on it.", valueName: "n"))
+    var threads: Int?
+
+    /// Applies the setting; call first in `run()`.
+    func apply() throws {
+        if let threads {
+            guard threads > 0 else { throw UserError("--threads must be at least 1") }
+            Parallel.threadCount = threads
+        }
+    }
+}

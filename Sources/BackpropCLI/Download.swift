@@ -1,0 +1,39 @@
+import ArgumentParser
+import BackpropData
+import Foundation
+
+struct Download: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Fetch MNIST or CIFAR-10 (binary version) into the data folder, verifying SHA-256.")
+
+    @Argument(help: "mnist or cifar10.") var dataset: String
+    @OptionGroup var data: DataOptions
+    @Option(help: ArgumentHelp("A base URL to fetch the official file names from instead of the official hosts.", valueName: "url"))
+    var mirror: String?
+
+    func run() throws {
+        guard let kind = DatasetKind(rawValue: dataset) else { throw UserError("unknown data set '\(dataset)' (mnist or cifar10)") }
+        var mirrorURL: URL?
+        if let mirror {
+            guard let url = URL(string: mirror.hasSuffix("/") ? mirror : mirror + "/"), url.scheme != nil else {
+                throw UserError("--mirror '\(mirror)' is not a URL")
+            }
+            mirrorURL = url
+        }
+        let interactive = isatty(STDOUT_FILENO) != 0
+        let folder = try userFacing {
+            try Downloader(dataDirectory: data.directory, mirror: mirrorURL).download(kind) { event in
+                switch event {
+                case .alreadyPresent(let file): print("\(file): already present and verified")
+                case .verified(let file): print((interactive ? "\r\u{1B}[2K" : "") + "\(file): verified")
+                case let .receiving(file, received, expected):
+                    guard interactive else { return }
+                    let total = expected.map { String(format: " of %.1f MB", Double($0) / 1e6) } ?? ""
+                    print(String(format: "\r\u{1B}[2K%@: %.1f MB", file, Double(received) / 1e6) + total, terminator: "")
+                    fflush(nil)
+                }
+            }
+        }
+        print("\(kind.displayName) is in \(folder.path)")
+    }
+}

@@ -1,0 +1,53 @@
+import ArgumentParser
+import Backprop
+import BackpropData
+import BackpropReport
+import BackpropTraining
+import Foundation
+
+struct Evaluate: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Evaluate a run's model on the test set: accuracy, confusion matrix, precision and recall.",
+        discussion: "Writes evaluation.json, confusion.csv and per_class.csv into the run folder.")
+
+    @Argument(help: ArgumentHelp("The run folder.", valueName: "run")) var runFolder: String
+    @OptionGroup var data: DataOptions
+    @OptionGroup var threading: ThreadOptions
+
+    func run() throws {
+        try threading.apply()
+        let folder = URL(fileURLWithPath: runFolder, isDirectory: true)
+        let model = try userFacing { try ModelArchive.load(from: folder) }
+        let dataset = try data.load(model.dataset, trainingLimit: 0)
+        let (_, report) = model.evaluate(on: dataset.test)
+        print(String(format: "test accuracy %.2f%% (%d of %d)", report.accuracy * 100, report.correct, report.total))
+        print()
+        printConfusion(report)
+        print()
+        printPerClass(report)
+        try userFacing { try EvaluationFiles.write(report, dataset: model.dataset.rawValue, to: folder) }
+    }
+}
+
+/// The confusion matrix as text: rows are true classes, columns predicted.
+func printConfusion(_ r: ClassificationReport) {
+    let names = r.classNames.map { String($0.prefix(10)) }
+    let width = max(6, (names.map(\.count).max() ?? 0) + 1)
+    print("confusion matrix (rows: true class, columns: predicted)")
+    print(pad("", width) + names.map { pad($0, width, right: true) }.joined())
+    for (t, row) in r.confusion.enumerated() {
+        print(pad(names[t], width) + row.map { pad(String($0), width, right: true) }.joined())
+    }
+}
+
+/// Precision, recall, F1 and support per class, with macro averages.
+func printPerClass(_ r: ClassificationReport) {
+    print([pad("class", 12), pad("precision", 10, right: true), pad("recall", 10, right: true),
+           pad("f1", 10, right: true), pad("support", 9, right: true)].joined())
+    func line(_ name: String, _ p: Double, _ rc: Double, _ f: Double, _ s: Int) {
+        print([pad(name, 12), pad(String(format: "%.4f", p), 10, right: true), pad(String(format: "%.4f", rc), 10, right: true),
+               pad(String(format: "%.4f", f), 10, right: true), pad(String(s), 9, right: true)].joined())
+    }
+    for k in r.classNames.indices { line(r.classNames[k], r.precision[k], r.recall[k], r.f1[k], r.support[k]) }
+    line("macro avg", r.macroPrecision, r.macroRecall, r.macroF1, r.total)
+}
