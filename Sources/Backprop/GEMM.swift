@@ -19,19 +19,48 @@ public enum GEMM {
     static let mc = 96
 
     /// Computes `C = op(A)·op(B)` (or `C += …` when `accumulate`), see the type's documentation.
+    ///
+    /// With `parallel`, a large product is split by columns of `C` over `Parallel.threadCount`
+    /// threads; every element is still summed over `k` in the same order, so the result does not
+    /// depend on the thread count. Layers that already run in parallel groups leave it off.
     public static func multiply(
         transposeA: Bool, transposeB: Bool, m: Int, n: Int, k: Int,
         a: UnsafePointer<Float>, lda: Int,
         b: UnsafePointer<Float>, ldb: Int,
         c: UnsafeMutablePointer<Float>, ldc: Int,
-        accumulate: Bool
+        accumulate: Bool, parallel: Bool = false
     ) {
         guard m > 0, n > 0 else { return }
-        if !accumulate {
-            for i in 0..<m { (c + i * ldc).update(repeating: 0, count: n) }
+        guard k > 0 else {
+            if !accumulate { for i in 0..<m { (c + i * ldc).update(repeating: 0, count: n) } }
+            return
         }
-        guard k > 0 else { return }
+        let threads = parallel && m * n * k >= 1 << 21 ? min(Parallel.threadCount, n / nr) : 1
+        guard threads > 1 else {
+            multiplyColumns(transposeA: transposeA, transposeB: transposeB, m: m, n: n, k: k,
+                            a: a, lda: lda, b: b, ldb: ldb, c: c, ldc: ldc, accumulate: accumulate)
+            return
+        }
+        // Contiguous column ranges, each a whole number of micro-kernel tiles.
+        let tiles = (n + nr - 1) / nr
+        let (a, b, c) = (UnsafeSendable(a), UnsafeSendable(b), UnsafeSendable(c))
+        Parallel.forEach(threads) { part in
+            let first = tiles * part / threads * nr, last = min(n, tiles * (part + 1) / threads * nr)
+            guard first < last else { return }
+            multiplyColumns(transposeA: transposeA, transposeB: transposeB, m: m, n: last - first, k: k,
+                            a: a.value, lda: lda, b: b.value + (transposeB ? first * ldb : first), ldb: ldb,
+                            c: c.value + first, ldc: ldc, accumulate: accumulate)
+        }
+    }
 
+    /// `C (+)= op(A)·op(B)` on one thread: K in panels of `kc`, A in blocks of `mc` rows, then
+    /// the micro-kernel over `mr x nr` tiles. Without `accumulate`, the first K panel stores its
+    /// tiles instead of adding them (no separate pass to zero C).
+    private static func multiplyColumns(
+        transposeA: Bool, transposeB: Bool, m: Int, n: Int, k: Int,
+        a: UnsafePointer<Float>, lda: Int, b: UnsafePointer<Float>, ldb: Int,
+        c: UnsafeMutablePointer<Float>, ldc: Int, accumulate: Bool
+    ) {
         let panelColumns = (n + nr - 1) / nr * nr
         let packedB = UnsafeMutablePointer<Float>.allocate(capacity: kc * panelColumns)
         let packedA = UnsafeMutablePointer<Float>.allocate(capacity: mc * kc)
@@ -53,7 +82,8 @@ public enum GEMM {
                         let rows = min(mr, mb - i)
                         microKernel(
                             depth: kb, a: packedA + i * kb, b: packedB + j * kb,
-                            c: c + (i0 + i) * ldc + j, ldc: ldc, rows: rows, columns: nb)
+                            c: c + (i0 + i) * ldc + j, ldc: ldc, rows: rows, columns: nb,
+                            overwrite: p0 == 0 && !accumulate)
                         i += mr
                     }
                     j += nr
@@ -118,7 +148,7 @@ public enum GEMM {
     @inline(__always)
     private static func microKernel(
         depth: Int, a: UnsafePointer<Float>, b: UnsafePointer<Float>,
-        c: UnsafeMutablePointer<Float>, ldc: Int, rows: Int, columns: Int
+        c: UnsafeMutablePointer<Float>, ldc: Int, rows: Int, columns: Int, overwrite: Bool
     ) {
         typealias V = SIMD16<Float>
         var c00 = V(), c01 = V(), c10 = V(), c11 = V(), c20 = V(), c21 = V()
@@ -136,26 +166,34 @@ public enum GEMM {
             s = V(repeating: ap[5]); c50 = fused(c50, s, b0); c51 = fused(c51, s, b1)
         }
         // Add the tile into C; rows and columns past the matrix edge were zero padding.
-        store(c, lo: c00, hi: c01, columns: columns)
-        if rows > 1 { store(c + ldc, lo: c10, hi: c11, columns: columns) }
-        if rows > 2 { store(c + 2 * ldc, lo: c20, hi: c21, columns: columns) }
-        if rows > 3 { store(c + 3 * ldc, lo: c30, hi: c31, columns: columns) }
-        if rows > 4 { store(c + 4 * ldc, lo: c40, hi: c41, columns: columns) }
-        if rows > 5 { store(c + 5 * ldc, lo: c50, hi: c51, columns: columns) }
+        store(c, lo: c00, hi: c01, columns: columns, overwrite: overwrite)
+        if rows > 1 { store(c + ldc, lo: c10, hi: c11, columns: columns, overwrite: overwrite) }
+        if rows > 2 { store(c + 2 * ldc, lo: c20, hi: c21, columns: columns, overwrite: overwrite) }
+        if rows > 3 { store(c + 3 * ldc, lo: c30, hi: c31, columns: columns, overwrite: overwrite) }
+        if rows > 4 { store(c + 4 * ldc, lo: c40, hi: c41, columns: columns, overwrite: overwrite) }
+        if rows > 5 { store(c + 5 * ldc, lo: c50, hi: c51, columns: columns, overwrite: overwrite) }
     }
 
-    /// `row[0..<columns] += (lo, hi)`.
+    /// `row[0..<columns] += (lo, hi)`, or `= (lo, hi)` when `overwrite`.
     @inline(__always)
     private static func store(
-        _ row: UnsafeMutablePointer<Float>, lo: SIMD16<Float>, hi: SIMD16<Float>, columns: Int
+        _ row: UnsafeMutablePointer<Float>, lo: SIMD16<Float>, hi: SIMD16<Float>, columns: Int, overwrite: Bool
     ) {
         if columns == nr {
             let raw = UnsafeMutableRawPointer(row)
-            raw.storeBytes(of: raw.loadUnaligned(as: SIMD16<Float>.self) + lo, as: SIMD16<Float>.self)
-            raw.storeBytes(of: raw.loadUnaligned(fromByteOffset: 64, as: SIMD16<Float>.self) + hi,
-                           toByteOffset: 64, as: SIMD16<Float>.self)
+            if overwrite {
+                raw.storeBytes(of: lo, as: SIMD16<Float>.self)
+                raw.storeBytes(of: hi, toByteOffset: 64, as: SIMD16<Float>.self)
+            } else {
+                raw.storeBytes(of: raw.loadUnaligned(as: SIMD16<Float>.self) + lo, as: SIMD16<Float>.self)
+                raw.storeBytes(of: raw.loadUnaligned(fromByteOffset: 64, as: SIMD16<Float>.self) + hi,
+                               toByteOffset: 64, as: SIMD16<Float>.self)
+            }
         } else {
-            for j in 0..<columns { row[j] += j < 16 ? lo[j] : hi[j - 16] }
+            for j in 0..<columns {
+                let value = j < 16 ? lo[j] : hi[j - 16]
+                row[j] = overwrite ? value : row[j] + value
+            }
         }
     }
 
@@ -191,4 +229,10 @@ public func referenceGEMM<Scalar: BinaryFloatingPoint>(
             c[i * ldc + j] = (accumulate ? c[i * ldc + j] : 0) + Scalar(sum)
         }
     }
+}
+
+/// A pointer handed to worker threads that write disjoint parts of what it points to.
+private struct UnsafeSendable<Pointer>: @unchecked Sendable {
+    let value: Pointer
+    init(_ value: Pointer) { self.value = value }
 }

@@ -140,8 +140,8 @@ struct Bench: ParsableCommand {
         let b = Tensor<Float>.randomNormal(shape: [k, n], standardDeviation: 1, using: &generator).scalars
         var c = [Float](repeating: 0, count: m * n)
         let calls = rate {
-            Float.gemm(transposeA: false, transposeB: false, m: m, n: n, k: k, a: a, lda: k, b: b, ldb: n,
-                       c: &c, ldc: n, accumulate: false)
+            GEMM.multiply(transposeA: false, transposeB: false, m: m, n: n, k: k, a: a, lda: k, b: b, ldb: n,
+                          c: &c, ldc: n, accumulate: false, parallel: true)
         }
         return calls * 2 * Double(m * n * k) / 1e9
     }

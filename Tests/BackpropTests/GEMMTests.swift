@@ -2,6 +2,27 @@ import Backprop
 import Testing
 
 @Suite struct GEMMTests {
+    /// Split over threads by columns, the product is bit-identical to the one-thread product.
+    @Test func parallelIsBitIdentical() {
+        let (m, n, k) = (70, 517, 300)
+        let a: [Float] = randomTensor([m * k], seed: 1).scalars
+        let b: [Float] = randomTensor([k * n], seed: 2).scalars
+        var one = [Float](repeating: 0, count: m * n), two = one
+        GEMM.multiply(transposeA: false, transposeB: false, m: m, n: n, k: k, a: a, lda: k, b: b, ldb: n,
+                      c: &one, ldc: n, accumulate: false)
+        let saved = Parallel.threadCount
+        defer { Parallel.threadCount = saved }
+        Parallel.threadCount = 3
+        GEMM.multiply(transposeA: false, transposeB: false, m: m, n: n, k: k, a: a, lda: k, b: b, ldb: n,
+                      c: &two, ldc: n, accumulate: false, parallel: true)
+        #expect(one == two)
+        var transposed = [Float](repeating: 0, count: m * n)
+        let bt = (0..<(n * k)).map { i in b[(i % k) * n + i / k] }  // Bᵀ stored n x k
+        GEMM.multiply(transposeA: false, transposeB: true, m: m, n: n, k: k, a: a, lda: k, b: bt, ldb: k,
+                      c: &transposed, ldc: n, accumulate: false, parallel: true)
+        #expect(transposed == one)
+    }
+
     /// The fast GEMM against the triple loop on odd shapes (edges of every tile and block) and
     /// every transpose combination, accumulating and not.
     @Test(arguments: [(1, 1, 1), (7, 33, 5), (6, 32, 256), (13, 65, 300), (97, 31, 17), (200, 70, 513)])

@@ -40,30 +40,36 @@ public final class MaxPool2D<Scalar: NetworkScalar>: Layer {
         precondition(input.count < Int(Int32.max), "MaxPool2D input too large for 32-bit argmax offsets")
         output.resize(to: [n, c, oh, ow])
         if argmax.count != output.count { argmax = [Int32](repeating: 0, count: output.count) }
+        let (size, stride) = (self.size, self.stride)
         input.scalars.withUnsafeBufferPointer { x in
             output.scalars.withUnsafeMutableBufferPointer { y in
                 argmax.withUnsafeMutableBufferPointer { arg in
-                    var out = 0
-                    for plane in 0..<(n * c) {
-                        let base = plane * h * w
-                        for u in 0..<oh {
-                            for v in 0..<ow {
-                                var best = base + u * stride * w + v * stride
-                                var bestValue = x[best]
-                                for i in 0..<size {
-                                    for j in 0..<size {
-                                        // Selects rather than branches: on real data the winner's
-                                        // position is unpredictable, and mispredicts dominated.
-                                        let at = base + (u * stride + i) * w + v * stride + j
-                                        let value = x[at]
-                                        let better = value > bestValue
-                                        best = better ? at : best
-                                        bestValue = better ? value : bestValue
+                    let (x, y, arg) = (x.baseAddress!, y.baseAddress!, arg.baseAddress!)
+                    // Planes are independent: spread them over the threads in fixed chunks.
+                    let planes = n * c, chunk = 16
+                    Parallel.forEach((planes + chunk - 1) / chunk) { part in
+                        for plane in (part * chunk)..<min(planes, (part + 1) * chunk) {
+                            let base = plane * h * w
+                            var out = plane * oh * ow
+                            for u in 0..<oh {
+                                for v in 0..<ow {
+                                    var best = base + u * stride * w + v * stride
+                                    var bestValue = x[best]
+                                    for i in 0..<size {
+                                        for j in 0..<size {
+                                            // Selects rather than branches: on real data the
+                                            // winner's position is unpredictable.
+                                            let at = base + (u * stride + i) * w + v * stride + j
+                                            let value = x[at]
+                                            let better = value > bestValue
+                                            best = better ? at : best
+                                            bestValue = better ? value : bestValue
+                                        }
                                     }
+                                    y[out] = bestValue
+                                    arg[out] = Int32(truncatingIfNeeded: best)
+                                    out += 1
                                 }
-                                y[out] = bestValue
-                                arg[out] = Int32(truncatingIfNeeded: best)
-                                out += 1
                             }
                         }
                     }
