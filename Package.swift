@@ -72,9 +72,13 @@ let package = Package(
 
         // MARK: - Tests
 
+        /// Paths, temporary folders and running `backprop`, shared by the test targets.
+        .target(name: "BackpropTestSupport", path: "Tests/BackpropTestSupport"),
         .testTarget(name: "BackpropTests", dependencies: ["Backprop"], exclude: ["Fixtures"]),
-        .testTarget(name: "BackpropDataTests", dependencies: ["BackpropData"]),
-        .testTarget(name: "BackpropTrainingTests", dependencies: ["Backprop", "BackpropData", "BackpropTraining"]),
-        .testTarget(name: "BackpropReportTests", dependencies: ["Backprop", "BackpropData", "BackpropTraining", "BackpropReport"]),
+        .testTarget(name: "BackpropDataTests", dependencies: ["BackpropData", "BackpropTestSupport"]),
+        .testTarget(name: "BackpropTrainingTests",
+                    dependencies: ["Backprop", "BackpropData", "BackpropTraining", "BackpropTestSupport"]),
+        .testTarget(name: "BackpropReportTests",
+                    dependencies: ["Backprop", "BackpropData", "BackpropTraining", "BackpropReport", "BackpropTestSupport"]),
     ]
 )

@@ -36,6 +36,7 @@ public final class Sequential<Scalar: NetworkScalar> {
             shapes.append(shape)
         }
         outputShapes = shapes
+        parameters = layers.flatMap { $0.parameters }
         activations = Array(repeating: Tensor<Scalar>(shape: [0]), count: layers.count)
         gradients = Array(repeating: Tensor<Scalar>(shape: [0]), count: layers.count)
         gradients[0] = nil
@@ -51,8 +52,9 @@ public final class Sequential<Scalar: NetworkScalar> {
         }
     }
 
-    /// All parameters in layer order.
-    public var parameters: [Parameter<Scalar>] { layers.flatMap { $0.parameters } }
+    /// All parameters in layer order (fixed at construction: layers keep their `Parameter`
+    /// objects, so the list is built once rather than on every training step).
+    public let parameters: [Parameter<Scalar>]
 
     /// The number of trainable scalars.
     public var parameterCount: Int { parameters.reduce(0) { $0 + $1.value.count } }

@@ -185,23 +185,24 @@ public struct LineChart: Sendable {
             s += "<text x=\"\(svgNumber(x + 30))\" y=\"\(svgNumber(y + 4))\">\(escapeXML(line.name))</text>\n"
         }
 
-        // Grid and ticks.
+        // Grid and ticks (y ticks only inside the plotted range).
+        let visibleYTicks = yTicks.ticks.filter { $0 >= y0 - 1e-9 && $0 <= y1 + 1e-9 }
         s += "<g stroke=\"#e3e3e3\" stroke-width=\"1\">"
-        for t in yTicks.ticks where t >= y0 - 1e-9 && t <= y1 + 1e-9 {
+        for t in visibleYTicks {
             s += "<line x1=\"\(svgNumber(left))\" y1=\"\(svgNumber(py(t)))\" x2=\"\(svgNumber(left + plotWidth))\" y2=\"\(svgNumber(py(t)))\"/>"
         }
         for t in xTicks.ticks {
             s += "<line x1=\"\(svgNumber(px(t)))\" y1=\"\(svgNumber(top))\" x2=\"\(svgNumber(px(t)))\" y2=\"\(svgNumber(top + plotHeight))\"/>"
         }
         s += "</g>\n<g fill=\"#333333\">"
-        for t in yTicks.ticks where t >= y0 - 1e-9 && t <= y1 + 1e-9 {
+        for t in visibleYTicks {
             s += "<text x=\"\(svgNumber(left - 8))\" y=\"\(svgNumber(py(t) + 4))\" text-anchor=\"end\">\(tickLabel(t, step: yTicks.step))</text>"
         }
         for t in xTicks.ticks {
             s += "<text x=\"\(svgNumber(px(t)))\" y=\"\(svgNumber(top + plotHeight + 18))\" text-anchor=\"middle\">\(tickLabel(t, step: xTicks.step))</text>"
         }
         s += "</g>\n<g stroke=\"#333333\" stroke-width=\"1\">"
-        for t in yTicks.ticks where t >= y0 - 1e-9 && t <= y1 + 1e-9 {
+        for t in visibleYTicks {
             s += "<line x1=\"\(svgNumber(left - 5))\" y1=\"\(svgNumber(py(t)))\" x2=\"\(svgNumber(left))\" y2=\"\(svgNumber(py(t)))\"/>"
         }
         for t in xTicks.ticks {

@@ -1,4 +1,5 @@
 import Foundation
+import BackpropTestSupport
 import Testing
 @testable import BackpropData
 

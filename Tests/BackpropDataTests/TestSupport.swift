@@ -1,20 +1,12 @@
 import Foundation
 import Testing
+import BackpropTestSupport
 @testable import BackpropData
 
 /// Where the real MNIST and CIFAR-10 files are: `$BACKPROP_TEST_DATA`, else `../shared/data` next to
 /// the package root (found by walking up from this file to `Package.swift`).
 enum TestData {
-    static let root: URL = {
-        if let path = ProcessInfo.processInfo.environment["BACKPROP_TEST_DATA"], !path.isEmpty {
-            return URL(fileURLWithPath: path, isDirectory: true)
-        }
-        var folder = URL(fileURLWithPath: #filePath).deletingLastPathComponent()
-        while folder.path != "/", !isFile(folder.appendingPathComponent("Package.swift")) {
-            folder.deleteLastPathComponent()
-        }
-        return folder.deletingLastPathComponent().appendingPathComponent("shared/data", isDirectory: true)
-    }()
+    static var root: URL { TestPaths.dataRoot }
     static var mnist: URL { root.appendingPathComponent("mnist", isDirectory: true) }
     static var cifarBatches: URL { root.appendingPathComponent("cifar10/cifar-10-batches-bin", isDirectory: true) }
 
@@ -22,30 +14,6 @@ enum TestData {
     static func content(of url: URL) throws -> [UInt8] {
         try ContentReader(url: url).read(Int.max)
     }
-}
-
-/// A fresh folder under the system's temporary folder; call `remove()` when done.
-struct TemporaryFolder {
-    let url: URL
-
-    init() throws {
-        url = FileManager.default.temporaryDirectory
-            .appendingPathComponent("BackpropDataTests-\(UUID().uuidString)", isDirectory: true)
-        try FileManager.default.createDirectory(at: url, withIntermediateDirectories: true)
-    }
-
-    func file(_ name: String) -> URL { url.appendingPathComponent(name) }
-
-    /// Writes `bytes` to `name` inside the folder (creating subfolders) and returns its URL.
-    @discardableResult
-    func write(_ bytes: [UInt8], to name: String) throws -> URL {
-        let target = file(name)
-        try FileManager.default.createDirectory(at: target.deletingLastPathComponent(), withIntermediateDirectories: true)
-        try Data(bytes).write(to: target)
-        return target
-    }
-
-    func remove() { try? FileManager.default.removeItem(at: url) }
 }
 
 /// Runs `script` with `/bin/sh -c` and returns its standard output; throws when it exits non-zero.

@@ -3,6 +3,7 @@ import BackpropData
 @testable import BackpropReport
 import BackpropTraining
 import Foundation
+import BackpropTestSupport
 import Testing
 
 @Suite("Figures and tables")

@@ -1,6 +1,7 @@
 import Backprop
 @testable import BackpropReport
 import Foundation
+import BackpropTestSupport
 import Testing
 
 @Suite("PNG files, read back by an independent decoder")

@@ -3,6 +3,7 @@ import BackpropData
 import BackpropReport
 import BackpropTraining
 import Foundation
+import BackpropTestSupport
 import Testing
 
 /// The folder holding the shared run, removed when the test process exits.

@@ -2,6 +2,7 @@ import Backprop
 import BackpropData
 import BackpropTraining
 import Foundation
+import BackpropTestSupport
 import Testing
 
 /// Checks the contract for a user's mistake: a normal exit (never a signal: no crash, no trap)

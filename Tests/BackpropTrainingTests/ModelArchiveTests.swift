@@ -2,6 +2,7 @@ import Backprop
 import BackpropData
 import BackpropTraining
 import Foundation
+import BackpropTestSupport
 import Testing
 
 /// An untrained model of a preset, with weights from `seed` and a made-up preprocessing.

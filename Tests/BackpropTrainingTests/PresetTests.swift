@@ -2,6 +2,7 @@ import Backprop
 import BackpropData
 import BackpropTraining
 import Foundation
+import BackpropTestSupport
 import Testing
 
 /// What `backprop summary <preset>` shows, computed by hand from the report's Tables 2, 3 and 5.

@@ -2,6 +2,7 @@ import Backprop
 import BackpropData
 import BackpropTraining
 import Foundation
+import BackpropTestSupport
 import Testing
 
 /// Writes `object` as JSON to `name` in `folder`.

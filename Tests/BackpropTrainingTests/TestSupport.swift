@@ -3,27 +3,15 @@ import BackpropData
 import BackpropTraining
 import Foundation
 import Testing
+import BackpropTestSupport
 
 // MARK: - Data
 
 /// Where the real MNIST and CIFAR-10 files are: `$BACKPROP_TEST_DATA`, else `../shared/data` next to
 /// the package root (found by walking up from this file to `Package.swift`).
 enum TestData {
-    /// The package root: the first folder above this file that holds `Package.swift`.
-    static let packageRoot: URL = {
-        var folder = URL(fileURLWithPath: #filePath).deletingLastPathComponent()
-        while folder.path != "/", !FileManager.default.fileExists(atPath: folder.appendingPathComponent("Package.swift").path) {
-            folder.deleteLastPathComponent()
-        }
-        return folder
-    }()
-
-    static let root: URL = {
-        if let path = ProcessInfo.processInfo.environment["BACKPROP_TEST_DATA"], !path.isEmpty {
-            return URL(fileURLWithPath: path, isDirectory: true)
-        }
-        return packageRoot.deletingLastPathComponent().appendingPathComponent("shared/data", isDirectory: true)
-    }()
+    static var packageRoot: URL { TestPaths.packageRoot }
+    static var root: URL { TestPaths.dataRoot }
 
     static var mnist: URL { root.appendingPathComponent("mnist", isDirectory: true) }
 
@@ -38,36 +26,6 @@ enum TestData {
 }
 
 // MARK: - Files
-
-/// A fresh folder under the system's temporary folder, removed by `remove()`.
-struct TemporaryFolder {
-    let url: URL
-
-    init() throws {
-        url = FileManager.default.temporaryDirectory
-            .appendingPathComponent("BackpropTrainingTests-\(UUID().uuidString)", isDirectory: true)
-        try FileManager.default.createDirectory(at: url, withIntermediateDirectories: true)
-    }
-
-    func file(_ name: String) -> URL { url.appendingPathComponent(name) }
-
-    func remove() { try? FileManager.default.removeItem(at: url) }
-}
-
-/// Every regular file under `folder` (relative path → bytes), to show that a folder was left alone.
-func snapshot(of folder: URL) throws -> [String: Data] {
-    var files: [String: Data] = [:]
-    let base = folder.standardizedFileURL.path
-    guard let enumerator = FileManager.default.enumerator(atPath: base) else { return [:] }
-    while let relative = enumerator.nextObject() as? String {
-        var isDirectory: ObjCBool = false
-        let path = base + "/" + relative
-        if FileManager.default.fileExists(atPath: path, isDirectory: &isDirectory), !isDirectory.boolValue {
-            files[relative] = try Data(contentsOf: URL(fileURLWithPath: path))
-        }
-    }
-    return files
-}
 
 /// Writes `tensor`'s scalars as raw little-endian float32 (the layout `numpy.fromfile(…, "<f4")` reads).
 func writeRawFloat32(_ tensor: Tensor<Float>, to url: URL) throws {
@@ -108,77 +66,6 @@ struct SafetensorsParts {
             return out + json + body
         }
     }
-}
-
-// MARK: - Processes
-
-/// How a child process ended and what it printed.
-struct ProcessResult {
-    var status: Int32
-    /// True when the process ended normally (`exit`), false when a signal killed it (a crash).
-    var exited: Bool
-    var stdout: String
-    var stderr: String
-
-    var stderrLines: [String] { stderr.split(separator: "\n", omittingEmptySubsequences: true).map(String.init) }
-    var summary: String { "status \(status) (\(exited ? "exit" : "signal")); stderr: \(stderr); stdout tail: \(stdout.suffix(400))" }
-}
-
-/// Runs `executable` with `arguments`, waiting for it; output is collected through files so a
-/// chatty child cannot block on a full pipe.
-func runProcess(_ executable: URL, _ arguments: [String], in directory: URL? = nil,
-                environment: [String: String]? = nil) throws -> ProcessResult {
-    let folder = try TemporaryFolder()
-    defer { folder.remove() }
-    let outURL = folder.file("stdout"), errURL = folder.file("stderr")
-    _ = FileManager.default.createFile(atPath: outURL.path, contents: nil)
-    _ = FileManager.default.createFile(atPath: errURL.path, contents: nil)
-    let out = try FileHandle(forWritingTo: outURL), err = try FileHandle(forWritingTo: errURL)
-    let process = Process()
-    process.executableURL = executable
-    process.arguments = arguments
-    if let directory { process.currentDirectoryURL = directory }
-    if let environment { process.environment = environment }
-    process.standardOutput = out
-    process.standardError = err
-    process.standardInput = FileHandle.nullDevice
-    try process.run()
-    process.waitUntilExit()
-    try out.close()
-    try err.close()
-    return ProcessResult(status: process.terminationStatus, exited: process.terminationReason == .exit,
-                         stdout: String(decoding: try Data(contentsOf: outURL), as: UTF8.self),
-                         stderr: String(decoding: try Data(contentsOf: errURL), as: UTF8.self))
-}
-
-// MARK: - The command-line tool
-
-/// The `backprop` executable built beside this test bundle: `$BACKPROP_CLI`, else the first
-/// `backprop` file found in the test executable's folder or up to four folders above it
-/// (SwiftPM on Linux puts `BackpropPackageTests.xctest` beside `backprop` in `.build/<config>`;
-/// on macOS the bundle's executable sits three folders deeper).
-let backpropExecutable: URL? = {
-    if let path = ProcessInfo.processInfo.environment["BACKPROP_CLI"], !path.isEmpty {
-        return URL(fileURLWithPath: path)
-    }
-    let starts = [Bundle.main.executableURL, URL(fileURLWithPath: ProcessInfo.processInfo.arguments[0])].compactMap { $0 }
-    for start in starts {
-        var folder = start.resolvingSymlinksInPath().deletingLastPathComponent()
-        for _ in 0..<5 {
-            let candidate = folder.appendingPathComponent("backprop")
-            if FileManager.default.isExecutableFile(atPath: candidate.path) { return candidate }
-            folder.deleteLastPathComponent()
-        }
-    }
-    return nil
-}()
-
-/// Runs `backprop` with `arguments` from the package root (so `../shared/data` resolves as in the docs).
-func backprop(_ arguments: [String], sourceLocation: SourceLocation = #_sourceLocation) throws -> ProcessResult {
-    let executable = try #require(backpropExecutable,
-                                  "the backprop executable was not found beside the test bundle; build with --build-tests or set BACKPROP_CLI",
-                                  sourceLocation: sourceLocation)
-    return try runProcess(executable, arguments, in: TestData.packageRoot)
 }
 
 // MARK: - Python

@@ -2,6 +2,7 @@ import Backprop
 import BackpropData
 import BackpropTraining
 import Foundation
+import BackpropTestSupport
 import Testing
 
 /// The mnist preset's options for a short run on the first 12,000 training images
