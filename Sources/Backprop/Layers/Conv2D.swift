@@ -15,6 +15,10 @@
 /// matrices alive between the passes. A 1x1 kernel with stride 1 and no padding skips
 /// im2col: the image itself is the patch matrix. Groups of images run in parallel
 /// (`Parallel`); results do not depend on the thread count.
+///
+/// In `Float`, stride-1 convolutions whose output channels fill 16-lane vectors take the
+/// direct channels-last path instead (`DirectConvolution`: the same sums without the patch
+/// matrix); the im2col path above stays as its reference and serves `Double` and other shapes.
 public final class Conv2D<Scalar: NetworkScalar>: Layer {
     public let inputChannels: Int, outputChannels: Int
     public let kernelSize: Int, stride: Int, padding: Int
@@ -30,6 +34,14 @@ public final class Conv2D<Scalar: NetworkScalar>: Layer {
     private let patchGradientScratch = Scratch<Scalar>()
     /// Each group's partial `∂L/∂W` and `∂L/∂b`, reused.
     private let partialScratch = Scratch<Scalar>()
+    /// The direct path's packed weights: the forward kernel's, then the input gradient's.
+    private let packedWeightScratch = Scratch<Scalar>()
+    /// The direct path's `∂L/∂col` when the input channels do not fill vectors.
+    private let columnGradientScratch = Scratch<Scalar>()
+    /// Where the direct path's patch entries sit in padded input planes, and in padded `∂Y` planes.
+    private let patchOffsets = PatchOffsetTable(), gradientPatchOffsets = PatchOffsetTable()
+    /// Whether `Float` passes take `DirectConvolution` (tests turn it off to compare paths).
+    public var allowsDirectPath = true
 
     public var kind: String { "Conv2D" }
     public var settings: String {
@@ -94,6 +106,10 @@ public final class Conv2D<Scalar: NetworkScalar>: Layer {
         let (k, spatial) = (g.patchSize, g.outputHeight * g.outputWidth)
         let (inputStride, outputStride) = (inputChannels * g.height * g.width, outputChannels * spatial)
         output.resize(to: [n, outputChannels, g.outputHeight, g.outputWidth])
+        if usesDirectPath {
+            forwardDirect(input, g, into: &output)
+            return
+        }
         let groups = (n + Self.imagesPerGroup - 1) / Self.imagesPerGroup
         let scratchSize = isPointwise ? 0 : k * spatial
         let columns = patchScratch.reserve(max(groups * scratchSize, 1))
@@ -137,6 +153,12 @@ public final class Conv2D<Scalar: NetworkScalar>: Layer {
         var dxStorage = inputGradient.take()?.scalars ?? []
         if wantsInputGradient && dxStorage.count != input.count { dxStorage = [Scalar](repeating: 0, count: input.count) }
         defer { if wantsInputGradient { inputGradient = Tensor<Scalar>(shape: input.shape, scalars: dxStorage) } }
+        if usesDirectPath {
+            dxStorage.withUnsafeMutableBufferPointer { dx in
+                backwardDirect(input, g, outputGradient: outputGradient, inputGradient: wantsInputGradient ? dx.baseAddress : nil)
+            }
+            return
+        }
 
         input.scalars.withUnsafeBufferPointer { x in
             outputGradient.scalars.withUnsafeBufferPointer { dy in
@@ -182,9 +204,151 @@ public final class Conv2D<Scalar: NetworkScalar>: Layer {
         }
     }
 
+    // MARK: The direct path (Float)
+
+    private var usesDirectPath: Bool {
+        Scalar.self == Float.self && allowsDirectPath
+            && DirectConvolution.supports(outputChannels: outputChannels, kernelSize: kernelSize, stride: stride, padding: padding)
+    }
+
+    /// `Y = conv(X) + b` through `DirectConvolution`, groups of images in parallel.
+    private func forwardDirect(_ input: Tensor<Scalar>, _ g: ConvolutionGeometry, into output: inout Tensor<Scalar>) {
+        let n = input.batchSize
+        let (cin, cout, k, p) = (inputChannels, outputChannels, kernelSize, padding)
+        let (ho, wo) = (g.outputHeight, g.outputWidth)
+        let hp = g.height + 2 * p
+        let rowStride = DirectConvolution.planeRowStride(outputWidth: wo, kernelSize: k)
+        let (inputStride, outputStride) = (cin * g.height * g.width, cout * ho * wo)
+        let paddedCount = cin * hp * rowStride
+        let groups = (n + Self.imagesPerGroup - 1) / Self.imagesPerGroup
+        let padded = floats(patchScratch.reserve(groups * paddedCount))
+        let packed = floats(packedWeightScratch.reserve(weight.value.count))
+        let offsets = patchOffsets.table(channels: cin, kernelSize: k, paddedHeight: hp, rowStride: rowStride)
+        weight.value.scalars.withUnsafeBufferPointer { w in
+            DirectConvolution.packPlaneWeights(floats(w.baseAddress!), outputChannels: cout, inputChannels: cin, kernelSize: k,
+                                               flippedForInputGradient: false, into: packed)
+        }
+        input.scalars.withUnsafeBufferPointer { x in
+            bias.value.scalars.withUnsafeBufferPointer { b in
+                output.scalars.withUnsafeMutableBufferPointer { y in
+                    let (x, b, y) = (floats(x.baseAddress!), floats(b.baseAddress!), floats(y.baseAddress!))
+                    Parallel.forEach(groups) { group in
+                        let xp = padded + group * paddedCount
+                        for image in imageRange(of: group, batch: n) {
+                            DirectConvolution.padPlanes(x + image * inputStride, channels: cin, height: g.height, width: g.width,
+                                                        padding: p, rowStride: rowStride, into: xp)
+                            DirectConvolution.convolvePlanes(xp, rowStride: rowStride, offsets: offsets, patchSize: g.patchSize,
+                                                             outputHeight: ho, outputWidth: wo, weights: packed, outputChannels: cout,
+                                                             bias: b, into: y + image * outputStride)
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    /// `∂W`, `∂b` and (when `inputGradient` is given) `∂X` through `DirectConvolution`.
+    ///
+    /// Per image: channels-last copies of the padded input and of `∂Y` for
+    /// `∂W += Σ xp·∂y` over pixels, `∂b +=` the planes' sums of `∂Y`, and `∂X` as the
+    /// convolution of `∂Y`'s planes padded by `kh − 1 − p` with the flipped kernel. Each group
+    /// sums its images into its own packed partial; the partials are added in group order.
+    private func backwardDirect(
+        _ input: Tensor<Scalar>, _ g: ConvolutionGeometry, outputGradient: Tensor<Scalar>, inputGradient: UnsafeMutablePointer<Scalar>?
+    ) {
+        let n = input.batchSize
+        let (cin, cout, k, p, lanes) = (inputChannels, outputChannels, kernelSize, padding, DirectConvolution.lanes)
+        let (ho, wo) = (g.outputHeight, g.outputWidth)
+        let q = k - 1 - p  // the input-gradient convolution's padding
+        let hq = ho + 2 * q
+        let gradientRowStride = DirectConvolution.planeRowStride(outputWidth: g.width, kernelSize: k)
+        let (inputStride, outputStride) = (cin * g.height * g.width, cout * ho * wo)
+        let channelsLastCount = DirectConvolution.paddedCount(channels: cin, height: g.height, width: g.width, padding: p, kernelWidth: k)
+        // Per group: ∂Y channels-last, then ∂Y's padded planes.
+        let (gradientCount, gradientPlanesCount) = (ho * wo * cout, cout * hq * gradientRowStride)
+        let groups = (n + Self.imagesPerGroup - 1) / Self.imagesPerGroup
+        let weightCount = weight.value.count
+        let padded = floats(patchScratch.reserve(groups * channelsLastCount))
+        let gradients = floats(patchGradientScratch.reserve(groups * (gradientCount + gradientPlanesCount)))
+        let partials = floats(partialScratch.reserve(groups * (weightCount + cout)))
+        // Direct ∂X needs the input channels in whole vectors too; otherwise Wᵀ·∂Y and col2im.
+        let directInputGradient = cin % lanes == 0
+        let flipped = floats(packedWeightScratch.reserve(weightCount))
+        let dcolCount = directInputGradient || inputGradient == nil ? 0 : g.patchSize * ho * wo
+        let dcols = floats(columnGradientScratch.reserve(max(groups * dcolCount, 1)))
+        let offsets = gradientPatchOffsets.table(channels: cout, kernelSize: k, paddedHeight: hq, rowStride: gradientRowStride)
+        weight.value.scalars.withUnsafeBufferPointer { w in
+            if directInputGradient {
+                DirectConvolution.packPlaneWeights(floats(w.baseAddress!), outputChannels: cout, inputChannels: cin, kernelSize: k,
+                                                   flippedForInputGradient: true, into: flipped)
+            }
+            input.scalars.withUnsafeBufferPointer { x in
+                outputGradient.scalars.withUnsafeBufferPointer { dy in
+                    let (x, dy, w, dx) = (floats(x.baseAddress!), floats(dy.baseAddress!), floats(w.baseAddress!), inputGradient.map(floats))
+                    Parallel.forEach(groups) { group in
+                        let xp = padded + group * channelsLastCount
+                        let dyc = gradients + group * (gradientCount + gradientPlanesCount), dyp = dyc + gradientCount
+                        let dw = partials + group * (weightCount + cout), db = dw + weightCount
+                        dw.update(repeating: 0, count: weightCount + cout)
+                        for image in imageRange(of: group, batch: n) {
+                            let dyi = dy + image * outputStride
+                            DirectConvolution.padChannelsLast(x + image * inputStride, channels: cin, height: g.height, width: g.width,
+                                                              padding: p, kernelWidth: k, into: xp)
+                            DirectConvolution.toChannelsLast(dyi, channels: cout, pixels: ho * wo, into: dyc)
+                            for block in 0..<(cout / lanes) {
+                                DirectConvolution.accumulateWeightGradient(
+                                    xp, channels: cin, paddedWidth: g.width + 2 * p, kernelSize: k, outputHeight: ho, outputWidth: wo,
+                                    outputGradient: dyc + block * lanes, gradientPixelStride: cout, gradientRowStride: wo * cout,
+                                    into: dw + block * (weightCount / (cout / lanes)))
+                            }
+                            for o in 0..<cout { db[o] += sum(dyi + o * ho * wo, count: ho * wo) }
+                            guard let dx else { continue }
+                            let dxi = dx + image * inputStride
+                            if directInputGradient {
+                                DirectConvolution.padPlanes(dyi, channels: cout, height: ho, width: wo, padding: q,
+                                                            rowStride: gradientRowStride, into: dyp)
+                                DirectConvolution.convolvePlanes(dyp, rowStride: gradientRowStride, offsets: offsets, patchSize: cout * k * k,
+                                                                 outputHeight: g.height, outputWidth: g.width, weights: flipped,
+                                                                 outputChannels: cin, bias: nil, into: dxi)
+                            } else {
+                                let dcol = dcols + group * dcolCount
+                                Float.gemm(transposeA: true, transposeB: false, m: g.patchSize, n: ho * wo, k: cout,
+                                           a: w, lda: g.patchSize, b: dyi, ldb: ho * wo, c: dcol, ldc: ho * wo, accumulate: false)
+                                dxi.update(repeating: 0, count: inputStride)
+                                col2im(dcol, g, into: dxi)
+                            }
+                        }
+                    }
+                }
+            }
+        }
+        // Add the groups' packed partials in group order, then unpack into ∂W.
+        for group in 1..<max(groups, 1) {
+            let partial = partials + group * (weightCount + cout)
+            for i in 0..<(weightCount + cout) { partials[i] += partial[i] }
+        }
+        weight.gradient.scalars.withUnsafeMutableBufferPointer { dw in
+            DirectConvolution.unpackAdding(partials, outputChannels: cout, inputChannels: cin, kernelSize: k, into: floats(dw.baseAddress!))
+        }
+        bias.gradient.scalars.withUnsafeMutableBufferPointer { db in
+            for o in 0..<cout { db[o] += Scalar(partials[weightCount + o]) }
+        }
+    }
+
     /// The images of one work item.
     @inline(__always)
     private func imageRange(of group: Int, batch: Int) -> Range<Int> {
         group * Self.imagesPerGroup ..< min(batch, (group + 1) * Self.imagesPerGroup)
     }
+}
+
+/// A `Scalar` pointer seen as the `Float` pointer it is on the direct path (`Scalar == Float`).
+@inline(__always)
+private func floats<Scalar>(_ pointer: UnsafePointer<Scalar>) -> UnsafePointer<Float> {
+    UnsafeRawPointer(pointer).assumingMemoryBound(to: Float.self)
+}
+
+@inline(__always)
+private func floats<Scalar>(_ pointer: UnsafeMutablePointer<Scalar>) -> UnsafeMutablePointer<Float> {
+    UnsafeMutableRawPointer(pointer).assumingMemoryBound(to: Float.self)
 }

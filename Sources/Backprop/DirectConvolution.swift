@@ -1,0 +1,296 @@
+/// Single-precision stride-1 convolutions computed directly, without an im2col matrix.
+///
+/// Dimension letters: one image is `C x H x W`; the kernel is `kh x kw` (`k` when square);
+/// `Hp x Wp` is the image with its zero border of `p` pixels; `Ho x Wo = (Hp − kh + 1) x
+/// (Wp − kw + 1)` is the output; `e = (c, i, j)` indexes the `C·kh·kw` entries of a patch.
+///
+/// **Forward** (`convolvePlanes`): the image is copied into zero-bordered planes, and the
+/// register tile is 16 output channels × 16 consecutive output pixels of a row, pixels in the
+/// vector lanes:
+/// ```
+/// y[o][y][x0 ..< x0+16] = b[o] + Σ_e W[o][e] · xp[c][y + i][x0 + j ..< x0 + j + 16]
+/// ```
+/// — per entry one unaligned input load and 16 broadcast weights; the tile is stored straight
+/// into the NCHW output planes.
+///
+/// **Input gradient**: for stride 1 it is itself a convolution — of `∂y` padded by
+/// `kh − 1 − p`, with the kernel flipped in space and its channel axes swapped — so it is
+/// `convolvePlanes` again with other packed weights.
+///
+/// **Weight gradient** (`accumulateWeightGradient`): a reduction over pixels, tiled the other
+/// way round — 16 patch entries × 16 output channels, channels in the lanes — on channels-last
+/// copies `xp: [Hp][Wp][C]` and `∂y: [Ho][Wo][Cout]`. In that layout the patch entries `(j, c)`
+/// of kernel row `i` are the contiguous run `xp[y + i][x ..< x + kw][0 ..< C]`, so
+/// ```
+/// ∂W[i][t][o] += Σ_{y,x} xp[y + i][x·C + t] · ∂y[y][x][o]        t = j·C + c
+/// ```
+/// loads one `∂y` vector per pixel and broadcasts 16 input scalars.
+///
+/// `Conv2D` calls these for `Float` when `supports` holds and falls back to im2col + GEMM
+/// otherwise; tests hold the two paths together.
+enum DirectConvolution {
+    typealias Vector = SIMD16<Float>
+    /// Output channels per vector, and output pixels (or gradient entries) per register tile.
+    static let lanes = 16
+
+    /// Whether the forward pass and `∂W` can run here: stride 1, output channels in whole
+    /// vectors, and padding below the kernel size (so the flipped kernel's padding is ≥ 0).
+    static func supports(outputChannels: Int, kernelSize: Int, stride: Int, padding: Int) -> Bool {
+        stride == 1 && outputChannels % lanes == 0 && padding < kernelSize
+    }
+
+    // MARK: Layouts
+
+    /// Floats in a padded channels-last image, plus slack after it that the last tile of the last
+    /// row may read (its surplus pixels are computed and thrown away).
+    static func paddedCount(channels: Int, height: Int, width: Int, padding: Int, kernelWidth: Int) -> Int {
+        (height + 2 * padding) * (width + 2 * padding) * channels + (lanes + kernelWidth) * channels
+    }
+
+    /// Copies one NCHW image `x: [C][H][W]` into `xp: [H+2p][W+2p][C]` with a zero border, and
+    /// zeroes the slack after it (see `paddedCount`).
+    static func padChannelsLast(
+        _ x: UnsafePointer<Float>, channels: Int, height: Int, width: Int, padding: Int, kernelWidth: Int,
+        into xp: UnsafeMutablePointer<Float>
+    ) {
+        let (c, wp) = (channels, width + 2 * padding)
+        let rowCount = wp * c
+        let plane = height * width
+        for y in 0..<(height + 2 * padding) {
+            let row = xp + y * rowCount
+            let sourceRow = y - padding
+            guard sourceRow >= 0 && sourceRow < height else { row.update(repeating: 0, count: rowCount); continue }
+            row.update(repeating: 0, count: padding * c)
+            (row + (padding + width) * c).update(repeating: 0, count: padding * c)
+            let interior = row + padding * c
+            let source = x + sourceRow * width
+            if c == 1 {
+                interior.update(from: source, count: width)
+            } else {
+                // A transpose of the row's `C x W` block; channel-major reads stream each plane.
+                for channel in 0..<c {
+                    let plane = source + channel * plane
+                    for column in 0..<width { interior[column * c + channel] = plane[column] }
+                }
+            }
+        }
+        let end = xp + (height + 2 * padding) * rowCount
+        end.update(repeating: 0, count: (lanes + kernelWidth) * c)
+    }
+
+    /// Transposes `C` planes of `pixels` values, `[C][pixels]`, into `[pixels][C]`.
+    static func toChannelsLast(_ x: UnsafePointer<Float>, channels: Int, pixels: Int, into destination: UnsafeMutablePointer<Float>) {
+        for c in 0..<channels {
+            let plane = x + c * pixels
+            for pixel in 0..<pixels { destination[pixel * channels + c] = plane[pixel] }
+        }
+    }
+
+    /// Adds a packed weight gradient (`accumulateWeightGradient`'s `[Cout/16][kh][kw][Cin][16]`)
+    /// into `∂W: [Cout][Cin][kh][kw]`.
+    static func unpackAdding(
+        _ packed: UnsafePointer<Float>, outputChannels: Int, inputChannels: Int, kernelSize k: Int,
+        into w: UnsafeMutablePointer<Float>
+    ) {
+        var source = packed
+        for block in 0..<(outputChannels / lanes) {
+            for i in 0..<k {
+                for j in 0..<k {
+                    for c in 0..<inputChannels {
+                        for l in 0..<lanes { w[(((block * lanes + l) * inputChannels + c) * k + i) * k + j] += source[l] }
+                        source += lanes
+                    }
+                }
+            }
+        }
+    }
+
+    // MARK: Kernels
+
+    /// Copies one NCHW image `x: [C][H][W]` into zero-bordered planes `xp: [C][Hp][rowStride]`
+    /// (`planeRowStride`): `p` zero columns, the row, then zeros to the end of the row, so that a
+    /// 16-pixel tile hanging over the right edge reads zeros, never the next row.
+    static func padPlanes(
+        _ x: UnsafePointer<Float>, channels: Int, height: Int, width: Int, padding: Int, rowStride: Int,
+        into xp: UnsafeMutablePointer<Float>
+    ) {
+        let hp = height + 2 * padding
+        for c in 0..<channels {
+            let plane = xp + c * hp * rowStride, source = x + c * height * width
+            plane.update(repeating: 0, count: padding * rowStride)
+            for y in 0..<height {
+                let row = plane + (y + padding) * rowStride
+                row.update(repeating: 0, count: padding)
+                (row + padding).update(from: source + y * width, count: width)
+                (row + padding + width).update(repeating: 0, count: rowStride - padding - width)
+            }
+            (plane + (height + padding) * rowStride).update(repeating: 0, count: padding * rowStride)
+        }
+    }
+
+    /// The row stride of `padPlanes`'s planes for a `k`-wide kernel and `wo` output columns:
+    /// room for a whole tile starting at any tile position.
+    static func planeRowStride(outputWidth wo: Int, kernelSize k: Int) -> Int { max(wo, lanes) + k - 1 }
+
+    /// Packs `W: [Cout][Cin][kh][kw]` for `convolvePlanes`, 16 output channels at a time:
+    /// `packed[b][(c, i, j)][l] = W[16b + l][c][i][j]`.
+    ///
+    /// With `flippedForInputGradient`, packs the kernel of the input-gradient convolution,
+    /// whose outputs are the `Cin` channels and inputs the `Cout` ones:
+    /// `packed[b][(o, i, j)][l] = W[o][16b + l][kh−1−i][kw−1−j]` (`Cin` a multiple of 16).
+    static func packPlaneWeights(
+        _ w: UnsafePointer<Float>, outputChannels: Int, inputChannels: Int, kernelSize k: Int,
+        flippedForInputGradient: Bool, into packed: UnsafeMutablePointer<Float>
+    ) {
+        let (cout, cin) = (outputChannels, inputChannels)
+        let (outputs, inputs) = flippedForInputGradient ? (cin, cout) : (cout, cin)
+        var destination = packed
+        for block in 0..<(outputs / lanes) {
+            for c in 0..<inputs {
+                for i in 0..<k {
+                    for j in 0..<k {
+                        for l in 0..<lanes {
+                            let output = block * lanes + l
+                            destination[l] = flippedForInputGradient
+                                ? w[((c * cin + output) * k + (k - 1 - i)) * k + (k - 1 - j)]
+                                : w[((output * cin + c) * k + i) * k + j]
+                        }
+                        destination += lanes
+                    }
+                }
+            }
+        }
+    }
+
+    /// Where patch entry `(c, i, j)` sits relative to a tile's first pixel in `padPlanes`'s layout.
+    static func patchOffsets(channels: Int, kernelSize k: Int, paddedHeight hp: Int, rowStride: Int, into offsets: UnsafeMutablePointer<Int>) {
+        var e = 0
+        for c in 0..<channels {
+            for i in 0..<k {
+                for j in 0..<k {
+                    offsets[e] = (c * hp + i) * rowStride + j
+                    e += 1
+                }
+            }
+        }
+    }
+
+    /// Convolves one image held as padded planes (`padPlanes`) and writes the NCHW output
+    /// `y: [Cout][Ho][Wo]` (overwriting it).
+    ///
+    /// The register tile is 16 output channels × 16 consecutive pixels of one row (pixels in the
+    /// lanes): each patch entry `e = (c, i, j)` loads one input vector and broadcasts 16 weights,
+    /// `acc[o] += W[o][e] · xp[c][y + i][x0 + j ..< x0 + j + 16]`. A row's last tile is moved left to
+    /// end at the row's end (its overlap is computed twice, identically); rows narrower than a
+    /// tile store only their pixels.
+    /// - Parameters:
+    ///   - xp: `[C][Hp][rowStride]`, `C·kh·kw` entries located by `offsets` (`patchOffsets`).
+    ///   - weights: `packPlaneWeights`'s layout, `[Cout/16][C·kh·kw][16]`.
+    ///   - bias: `[Cout]`, or nil for none.
+    static func convolvePlanes(
+        _ xp: UnsafePointer<Float>, rowStride: Int, offsets: UnsafePointer<Int>, patchSize: Int,
+        outputHeight ho: Int, outputWidth wo: Int,
+        weights: UnsafePointer<Float>, outputChannels: Int, bias: UnsafePointer<Float>?,
+        into y: UnsafeMutablePointer<Float>
+    ) {
+        let planeSize = ho * wo
+        for block in 0..<(outputChannels / lanes) {
+            let blockWeights = UnsafeRawPointer(weights + block * patchSize * lanes)
+            let blockBias = bias.map { $0 + block * lanes }
+            let outputPlanes = y + block * lanes * planeSize
+            for row in 0..<ho {
+                var x0 = 0
+                while x0 < wo {
+                    let start = wo >= lanes ? min(x0, wo - lanes) : 0
+                    let first = xp + row * rowStride + start
+                    // Every output channel starts at its bias.
+                    var acc = InlineArray<16, Vector>(repeating: Vector())
+                    if let blockBias { for o in 0..<16 { acc[o] = Vector(repeating: blockBias[o]) } }
+                    // Wrapping arithmetic inside the loop: overflow checks would keep the tile out of registers.
+                    for e in 0..<patchSize {
+                        let x = UnsafeRawPointer(first + offsets[e]).loadUnaligned(as: Vector.self)
+                        let w = (blockWeights + e &* 64).assumingMemoryBound(to: Float.self)
+                        for o in 0..<16 { acc[o] = fused(acc[o], Vector(repeating: w[o]), x) }
+                    }
+                    let outputRow = outputPlanes + row * wo + start
+                    if wo >= lanes {
+                        for o in 0..<16 { UnsafeMutableRawPointer(outputRow + o * planeSize).storeBytes(of: acc[o], as: Vector.self) }
+                    } else {
+                        for o in 0..<16 { for r in 0..<wo { outputRow[o * planeSize + r] = acc[o][r] } }
+                    }
+                    x0 += lanes
+                }
+            }
+        }
+    }
+
+    /// Adds one image's weight gradient into `gradient` (`[kh][kw][C][16]` for one block of 16
+    /// output channels): `gradient[i][t] += Σ_{y,x} xp[y+i][x·C + t] · ∂y[y][x]`.
+    /// - Parameters:
+    ///   - xp: the padded channels-last input, `[Hp][Wp][C]`.
+    ///   - outputGradient: `∂y` of pixel `(0, 0)` for this block's 16 channels, channels-last;
+    ///     pixel `(y, x)` is at `y·gradientRowStride + x·gradientPixelStride`.
+    static func accumulateWeightGradient(
+        _ xp: UnsafePointer<Float>, channels c: Int, paddedWidth wp: Int, kernelSize k: Int,
+        outputHeight ho: Int, outputWidth wo: Int,
+        outputGradient dy: UnsafePointer<Float>, gradientPixelStride: Int, gradientRowStride: Int,
+        into gradient: UnsafeMutablePointer<Float>
+    ) {
+        let rowStride = wp * c, depth = k * c
+        let entries = k * depth
+        var first = 0
+        while first < entries {
+            let count = min(lanes, entries - first)
+            // Where entry (i, t) of this tile sits relative to the pixel: i rows down, t floats on.
+            // Entries past the end read offset 0 and are not stored.
+            var offsets = InlineArray<16, Int>(repeating: 0)
+            for u in 0..<count { offsets[u] = (first + u) / depth * rowStride + (first + u) % depth }
+            let raw = UnsafeMutableRawPointer(gradient + first * lanes)
+            var acc = InlineArray<16, Vector>(repeating: Vector())
+            for u in 0..<count { acc[u] = raw.loadUnaligned(fromByteOffset: u * 64, as: Vector.self) }
+            for y in 0..<ho {
+                let inputRow = xp + y &* rowStride
+                let gradientRow = UnsafeRawPointer(dy + y &* gradientRowStride)
+                for x in 0..<wo {
+                    let d = gradientRow.loadUnaligned(fromByteOffset: x &* gradientPixelStride &* 4, as: Vector.self)
+                    let pixel = inputRow + x &* c
+                    for u in 0..<16 { acc[u] = fused(acc[u], Vector(repeating: pixel[offsets[u]]), d) }
+                }
+            }
+            for u in 0..<count { raw.storeBytes(of: acc[u], toByteOffset: u * 64, as: Vector.self) }
+            first += lanes
+        }
+    }
+
+    /// `acc + a * b`, one FMA where the build allows it (see `GEMM.fused`).
+    @inline(__always)
+    private static func fused(_ acc: Vector, _ a: Vector, _ b: Vector) -> Vector {
+        #if BACKPROP_FMA
+        return acc.addingProduct(a, b)
+        #else
+        return acc + a * b
+        #endif
+    }
+}
+
+/// `DirectConvolution.patchOffsets` for one geometry, kept from call to call.
+final class PatchOffsetTable {
+    private var key: [Int] = []
+    private var offsets: [Int] = []
+
+    /// The offsets of every patch entry `(c, i, j)` in planes `[C][Hp][rowStride]`; valid until
+    /// the next call with another geometry.
+    func table(channels: Int, kernelSize: Int, paddedHeight: Int, rowStride: Int) -> UnsafePointer<Int> {
+        let wanted = [channels, kernelSize, paddedHeight, rowStride]
+        if wanted != key {
+            key = wanted
+            offsets = [Int](repeating: 0, count: channels * kernelSize * kernelSize)
+            offsets.withUnsafeMutableBufferPointer {
+                DirectConvolution.patchOffsets(channels: channels, kernelSize: kernelSize, paddedHeight: paddedHeight,
+                                               rowStride: rowStride, into: $0.baseAddress!)
+            }
+        }
+        // The array is not mutated again until the geometry changes.
+        return offsets.withUnsafeBufferPointer { $0.baseAddress! }
+    }
+}
