@@ -52,7 +52,15 @@ public final class MaxPool2D<Scalar: NetworkScalar>: Layer {
                             let base = plane * h * w
                             var out = plane * oh * ow
                             for u in 0..<oh {
-                                for v in 0..<ow {
+                                var first = 0
+                                if Scalar.self == Float.self && size == 2 && stride == 2 && ow >= 8 {
+                                    pool2x2Row(UnsafeRawPointer(x + base + 2 * u * w).assumingMemoryBound(to: Float.self),
+                                               origin: base + 2 * u * w, width: w, outputWidth: ow,
+                                               into: UnsafeMutableRawPointer(y + out).assumingMemoryBound(to: Float.self),
+                                               argmax: arg + out)
+                                    first = ow
+                                }
+                                for v in first..<ow {
                                     var best = base + u * stride * w + v * stride
                                     var bestValue = x[best]
                                     for i in 0..<size {
@@ -66,15 +74,45 @@ public final class MaxPool2D<Scalar: NetworkScalar>: Layer {
                                             bestValue = better ? value : bestValue
                                         }
                                     }
-                                    y[out] = bestValue
-                                    arg[out] = Int32(truncatingIfNeeded: best)
-                                    out += 1
+                                    y[out + v] = bestValue
+                                    arg[out + v] = Int32(truncatingIfNeeded: best)
                                 }
+                                out += ow
                             }
                         }
                     }
                 }
             }
+        }
+    }
+
+    /// One output row of 2x2, stride-2 pooling in `Float`, eight outputs at a time (a row's last eight
+    /// overlap the previous ones when `ow` is not a multiple of 8; they are recomputed
+    /// identically). Visits the window in the scalar loop's order — (0,0), (0,1), (1,0), (1,1) —
+    /// keeping the first maximum, so both paths pick the same winners.
+    @inline(__always)
+    private func pool2x2Row(
+        _ x: UnsafePointer<Float>, origin: Int, width w: Int, outputWidth ow: Int,
+        into y: UnsafeMutablePointer<Float>, argmax: UnsafeMutablePointer<Int32>
+    ) {
+        let top = UnsafeRawPointer(x), bottom = UnsafeRawPointer(x + w)
+        let lane = SIMD8<Int32>(0, 2, 4, 6, 8, 10, 12, 14)
+        var v = 0
+        while v < ow {
+            let start = min(v, ow - 8)
+            let a = top.loadUnaligned(fromByteOffset: 8 * start, as: SIMD16<Float>.self)
+            let b = bottom.loadUnaligned(fromByteOffset: 8 * start, as: SIMD16<Float>.self)
+            var best = a.evenHalf, offset = SIMD8<Int32>(repeating: 0)
+            var better = a.oddHalf .> best
+            best.replace(with: a.oddHalf, where: better); offset.replace(with: 1, where: better)
+            better = b.evenHalf .> best
+            best.replace(with: b.evenHalf, where: better); offset.replace(with: Int32(w), where: better)
+            better = b.oddHalf .> best
+            best.replace(with: b.oddHalf, where: better); offset.replace(with: Int32(w + 1), where: better)
+            UnsafeMutableRawPointer(y + start).storeBytes(of: best, as: SIMD8<Float>.self)
+            let first = SIMD8<Int32>(repeating: Int32(truncatingIfNeeded: origin + 2 * start))
+            UnsafeMutableRawPointer(argmax + start).storeBytes(of: first &+ lane &+ offset, as: SIMD8<Int32>.self)
+            v += 8
         }
     }
 

@@ -1,0 +1,84 @@
+import Backprop
+import Testing
+
+// The fast kernels against their plain references.
+
+/// The direct convolution (`Float`, stride 1, output channels in 16s) against the
+/// gradient-checked im2col path run in `Double` on the same weights: output, `∂W`, `∂b` and `∂X`,
+/// over odd sizes (rows shorter and longer than the 16-pixel tile, ragged last tiles), input
+/// channels that do and do not fill vectors (the latter take col2im for `∂X`), and 1x1 kernels.
+@Suite struct DirectConvolutionTests {
+    @Test(arguments: [
+        (1, 16, 5, 2, 28, 28), (16, 16, 5, 2, 14, 14), (3, 16, 5, 2, 32, 32), (16, 16, 3, 1, 16, 16),
+        (5, 32, 3, 0, 9, 21), (32, 16, 3, 2, 7, 5), (16, 32, 1, 0, 6, 17), (2, 16, 4, 3, 3, 19), (16, 16, 5, 2, 1, 1),
+    ])
+    func matchesTheIm2colPath(inputChannels: Int, outputChannels: Int, kernel: Int, padding: Int, height: Int, width: Int) {
+        var g = SeededGenerator(seed: 3)
+        let direct = Conv2D<Float>(inputChannels: inputChannels, outputChannels: outputChannels, kernelSize: kernel,
+                                   padding: padding, using: &g)
+        direct.bias.value = randomTensor([outputChannels], seed: 4)
+        let reference = Conv2D<Double>(inputChannels: inputChannels, outputChannels: outputChannels, kernelSize: kernel,
+                                       padding: padding, using: &g)
+        reference.weight.value = direct.weight.value.converted()
+        reference.bias.value = direct.bias.value.converted()
+        let batch = 6  // two groups of images, the second one short
+        let x: Tensor<Float> = randomTensor([batch, inputChannels, height, width], seed: 5)
+
+        var y = Tensor<Float>(shape: []), yReference = Tensor<Double>(shape: [])
+        direct.forward(x, into: &y)
+        reference.forward(x.converted(), into: &yReference)
+        expectClose(y.scalars, yReference.scalars, "output")
+
+        let dy: Tensor<Float> = randomTensor(y.shape, seed: 6)
+        var dx: Tensor<Float>? = Tensor(shape: []), dxReference: Tensor<Double>? = Tensor(shape: [])
+        direct.backward(input: x, output: y, outputGradient: dy, inputGradient: &dx)
+        reference.backward(input: x.converted(), output: yReference, outputGradient: dy.converted(), inputGradient: &dxReference)
+        expectClose(dx!.scalars, dxReference!.scalars, "∂X")
+        expectClose(direct.weight.gradient.scalars, reference.weight.gradient.scalars, "∂W")
+        expectClose(direct.bias.gradient.scalars, reference.bias.gradient.scalars, "∂b")
+    }
+
+    /// Both paths in `Float` agree too, and the gradients accumulate (a second backward doubles them).
+    @Test func accumulatesLikeTheIm2colPath() {
+        var g = SeededGenerator(seed: 7)
+        let conv = Conv2D<Float>(inputChannels: 16, outputChannels: 16, kernelSize: 5, padding: 2, using: &g)
+        let x: Tensor<Float> = randomTensor([5, 16, 14, 14], seed: 8)
+        var gradients: [[Float]] = []
+        for direct in [true, false] {
+            conv.allowsDirectPath = direct
+            conv.weight.gradient.zero()
+            var y = Tensor<Float>(shape: [])
+            conv.forward(x, into: &y)
+            let dy: Tensor<Float> = randomTensor(y.shape, seed: 9)
+            var dx: Tensor<Float>? = nil
+            conv.backward(input: x, output: y, outputGradient: dy, inputGradient: &dx)
+            conv.backward(input: x, output: y, outputGradient: dy, inputGradient: &dx)
+            gradients.append(conv.weight.gradient.scalars)
+        }
+        expectClose(gradients[0], gradients[1].map(Double.init), "2·∂W")
+    }
+
+    private func expectClose(_ fast: [Float], _ reference: [Double], _ what: String) {
+        #expect(fast.count == reference.count, "\(what): \(fast.count) vs \(reference.count) values")
+        let scale = reference.map(abs).max() ?? 0
+        let worst = zip(fast, reference).map { abs(Double($0) - $1) }.max() ?? 0
+        #expect(worst <= 1e-5 * max(scale, 1), "\(what): max |fast − reference| = \(worst) (largest value \(scale))")
+    }
+}
+
+/// The vectorized 2x2 max pooling (`Float`, rows of at least 8 outputs) against the scalar loop
+/// (which `Double` always takes): same maxima and the same winners, ties included (inputs are
+/// rounded to a few values so that windows often hold equal maxima).
+@Suite struct MaxPoolFastPathTests {
+    @Test(arguments: [(16, 16), (17, 33), (28, 28), (32, 32), (9, 26)])
+    func matchesTheScalarLoop(height: Int, width: Int) {
+        let x: Tensor<Float> = randomTensor([3, 2, height, width], seed: 11)
+        let rounded = Tensor<Float>(shape: x.shape, scalars: x.scalars.map { ($0 * 2).rounded() })
+        let fast = MaxPool2D<Float>(), scalar = MaxPool2D<Double>()
+        var y = Tensor<Float>(shape: []), yScalar = Tensor<Double>(shape: [])
+        fast.forward(rounded, into: &y)
+        scalar.forward(rounded.converted(), into: &yScalar)
+        #expect(y.scalars.map(Double.init) == yScalar.scalars)
+        #expect(fast.argmax == scalar.argmax)
+    }
+}
