@@ -66,7 +66,7 @@ enum DirectConvolution {
             let source = x + sourceRow * width
             if c == 1 {
                 interior.update(from: source, count: width)
-            } else {
+            } else if c % lanes != 0 || height * width < lanes {
                 // A transpose of the row's `C x W` block; channel-major reads stream each plane.
                 for channel in 0..<c {
                     let plane = source + channel * plane
@@ -74,15 +74,72 @@ enum DirectConvolution {
                 }
             }
         }
+        if c % lanes == 0 && height * width >= lanes {
+            transposeToChannelsLast(x, channels: c, height: height, width: width,
+                                    into: xp + (padding * wp + padding) * c, rowPixels: wp)
+        }
         let end = xp + (height + 2 * padding) * rowCount
         end.update(repeating: 0, count: (lanes + kernelWidth) * c)
     }
 
     /// Transposes `C` planes of `pixels` values, `[C][pixels]`, into `[pixels][C]`.
     static func toChannelsLast(_ x: UnsafePointer<Float>, channels: Int, pixels: Int, into destination: UnsafeMutablePointer<Float>) {
+        if channels % lanes == 0 && pixels >= lanes {
+            transposeToChannelsLast(x, channels: channels, height: 1, width: pixels, into: destination, rowPixels: pixels)
+            return
+        }
         for c in 0..<channels {
             let plane = x + c * pixels
             for pixel in 0..<pixels { destination[pixel * channels + c] = plane[pixel] }
+        }
+    }
+
+    /// Copies NCHW planes `x: [C][H][W]` (`C` a multiple of 16, `H·W ≥ 16`) to channels-last
+    /// pixels: `(y, x)` goes to `destination + (y·rowPixels + x)·C`.
+    ///
+    /// 16 channels × 16 consecutive pixels at a time (the last block moved back to end at the
+    /// last pixel; its overlap is written twice, identically): 16 vector loads, an in-register
+    /// transpose, 16 vector stores.
+    static func transposeToChannelsLast(
+        _ x: UnsafePointer<Float>, channels: Int, height: Int, width: Int,
+        into destination: UnsafeMutablePointer<Float>, rowPixels: Int
+    ) {
+        let pixels = height * width
+        for block in 0..<(channels / lanes) {
+            let planes = x + block * lanes * pixels
+            var next = 0
+            while next < pixels {
+                let first = min(next, pixels - lanes)
+                var rows = InlineArray<16, Vector>(repeating: Vector())
+                for c in 0..<16 { rows[c] = UnsafeRawPointer(planes + (c &* pixels &+ first)).loadUnaligned(as: Vector.self) }
+                transpose(&rows)
+                var (y, column) = first.quotientAndRemainder(dividingBy: width)
+                for q in 0..<16 {
+                    let target = destination + ((y &* rowPixels &+ column) &* channels &+ block &* lanes)
+                    UnsafeMutableRawPointer(target).storeBytes(of: rows[q], as: Vector.self)
+                    column &+= 1
+                    if column == width { column = 0; y &+= 1 }
+                }
+                next += lanes
+            }
+        }
+    }
+
+    /// Transposes a 16x16 block held as 16 row vectors.
+    ///
+    /// One round splits each pair of rows `(2i, 2i+1)` into its even and odd elements, which
+    /// become rows `i` and `i + 8`: an element's 8-bit position `(row, column)` rotates right by
+    /// one bit. Four rounds rotate it by four — `(column, row)`.
+    @inline(__always)
+    static func transpose(_ rows: inout InlineArray<16, Vector>) {
+        for _ in 0..<4 {
+            var next = InlineArray<16, Vector>(repeating: Vector())
+            for i in 0..<8 {
+                let pair = SIMD32<Float>(lowHalf: rows[2 &* i], highHalf: rows[2 &* i &+ 1])
+                next[i] = pair.evenHalf
+                next[i &+ 8] = pair.oddHalf
+            }
+            rows = next
         }
     }
 

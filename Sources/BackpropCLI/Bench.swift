@@ -17,6 +17,7 @@ struct Bench: ParsableCommand {
     @Option(help: "Batch sizes (comma-separated).") var batchSizes = "16,128"
     @Option(help: "Seconds to measure each row (after a warm-up).") var seconds = 3.0
     @Flag(help: "Skip the GEMM measurements.") var noGemm = false
+    @Flag(help: "Measure training only (inference is reported as 0), e.g. to profile it.") var trainingOnly = false
     @Flag(help: "Print JSON instead of a table.") var json = false
     @OptionGroup var threading: ThreadOptions
 
@@ -98,7 +99,7 @@ struct Bench: ParsableCommand {
             network.backward(gradient!)
             optimizer.step(network.parameters)
         }
-        let inferenceSteps = rate { network.forward(inputs) }
+        let inferenceSteps = trainingOnly ? 0 : rate { network.forward(inputs) }
         let (forward, training) = flopsPerImage(network)
         let train = trainSteps * Double(batch), inference = inferenceSteps * Double(batch)
         return Row(preset: experiment.name, batchSize: batch, trainImagesPerSecond: train, inferenceImagesPerSecond: inference,
