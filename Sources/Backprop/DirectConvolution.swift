@@ -110,8 +110,7 @@ enum DirectConvolution {
             var next = 0
             while next < pixels {
                 let first = min(next, pixels - lanes)
-                var rows = InlineArray<16, Vector>(repeating: Vector())
-                for c in 0..<16 { rows[c] = UnsafeRawPointer(planes + (c &* pixels &+ first)).loadUnaligned(as: Vector.self) }
+                var rows = InlineArray<16, Vector> { c in UnsafeRawPointer(planes + (c &* pixels &+ first)).loadUnaligned(as: Vector.self) }
                 transpose(&rows)
                 var (y, column) = first.quotientAndRemainder(dividingBy: width)
                 for q in 0..<16 {
