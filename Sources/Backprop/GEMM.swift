@@ -211,6 +211,53 @@ public enum GEMM {
     }
 }
 
+extension GEMM {
+    /// `C += A · Bᵀ` by dot products of rows, for products with few columns (a classifier's
+    /// `Y = X Wᵀ` with 10 outputs), where packing `Bᵀ` into 32-column panels would cost more
+    /// than the product. `A` is `m x k` (`lda`), `B` is `n x k` (`ldb`), `C` is `m x n` (`ldc`).
+    ///
+    /// Tiles of 2 rows of `A` × 4 rows of `B` keep 8 vector accumulators; a tile's missing rows
+    /// repeat its last one and are not stored.
+    public static func multiplyTransposedSmall(
+        m: Int, n: Int, k: Int, a: UnsafePointer<Float>, lda: Int, b: UnsafePointer<Float>, ldb: Int,
+        c: UnsafeMutablePointer<Float>, ldc: Int
+    ) {
+        typealias V = SIMD16<Float>
+        let vectorEnd = k / 16 * 16
+        var i = 0
+        while i < m {
+            let a0 = a + i * lda, a1 = a + min(i + 1, m - 1) * lda
+            var j = 0
+            while j < n {
+                let bs = InlineArray<4, UnsafePointer<Float>> { t in b + min(j + t, n - 1) * ldb }
+                var acc = InlineArray<8, V>(repeating: V())
+                var p = 0
+                while p < vectorEnd {
+                    let x0 = UnsafeRawPointer(a0 + p).loadUnaligned(as: V.self)
+                    let x1 = UnsafeRawPointer(a1 + p).loadUnaligned(as: V.self)
+                    for t in 0..<4 {
+                        let w = UnsafeRawPointer(bs[t] + p).loadUnaligned(as: V.self)
+                        acc[t] = fused(acc[t], x0, w)
+                        acc[t &+ 4] = fused(acc[t &+ 4], x1, w)
+                    }
+                    p &+= 16
+                }
+                for t in 0..<min(4, n - j) {
+                    var sum0 = acc[t].sum(), sum1 = acc[t + 4].sum()
+                    for q in vectorEnd..<k {
+                        sum0 += a0[q] * bs[t][q]
+                        sum1 += a1[q] * bs[t][q]
+                    }
+                    c[i * ldc + j + t] += sum0
+                    if i + 1 < m { c[(i + 1) * ldc + j + t] += sum1 }
+                }
+                j += 4
+            }
+            i += 2
+        }
+    }
+}
+
 /// The plain triple-loop GEMM the fast path is tested against (same contract as
 /// `GEMM.multiply`; sums in `Double`).
 public func referenceGEMM<Scalar: BinaryFloatingPoint>(

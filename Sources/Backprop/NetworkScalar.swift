@@ -48,3 +48,14 @@ extension Double: NetworkScalar {
         }
     }
 }
+
+/// A `Scalar` buffer seen as the `Float` buffer it is on a `Float`-only path.
+@inline(__always)
+func floats<Scalar>(_ pointer: UnsafePointer<Scalar>) -> UnsafePointer<Float> {
+    UnsafeRawPointer(pointer).assumingMemoryBound(to: Float.self)
+}
+
+@inline(__always)
+func floats<Scalar>(_ pointer: UnsafeMutablePointer<Scalar>) -> UnsafeMutablePointer<Float> {
+    UnsafeMutableRawPointer(pointer).assumingMemoryBound(to: Float.self)
+}

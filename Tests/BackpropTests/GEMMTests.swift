@@ -53,4 +53,21 @@ import Testing
             }
         }
     }
+
+    /// The dot-product path for few columns (`C += A·Bᵀ`) against the triple loop: odd row
+    /// counts (a short last row pair), column counts that leave short tiles, depths with and
+    /// without a scalar tail, and leading dimensions wider than the rows.
+    @Test(arguments: [(16, 10, 4096), (1, 1, 1), (3, 5, 17), (7, 16, 33), (2, 4, 15), (5, 3, 64)])
+    func dotProductsMatchReference(m: Int, n: Int, k: Int) {
+        let (lda, ldb, ldc) = (k + 3, k + 1, n + 2)
+        let a: [Float] = randomTensor([m * lda], seed: 4).scalars
+        let b: [Float] = randomTensor([n * ldb], seed: 5).scalars
+        var fast: [Float] = randomTensor([m * ldc], seed: 6).scalars
+        var reference = fast
+        GEMM.multiplyTransposedSmall(m: m, n: n, k: k, a: a, lda: lda, b: b, ldb: ldb, c: &fast, ldc: ldc)
+        referenceGEMM(transposeA: false, transposeB: true, m: m, n: n, k: k, a: a, lda: lda, b: b, ldb: ldb,
+                      c: &reference, ldc: ldc, accumulate: true)
+        let worst = zip(fast, reference).map { abs($0 - $1) / max(1, abs($1)) }.max() ?? 0
+        #expect(worst < 1e-4, "m \(m) n \(n) k \(k): \(worst)")
+    }
 }

@@ -341,14 +341,3 @@ public final class Conv2D<Scalar: NetworkScalar>: Layer {
         group * Self.imagesPerGroup ..< min(batch, (group + 1) * Self.imagesPerGroup)
     }
 }
-
-/// A `Scalar` pointer seen as the `Float` pointer it is on the direct path (`Scalar == Float`).
-@inline(__always)
-private func floats<Scalar>(_ pointer: UnsafePointer<Scalar>) -> UnsafePointer<Float> {
-    UnsafeRawPointer(pointer).assumingMemoryBound(to: Float.self)
-}
-
-@inline(__always)
-private func floats<Scalar>(_ pointer: UnsafeMutablePointer<Scalar>) -> UnsafeMutablePointer<Float> {
-    UnsafeMutableRawPointer(pointer).assumingMemoryBound(to: Float.self)
-}

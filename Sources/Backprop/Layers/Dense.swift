@@ -10,6 +10,8 @@
 /// This is the report's `Y = W X + b` with examples as rows instead of columns; `W` is
 /// `[out, in]` like PyTorch's `nn.Linear.weight`.
 public final class Dense<Scalar: NetworkScalar>: Layer {
+    /// Up to this many outputs, `Float` forward passes take dot products instead of GEMM.
+    static var dotProductOutputs: Int { 16 }
     public let inputSize: Int
     public let outputSize: Int
     /// `weight`: `[out, in]`; `bias`: `[out]`.
@@ -51,6 +53,12 @@ public final class Dense<Scalar: NetworkScalar>: Layer {
                     output.scalars.withUnsafeMutableBufferPointer { y in
                         // Start each row from the bias, then Y += X Wᵀ.
                         for row in 0..<n { (y.baseAddress! + row * outputSize).update(from: b.baseAddress!, count: outputSize) }
+                        if Scalar.self == Float.self && outputSize <= Self.dotProductOutputs {
+                            GEMM.multiplyTransposedSmall(
+                                m: n, n: outputSize, k: inputSize, a: floats(x.baseAddress!), lda: inputSize,
+                                b: floats(w.baseAddress!), ldb: inputSize, c: floats(y.baseAddress!), ldc: outputSize)
+                            return
+                        }
                         Scalar.gemm(transposeA: false, transposeB: true, m: n, n: outputSize, k: inputSize,
                                       a: x.baseAddress!, lda: inputSize, b: w.baseAddress!, ldb: inputSize,
                                       c: y.baseAddress!, ldc: outputSize, accumulate: true)
