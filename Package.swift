@@ -72,12 +72,20 @@ let package = Package(
 
         // MARK: - Tests
 
+        /// Counts heap allocations by interposing the allocator (glibc); linked only into the probe.
+        .target(name: "_AllocationCounter", path: "Tests/_AllocationCounter"),
+        /// Runs steady-state training steps under the counter; `AllocationTests` runs it.
+        .executableTarget(name: "backprop-allocation-probe",
+                          dependencies: ["_AllocationCounter", "Backprop", "BackpropData", "BackpropTraining"],
+                          path: "Tests/AllocationProbe"),
+
         /// Paths, temporary folders and running `backprop`, shared by the test targets.
         .target(name: "BackpropTestSupport", path: "Tests/BackpropTestSupport"),
         .testTarget(name: "BackpropTests", dependencies: ["Backprop"], exclude: ["Fixtures"]),
         .testTarget(name: "BackpropDataTests", dependencies: ["BackpropData", "BackpropTestSupport"]),
         .testTarget(name: "BackpropTrainingTests",
-                    dependencies: ["Backprop", "BackpropData", "BackpropTraining", "BackpropTestSupport"]),
+                    dependencies: ["Backprop", "BackpropData", "BackpropTraining", "BackpropTestSupport",
+                                   "backprop-allocation-probe"]),
         .testTarget(name: "BackpropReportTests",
                     dependencies: ["Backprop", "BackpropData", "BackpropTraining", "BackpropReport", "BackpropTestSupport"]),
     ]

@@ -331,13 +331,14 @@ enum DirectConvolution {
 
 /// `DirectConvolution.patchOffsets` for one geometry, kept from call to call.
 final class PatchOffsetTable {
-    private var key: [Int] = []
+    private struct Geometry: Equatable { var channels, kernelSize, paddedHeight, rowStride: Int }
+    private var key = Geometry(channels: 0, kernelSize: 0, paddedHeight: 0, rowStride: 0)
     private var offsets: [Int] = []
 
     /// The offsets of every patch entry `(c, i, j)` in planes `[C][Hp][rowStride]`; valid until
     /// the next call with another geometry.
     func table(channels: Int, kernelSize: Int, paddedHeight: Int, rowStride: Int) -> UnsafePointer<Int> {
-        let wanted = [channels, kernelSize, paddedHeight, rowStride]
+        let wanted = Geometry(channels: channels, kernelSize: kernelSize, paddedHeight: paddedHeight, rowStride: rowStride)
         if wanted != key {
             key = wanted
             offsets = [Int](repeating: 0, count: channels * kernelSize * kernelSize)

@@ -62,9 +62,9 @@ public enum GEMM {
         c: UnsafeMutablePointer<Float>, ldc: Int, accumulate: Bool
     ) {
         let panelColumns = (n + nr - 1) / nr * nr
-        let packedB = UnsafeMutablePointer<Float>.allocate(capacity: kc * panelColumns)
-        let packedA = UnsafeMutablePointer<Float>.allocate(capacity: mc * kc)
-        defer { packedB.deallocate(); packedA.deallocate() }
+        // The calling thread's workspace: no allocation once it has grown to the sizes in use.
+        let packedB = ThreadWorkspace.floats(kc * panelColumns + mc * kc)
+        let packedA = packedB + kc * panelColumns
 
         var p0 = 0
         while p0 < k {

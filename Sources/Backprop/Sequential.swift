@@ -63,18 +63,24 @@ public final class Sequential<Scalar: NetworkScalar> {
     /// - Parameter batch: `[N, …inputShape]`.
     /// - Returns: `[N, …outputShape]`, valid until the next `forward`.
     @discardableResult
+    @_specialize(where Scalar == Float)
+    @_specialize(where Scalar == Double)
     public func forward(_ batch: Tensor<Scalar>) -> Tensor<Scalar> {
-        precondition(Array(batch.shape.dropFirst()) == inputShape,
+        precondition(batch.shape.count == inputShape.count + 1 && batch.shape.dropFirst().elementsEqual(inputShape),
                      "batch \(describe(shape: batch.shape)) does not match input \(describe(shape: inputShape))")
-        input = batch
+        // A copy, not a second reference: the caller may refill its batch buffer in place.
+        input.assign(batch)
         for index in layers.indices {
             layers[index].forward(index == 0 ? input : activations[index - 1], into: &activations[index])
         }
-        return activations.last ?? input
+        // Not `activations.last`: the unspecialized generic getter boxes its result on the heap.
+        return activations.isEmpty ? input : activations[activations.count - 1]
     }
 
     /// Back-propagates `∂L/∂output` of the last `forward` through every layer, adding into each
     /// parameter's gradient.
+    @_specialize(where Scalar == Float)
+    @_specialize(where Scalar == Double)
     public func backward(_ outputGradient: Tensor<Scalar>) {
         var upstream = outputGradient
         for index in layers.indices.reversed() {

@@ -64,6 +64,34 @@ public struct Tensor<Scalar: NetworkScalar>: Sendable, Equatable {
         }
     }
 
+    /// Resizes to `[n, c, h, w]`; builds no shape array (allocates nothing) when the tensor
+    /// already has that shape, as it does from the second training step on.
+    @inline(__always)
+    public mutating func resize(_ n: Int, _ c: Int, _ h: Int, _ w: Int) {
+        if shape.count == 4 && shape[0] == n && shape[1] == c && shape[2] == h && shape[3] == w { return }
+        resize(to: [n, c, h, w])
+    }
+
+    /// Resizes to `[n, features]`, allocating nothing when the shape is already that.
+    @inline(__always)
+    public mutating func resize(_ n: Int, _ features: Int) {
+        if shape.count == 2 && shape[0] == n && shape[1] == features { return }
+        resize(to: [n, features])
+    }
+
+    /// Makes this tensor a copy of `other`, reusing its own storage when the sizes match (so a
+    /// caller may go on mutating `other`'s buffer without triggering a copy-on-write).
+    public mutating func assign(_ other: Tensor) {
+        if shape != other.shape { shape = other.shape }
+        if scalars.count != other.count {
+            scalars = other.scalars
+            return
+        }
+        scalars.withUnsafeMutableBufferPointer { destination in
+            _ = other.scalars.withUnsafeBufferPointer { destination.update(fromContentsOf: $0) }
+        }
+    }
+
     /// Sets every element to zero.
     public mutating func zero() {
         scalars.withUnsafeMutableBufferPointer { $0.update(repeating: 0) }

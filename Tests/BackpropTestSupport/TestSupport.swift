@@ -108,21 +108,28 @@ public func runProcess(_ executable: URL, _ arguments: [String], in directory: U
 /// `backprop` file found in the test executable's folder or up to four folders above it
 /// (SwiftPM on Linux puts `BackpropPackageTests.xctest` beside `backprop` in `.build/<config>`;
 /// on macOS the bundle's executable sits three folders deeper).
-public let backpropExecutable: URL? = {
-    if let path = ProcessInfo.processInfo.environment["BACKPROP_CLI"], !path.isEmpty {
+public let backpropExecutable: URL? = builtExecutable(named: "backprop", override: "BACKPROP_CLI")
+
+/// The allocation probe (`Tests/AllocationProbe`), found like `backpropExecutable`.
+public let allocationProbeExecutable: URL? = builtExecutable(named: "backprop-allocation-probe", override: "BACKPROP_ALLOCATION_PROBE")
+
+/// `$override` if set, else the first executable called `name` in the test executable's folder
+/// or up to four folders above it.
+private func builtExecutable(named name: String, override: String) -> URL? {
+    if let path = ProcessInfo.processInfo.environment[override], !path.isEmpty {
         return URL(fileURLWithPath: path)
     }
     let starts = [Bundle.main.executableURL, URL(fileURLWithPath: ProcessInfo.processInfo.arguments[0])].compactMap { $0 }
     for start in starts {
         var folder = start.resolvingSymlinksInPath().deletingLastPathComponent()
         for _ in 0..<5 {
-            let candidate = folder.appendingPathComponent("backprop")
+            let candidate = folder.appendingPathComponent(name)
             if FileManager.default.isExecutableFile(atPath: candidate.path) { return candidate }
             folder.deleteLastPathComponent()
         }
     }
     return nil
-}()
+}
 
 /// Runs `backprop` with `arguments` from the package root (so `../shared/data` resolves as in the docs).
 public func backprop(_ arguments: [String], sourceLocation: SourceLocation = #_sourceLocation) throws -> ProcessResult {

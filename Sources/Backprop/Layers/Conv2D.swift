@@ -105,7 +105,7 @@ public final class Conv2D<Scalar: NetworkScalar>: Layer {
         let n = input.batchSize
         let (k, spatial) = (g.patchSize, g.outputHeight * g.outputWidth)
         let (inputStride, outputStride) = (inputChannels * g.height * g.width, outputChannels * spatial)
-        output.resize(to: [n, outputChannels, g.outputHeight, g.outputWidth])
+        output.resize(n, outputChannels, g.outputHeight, g.outputWidth)
         if usesDirectPath {
             forwardDirect(input, g, into: &output)
             return
@@ -215,10 +215,8 @@ public final class Conv2D<Scalar: NetworkScalar>: Layer {
     private func forwardDirect(_ input: Tensor<Scalar>, _ g: ConvolutionGeometry, into output: inout Tensor<Scalar>) {
         let n = input.batchSize
         let (cin, cout, k, p) = (inputChannels, outputChannels, kernelSize, padding)
-        let (ho, wo) = (g.outputHeight, g.outputWidth)
         let hp = g.height + 2 * p
-        let rowStride = DirectConvolution.planeRowStride(outputWidth: wo, kernelSize: k)
-        let (inputStride, outputStride) = (cin * g.height * g.width, cout * ho * wo)
+        let rowStride = DirectConvolution.planeRowStride(outputWidth: g.outputWidth, kernelSize: k)
         let paddedCount = cin * hp * rowStride
         let groups = (n + Self.imagesPerGroup - 1) / Self.imagesPerGroup
         let padded = floats(patchScratch.reserve(groups * paddedCount))
@@ -231,17 +229,11 @@ public final class Conv2D<Scalar: NetworkScalar>: Layer {
         input.scalars.withUnsafeBufferPointer { x in
             bias.value.scalars.withUnsafeBufferPointer { b in
                 output.scalars.withUnsafeMutableBufferPointer { y in
-                    let (x, b, y) = (floats(x.baseAddress!), floats(b.baseAddress!), floats(y.baseAddress!))
-                    Parallel.forEach(groups) { group in
-                        let xp = padded + group * paddedCount
-                        for image in imageRange(of: group, batch: n) {
-                            DirectConvolution.padPlanes(x + image * inputStride, channels: cin, height: g.height, width: g.width,
-                                                        padding: p, rowStride: rowStride, into: xp)
-                            DirectConvolution.convolvePlanes(xp, rowStride: rowStride, offsets: offsets, patchSize: g.patchSize,
-                                                             outputHeight: ho, outputWidth: wo, weights: packed, outputChannels: cout,
-                                                             bias: b, into: y + image * outputStride)
-                        }
-                    }
+                    let work = DirectForwardGroup(
+                        x: floats(x.baseAddress!), bias: floats(b.baseAddress!), y: floats(y.baseAddress!),
+                        padded: padded, weights: packed, offsets: offsets, g: g, outputChannels: cout, rowStride: rowStride,
+                        batch: n, imagesPerGroup: Self.imagesPerGroup)
+                    Parallel.forEach(groups, work)
                 }
             }
         }
@@ -262,7 +254,6 @@ public final class Conv2D<Scalar: NetworkScalar>: Layer {
         let q = k - 1 - p  // the input-gradient convolution's padding
         let hq = ho + 2 * q
         let gradientRowStride = DirectConvolution.planeRowStride(outputWidth: g.width, kernelSize: k)
-        let (inputStride, outputStride) = (cin * g.height * g.width, cout * ho * wo)
         let channelsLastCount = DirectConvolution.paddedCount(channels: cin, height: g.height, width: g.width, padding: p, kernelWidth: k)
         // Per group: ∂Y channels-last, then ∂Y's padded planes.
         let (gradientCount, gradientPlanesCount) = (ho * wo * cout, cout * hq * gradientRowStride)
@@ -284,41 +275,13 @@ public final class Conv2D<Scalar: NetworkScalar>: Layer {
             }
             input.scalars.withUnsafeBufferPointer { x in
                 outputGradient.scalars.withUnsafeBufferPointer { dy in
-                    let (x, dy, w, dx) = (floats(x.baseAddress!), floats(dy.baseAddress!), floats(w.baseAddress!), inputGradient.map(floats))
-                    Parallel.forEach(groups) { group in
-                        let xp = padded + group * channelsLastCount
-                        let dyc = gradients + group * (gradientCount + gradientPlanesCount), dyp = dyc + gradientCount
-                        let dw = partials + group * (weightCount + cout), db = dw + weightCount
-                        dw.update(repeating: 0, count: weightCount + cout)
-                        for image in imageRange(of: group, batch: n) {
-                            let dyi = dy + image * outputStride
-                            DirectConvolution.padChannelsLast(x + image * inputStride, channels: cin, height: g.height, width: g.width,
-                                                              padding: p, kernelWidth: k, into: xp)
-                            DirectConvolution.toChannelsLast(dyi, channels: cout, pixels: ho * wo, into: dyc)
-                            for block in 0..<(cout / lanes) {
-                                DirectConvolution.accumulateWeightGradient(
-                                    xp, channels: cin, paddedWidth: g.width + 2 * p, kernelSize: k, outputHeight: ho, outputWidth: wo,
-                                    outputGradient: dyc + block * lanes, gradientPixelStride: cout, gradientRowStride: wo * cout,
-                                    into: dw + block * (weightCount / (cout / lanes)))
-                            }
-                            for o in 0..<cout { db[o] += sum(dyi + o * ho * wo, count: ho * wo) }
-                            guard let dx else { continue }
-                            let dxi = dx + image * inputStride
-                            if directInputGradient {
-                                DirectConvolution.padPlanes(dyi, channels: cout, height: ho, width: wo, padding: q,
-                                                            rowStride: gradientRowStride, into: dyp)
-                                DirectConvolution.convolvePlanes(dyp, rowStride: gradientRowStride, offsets: offsets, patchSize: cout * k * k,
-                                                                 outputHeight: g.height, outputWidth: g.width, weights: flipped,
-                                                                 outputChannels: cin, bias: nil, into: dxi)
-                            } else {
-                                let dcol = dcols + group * dcolCount
-                                Float.gemm(transposeA: true, transposeB: false, m: g.patchSize, n: ho * wo, k: cout,
-                                           a: w, lda: g.patchSize, b: dyi, ldb: ho * wo, c: dcol, ldc: ho * wo, accumulate: false)
-                                dxi.update(repeating: 0, count: inputStride)
-                                col2im(dcol, g, into: dxi)
-                            }
-                        }
-                    }
+                    let work = DirectBackwardGroup(
+                        x: floats(x.baseAddress!), dy: floats(dy.baseAddress!), w: floats(w.baseAddress!),
+                        dx: inputGradient.map(floats), padded: padded, gradients: gradients, partials: partials,
+                        flipped: directInputGradient ? flipped : nil, columnGradients: dcols, offsets: offsets,
+                        g: g, outputChannels: cout, gradientRowStride: gradientRowStride,
+                        batch: n, imagesPerGroup: Self.imagesPerGroup)
+                    Parallel.forEach(groups, work)
                 }
             }
         }
@@ -339,5 +302,87 @@ public final class Conv2D<Scalar: NetworkScalar>: Layer {
     @inline(__always)
     private func imageRange(of group: Int, batch: Int) -> Range<Int> {
         group * Self.imagesPerGroup ..< min(batch, (group + 1) * Self.imagesPerGroup)
+    }
+}
+
+/// One group of images of the direct forward pass: pad each image into planes, convolve.
+private struct DirectForwardGroup: ParallelWork {
+    let x: UnsafePointer<Float>, bias: UnsafePointer<Float>, y: UnsafeMutablePointer<Float>
+    /// One padded-planes buffer per group.
+    let padded: UnsafeMutablePointer<Float>
+    let weights: UnsafePointer<Float>, offsets: UnsafePointer<Int>
+    let g: ConvolutionGeometry, outputChannels: Int, rowStride: Int
+    let batch: Int, imagesPerGroup: Int
+
+    func callAsFunction(_ group: Int) {
+        let hp = g.height + 2 * g.padding
+        let (inputStride, outputStride) = (g.channels * g.height * g.width, outputChannels * g.outputHeight * g.outputWidth)
+        let xp = padded + group * g.channels * hp * rowStride
+        for image in group * imagesPerGroup ..< min(batch, (group + 1) * imagesPerGroup) {
+            DirectConvolution.padPlanes(x + image * inputStride, channels: g.channels, height: g.height, width: g.width,
+                                        padding: g.padding, rowStride: rowStride, into: xp)
+            DirectConvolution.convolvePlanes(xp, rowStride: rowStride, offsets: offsets, patchSize: g.patchSize,
+                                             outputHeight: g.outputHeight, outputWidth: g.outputWidth, weights: weights,
+                                             outputChannels: outputChannels, bias: bias, into: y + image * outputStride)
+        }
+    }
+}
+
+/// One group of images of the direct backward pass: its partial `∂W`, `∂b` (packed, zeroed
+/// here) and each image's `∂X`.
+private struct DirectBackwardGroup: ParallelWork {
+    let x: UnsafePointer<Float>, dy: UnsafePointer<Float>, w: UnsafePointer<Float>
+    /// `∂X`, or nil when the caller does not want it.
+    let dx: UnsafeMutablePointer<Float>?
+    /// Per group: the channels-last padded input; `∂Y` channels-last then as padded planes;
+    /// the packed partial `∂W` then `∂b`; `∂col` for the col2im fallback.
+    let padded: UnsafeMutablePointer<Float>, gradients: UnsafeMutablePointer<Float>, partials: UnsafeMutablePointer<Float>
+    /// The flipped kernel for a direct `∂X`, or nil for `Wᵀ·∂Y` and col2im.
+    let flipped: UnsafePointer<Float>?
+    let columnGradients: UnsafeMutablePointer<Float>
+    let offsets: UnsafePointer<Int>
+    let g: ConvolutionGeometry, outputChannels: Int, gradientRowStride: Int
+    let batch: Int, imagesPerGroup: Int
+
+    func callAsFunction(_ group: Int) {
+        let (cin, cout, k, p, lanes) = (g.channels, outputChannels, g.kernelHeight, g.padding, DirectConvolution.lanes)
+        let (ho, wo) = (g.outputHeight, g.outputWidth)
+        let q = k - 1 - p
+        let (inputStride, outputStride) = (cin * g.height * g.width, cout * ho * wo)
+        let channelsLastCount = DirectConvolution.paddedCount(channels: cin, height: g.height, width: g.width, padding: p, kernelWidth: k)
+        let (gradientCount, gradientPlanesCount) = (ho * wo * cout, cout * (ho + 2 * q) * gradientRowStride)
+        let weightCount = cout * g.patchSize
+        let xp = padded + group * channelsLastCount
+        let dyc = gradients + group * (gradientCount + gradientPlanesCount), dyp = dyc + gradientCount
+        let dw = partials + group * (weightCount + cout), db = dw + weightCount
+        dw.update(repeating: 0, count: weightCount + cout)
+        for image in group * imagesPerGroup ..< min(batch, (group + 1) * imagesPerGroup) {
+            let dyi = dy + image * outputStride
+            DirectConvolution.padChannelsLast(x + image * inputStride, channels: cin, height: g.height, width: g.width,
+                                              padding: p, kernelWidth: k, into: xp)
+            DirectConvolution.toChannelsLast(dyi, channels: cout, pixels: ho * wo, into: dyc)
+            for block in 0..<(cout / lanes) {
+                DirectConvolution.accumulateWeightGradient(
+                    xp, channels: cin, paddedWidth: g.width + 2 * p, kernelSize: k, outputHeight: ho, outputWidth: wo,
+                    outputGradient: dyc + block * lanes, gradientPixelStride: cout, gradientRowStride: wo * cout,
+                    into: dw + block * lanes * g.patchSize)
+            }
+            for o in 0..<cout { db[o] += sum(dyi + o * ho * wo, count: ho * wo) }
+            guard let dx else { continue }
+            let dxi = dx + image * inputStride
+            if let flipped {
+                DirectConvolution.padPlanes(dyi, channels: cout, height: ho, width: wo, padding: q,
+                                            rowStride: gradientRowStride, into: dyp)
+                DirectConvolution.convolvePlanes(dyp, rowStride: gradientRowStride, offsets: offsets, patchSize: cout * k * k,
+                                                 outputHeight: g.height, outputWidth: g.width, weights: flipped,
+                                                 outputChannels: cin, bias: nil, into: dxi)
+            } else {
+                let dcol = columnGradients + group * g.patchSize * ho * wo
+                Float.gemm(transposeA: true, transposeB: false, m: g.patchSize, n: ho * wo, k: cout,
+                           a: w, lda: g.patchSize, b: dyi, ldb: ho * wo, c: dcol, ldc: ho * wo, accumulate: false)
+                dxi.update(repeating: 0, count: inputStride)
+                col2im(dcol, g, into: dxi)
+            }
+        }
     }
 }

@@ -46,7 +46,7 @@ public final class Dense<Scalar: NetworkScalar>: Layer {
     public func forward(_ input: Tensor<Scalar>, into output: inout Tensor<Scalar>) {
         let n = input.batchSize
         precondition(input.count == n * inputSize, "Dense input \(input.shape)")
-        output.resize(to: [n, outputSize])
+        output.resize(n, outputSize)
         input.scalars.withUnsafeBufferPointer { x in
             weight.value.scalars.withUnsafeBufferPointer { w in
                 bias.value.scalars.withUnsafeBufferPointer { b in

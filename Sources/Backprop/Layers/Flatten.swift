@@ -12,7 +12,7 @@ public final class Flatten<Scalar: NetworkScalar>: Layer {
     @_specialize(where Scalar == Float)
     @_specialize(where Scalar == Double)
     public func forward(_ input: Tensor<Scalar>, into output: inout Tensor<Scalar>) {
-        output.resize(to: [input.batchSize, input.count / max(input.batchSize, 1)])
+        output.resize(input.batchSize, input.count / max(input.batchSize, 1))
         output.scalars.withUnsafeMutableBufferPointer { y in
             _ = input.scalars.withUnsafeBufferPointer { y.update(fromContentsOf: $0) }
         }

@@ -38,81 +38,23 @@ public final class MaxPool2D<Scalar: NetworkScalar>: Layer {
         let (n, c, h, w) = (input.shape[0], input.shape[1], input.shape[2], input.shape[3])
         let (oh, ow) = ((h - size) / stride + 1, (w - size) / stride + 1)
         precondition(input.count < Int(Int32.max), "MaxPool2D input too large for 32-bit argmax offsets")
-        output.resize(to: [n, c, oh, ow])
+        output.resize(n, c, oh, ow)
         if argmax.count != output.count { argmax = [Int32](repeating: 0, count: output.count) }
         let (size, stride) = (self.size, self.stride)
         input.scalars.withUnsafeBufferPointer { x in
             output.scalars.withUnsafeMutableBufferPointer { y in
                 argmax.withUnsafeMutableBufferPointer { arg in
-                    let (x, y, arg) = (x.baseAddress!, y.baseAddress!, arg.baseAddress!)
                     // Planes are independent: spread them over the threads in fixed chunks.
-                    let planes = n * c, chunk = 16
-                    Parallel.forEach((planes + chunk - 1) / chunk) { part in
-                        for plane in (part * chunk)..<min(planes, (part + 1) * chunk) {
-                            let base = plane * h * w
-                            var out = plane * oh * ow
-                            for u in 0..<oh {
-                                var first = 0
-                                if Scalar.self == Float.self && size == 2 && stride == 2 && ow >= 8 {
-                                    pool2x2Row(UnsafeRawPointer(x + base + 2 * u * w).assumingMemoryBound(to: Float.self),
-                                               origin: base + 2 * u * w, width: w, outputWidth: ow,
-                                               into: UnsafeMutableRawPointer(y + out).assumingMemoryBound(to: Float.self),
-                                               argmax: arg + out)
-                                    first = ow
-                                }
-                                for v in first..<ow {
-                                    var best = base + u * stride * w + v * stride
-                                    var bestValue = x[best]
-                                    for i in 0..<size {
-                                        for j in 0..<size {
-                                            // Selects rather than branches: on real data the
-                                            // winner's position is unpredictable.
-                                            let at = base + (u * stride + i) * w + v * stride + j
-                                            let value = x[at]
-                                            let better = value > bestValue
-                                            best = better ? at : best
-                                            bestValue = better ? value : bestValue
-                                        }
-                                    }
-                                    y[out + v] = bestValue
-                                    arg[out + v] = Int32(truncatingIfNeeded: best)
-                                }
-                                out += ow
-                            }
-                        }
+                    let work = PoolPlanes(x: x.baseAddress!, y: y.baseAddress!, argmax: arg.baseAddress!, planes: n * c,
+                                          height: h, width: w, size: size, stride: stride)
+                    if Scalar.self == Float.self {
+                        // As a concrete type, so that the worker threads run specialized code.
+                        Parallel.forEach(work.parts, unsafeBitCast(work, to: PoolPlanes<Float>.self))
+                    } else {
+                        Parallel.forEach(work.parts) { work($0) }
                     }
                 }
             }
-        }
-    }
-
-    /// One output row of 2x2, stride-2 pooling in `Float`, eight outputs at a time (a row's last eight
-    /// overlap the previous ones when `ow` is not a multiple of 8; they are recomputed
-    /// identically). Visits the window in the scalar loop's order — (0,0), (0,1), (1,0), (1,1) —
-    /// keeping the first maximum, so both paths pick the same winners.
-    @inline(__always)
-    private func pool2x2Row(
-        _ x: UnsafePointer<Float>, origin: Int, width w: Int, outputWidth ow: Int,
-        into y: UnsafeMutablePointer<Float>, argmax: UnsafeMutablePointer<Int32>
-    ) {
-        let top = UnsafeRawPointer(x), bottom = UnsafeRawPointer(x + w)
-        let lane = SIMD8<Int32>(0, 2, 4, 6, 8, 10, 12, 14)
-        var v = 0
-        while v < ow {
-            let start = min(v, ow - 8)
-            let a = top.loadUnaligned(fromByteOffset: 8 * start, as: SIMD16<Float>.self)
-            let b = bottom.loadUnaligned(fromByteOffset: 8 * start, as: SIMD16<Float>.self)
-            var best = a.evenHalf, offset = SIMD8<Int32>(repeating: 0)
-            var better = a.oddHalf .> best
-            best.replace(with: a.oddHalf, where: better); offset.replace(with: 1, where: better)
-            better = b.evenHalf .> best
-            best.replace(with: b.evenHalf, where: better); offset.replace(with: Int32(w), where: better)
-            better = b.oddHalf .> best
-            best.replace(with: b.oddHalf, where: better); offset.replace(with: Int32(w + 1), where: better)
-            UnsafeMutableRawPointer(y + start).storeBytes(of: best, as: SIMD8<Float>.self)
-            let first = SIMD8<Int32>(repeating: Int32(truncatingIfNeeded: origin + 2 * start))
-            UnsafeMutableRawPointer(argmax + start).storeBytes(of: first &+ lane &+ offset, as: SIMD8<Int32>.self)
-            v += 8
         }
     }
 
@@ -130,5 +72,82 @@ public final class MaxPool2D<Scalar: NetworkScalar>: Layer {
                 }
             }
         }
+    }
+}
+
+/// Max pooling of a chunk of 16 planes (`[H][W]` → `[Ho][Wo]`), one work item of `forward`.
+private struct PoolPlanes<Scalar: NetworkScalar>: ParallelWork {
+    let x: UnsafePointer<Scalar>, y: UnsafeMutablePointer<Scalar>, argmax: UnsafeMutablePointer<Int32>
+    let planes: Int, height: Int, width: Int, size: Int, stride: Int
+    static var chunk: Int { 16 }
+    var parts: Int { (planes + Self.chunk - 1) / Self.chunk }
+
+    @_specialize(where Scalar == Float)
+    @_specialize(where Scalar == Double)
+    func callAsFunction(_ part: Int) {
+        let (h, w) = (height, width)
+        let (oh, ow) = ((h - size) / stride + 1, (w - size) / stride + 1)
+        for plane in (part * Self.chunk)..<min(planes, (part + 1) * Self.chunk) {
+            let base = plane * h * w
+            var out = plane * oh * ow
+            for u in 0..<oh {
+                var first = 0
+                if Scalar.self == Float.self && size == 2 && stride == 2 && ow >= 8 {
+                    pool2x2Row(UnsafeRawPointer(x + base + 2 * u * w).assumingMemoryBound(to: Float.self),
+                               origin: base + 2 * u * w, width: w, outputWidth: ow,
+                               into: UnsafeMutableRawPointer(y + out).assumingMemoryBound(to: Float.self),
+                               argmax: argmax + out)
+                    first = ow
+                }
+                for v in first..<ow {
+                    var best = base + u * stride * w + v * stride
+                    var bestValue = x[best]
+                    for i in 0..<size {
+                        for j in 0..<size {
+                            // Selects rather than branches: on real data the
+                            // winner's position is unpredictable.
+                            let at = base + (u * stride + i) * w + v * stride + j
+                            let value = x[at]
+                            let better = value > bestValue
+                            best = better ? at : best
+                            bestValue = better ? value : bestValue
+                        }
+                    }
+                    y[out + v] = bestValue
+                    argmax[out + v] = Int32(truncatingIfNeeded: best)
+                }
+                out += ow
+            }
+        }
+    }
+}
+
+/// One output row of 2x2, stride-2 pooling in `Float`, eight outputs at a time (a row's last eight
+/// overlap the previous ones when `ow` is not a multiple of 8; they are recomputed
+/// identically). Visits the window in the scalar loop's order — (0,0), (0,1), (1,0), (1,1) —
+/// keeping the first maximum, so both paths pick the same winners.
+@inline(__always)
+private func pool2x2Row(
+    _ x: UnsafePointer<Float>, origin: Int, width w: Int, outputWidth ow: Int,
+    into y: UnsafeMutablePointer<Float>, argmax: UnsafeMutablePointer<Int32>
+) {
+    let top = UnsafeRawPointer(x), bottom = UnsafeRawPointer(x + w)
+    let lane = SIMD8<Int32>(0, 2, 4, 6, 8, 10, 12, 14)
+    var v = 0
+    while v < ow {
+        let start = min(v, ow - 8)
+        let a = top.loadUnaligned(fromByteOffset: 8 * start, as: SIMD16<Float>.self)
+        let b = bottom.loadUnaligned(fromByteOffset: 8 * start, as: SIMD16<Float>.self)
+        var best = a.evenHalf, offset = SIMD8<Int32>(repeating: 0)
+        var better = a.oddHalf .> best
+        best.replace(with: a.oddHalf, where: better); offset.replace(with: 1, where: better)
+        better = b.evenHalf .> best
+        best.replace(with: b.evenHalf, where: better); offset.replace(with: Int32(w), where: better)
+        better = b.oddHalf .> best
+        best.replace(with: b.oddHalf, where: better); offset.replace(with: Int32(w + 1), where: better)
+        UnsafeMutableRawPointer(y + start).storeBytes(of: best, as: SIMD8<Float>.self)
+        let first = SIMD8<Int32>(repeating: Int32(truncatingIfNeeded: origin + 2 * start))
+        UnsafeMutableRawPointer(argmax + start).storeBytes(of: first &+ lane &+ offset, as: SIMD8<Int32>.self)
+        v += 8
     }
 }

@@ -1,0 +1,23 @@
+import BackpropTestSupport
+import Foundation
+import Testing
+
+/// Steady-state training allocates nothing: every buffer (activations, gradients, patch and
+/// packing scratch, optimizer state) is sized on the first steps and reused. The probe runs
+/// the real training loop of every preset in its own process (so other tests' allocations do
+/// not count) and counts every heap allocation of any thread over 10 iterations.
+@Suite struct AllocationTests {
+    @Test(arguments: [1, 2])
+    func trainingStepsAllocateNothing(threads: Int) throws {
+        let probe = try #require(allocationProbeExecutable, "backprop-allocation-probe was not built beside the tests")
+        let result = try runProcess(probe, [String(threads)])
+        #expect(result.status == 0, "\(result.summary)")
+        let lines = result.stdout.split(separator: "\n")
+        if lines == ["unsupported"] { return }  // not glibc: nothing to count with
+        #expect(lines.count == 3, "\(result.stdout)")
+        for line in lines {
+            let fields = line.split(separator: " ")
+            #expect(fields.count == 3 && fields[1] == "10" && fields[2] == "0", "allocations in 10 training steps: \(line)")
+        }
+    }
+}
