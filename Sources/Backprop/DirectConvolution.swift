@@ -302,18 +302,37 @@ enum DirectConvolution {
             var offsets = InlineArray<16, Int>(repeating: 0)
             for u in 0..<count { offsets[u] = (first + u) / depth * rowStride + (first + u) % depth }
             let raw = UnsafeMutableRawPointer(gradient + first * lanes)
-            var acc = InlineArray<16, Vector>(repeating: Vector())
-            for u in 0..<count { acc[u] = raw.loadUnaligned(fromByteOffset: u * 64, as: Vector.self) }
-            for y in 0..<ho {
-                let inputRow = xp + y &* rowStride
-                let gradientRow = UnsafeRawPointer(dy + y &* gradientRowStride)
-                for x in 0..<wo {
-                    let d = gradientRow.loadUnaligned(fromByteOffset: x &* gradientPixelStride &* 4, as: Vector.self)
-                    let pixel = inputRow + x &* c
-                    for u in 0..<16 { acc[u] = fused(acc[u], Vector(repeating: pixel[offsets[u]]), d) }
+            // Two copies of the loop nest, each with its own accumulators: LLVM keeps a tile in
+            // registers only when nothing else shares its stack slot.
+            if count == lanes && first / depth == (first + lanes - 1) / depth {
+                // All 16 entries in one kernel row: consecutive floats after one start offset,
+                // addressed from one register instead of 16.
+                var acc = InlineArray<16, Vector> { u in raw.loadUnaligned(fromByteOffset: u &* 64, as: Vector.self) }
+                let start = xp + offsets[0]
+                for y in 0..<ho {
+                    let inputRow = start + y &* rowStride
+                    let gradientRow = UnsafeRawPointer(dy + y &* gradientRowStride)
+                    for x in 0..<wo {
+                        let d = gradientRow.loadUnaligned(fromByteOffset: x &* gradientPixelStride &* 4, as: Vector.self)
+                        let pixel = inputRow + x &* c
+                        for u in 0..<16 { acc[u] = fused(acc[u], Vector(repeating: pixel[u]), d) }
+                    }
                 }
+                for u in 0..<16 { raw.storeBytes(of: acc[u], toByteOffset: u * 64, as: Vector.self) }
+            } else {
+                var acc = InlineArray<16, Vector>(repeating: Vector())
+                for u in 0..<count { acc[u] = raw.loadUnaligned(fromByteOffset: u * 64, as: Vector.self) }
+                for y in 0..<ho {
+                    let inputRow = xp + y &* rowStride
+                    let gradientRow = UnsafeRawPointer(dy + y &* gradientRowStride)
+                    for x in 0..<wo {
+                        let d = gradientRow.loadUnaligned(fromByteOffset: x &* gradientPixelStride &* 4, as: Vector.self)
+                        let pixel = inputRow + x &* c
+                        for u in 0..<16 { acc[u] = fused(acc[u], Vector(repeating: pixel[offsets[u]]), d) }
+                    }
+                }
+                for u in 0..<count { raw.storeBytes(of: acc[u], toByteOffset: u * 64, as: Vector.self) }
             }
-            for u in 0..<count { raw.storeBytes(of: acc[u], toByteOffset: u * 64, as: Vector.self) }
             first += lanes
         }
     }
