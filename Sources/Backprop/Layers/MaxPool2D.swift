@@ -63,15 +63,39 @@ public final class MaxPool2D<Scalar: NetworkScalar>: Layer {
     public func backward(input: Tensor<Scalar>, output: Tensor<Scalar>, outputGradient: Tensor<Scalar>, inputGradient: inout Tensor<Scalar>?) {
         guard inputGradient != nil else { return }
         inputGradient!.resize(to: input.shape)
-        inputGradient!.zero()
+        let (planes, h, w) = (input.shape[0] * input.shape[1], input.shape[2], input.shape[3])
         argmax.withUnsafeBufferPointer { arg in
             outputGradient.scalars.withUnsafeBufferPointer { dy in
                 inputGradient!.scalars.withUnsafeMutableBufferPointer { dx in
-                    // Overlapping windows may share a winner, hence +=.
-                    for i in 0..<dy.count { dx[Int(arg[i])] += dy[i] }
+                    // A window never leaves its plane: each chunk of planes zeroes its part of
+                    // ∂x and routes its own gradients, in parallel.
+                    let work = UnpoolPlanes(argmax: arg.baseAddress!, dy: dy.baseAddress!, dx: dx.baseAddress!, planes: planes,
+                                            planeSize: h * w, outputsPerPlane: dy.count / max(planes, 1))
+                    if Scalar.self == Float.self {
+                        Parallel.forEach(work.parts, unsafeBitCast(work, to: UnpoolPlanes<Float>.self))
+                    } else {
+                        Parallel.forEach(work.parts) { work($0) }
+                    }
                 }
             }
         }
+    }
+}
+
+/// The backward pass of a chunk of 16 planes: `∂x = 0`, then `∂x[argmax[i]] += ∂y[i]` (windows
+/// may overlap and share a winner, hence `+=`).
+private struct UnpoolPlanes<Scalar: NetworkScalar>: ParallelWork {
+    let argmax: UnsafePointer<Int32>, dy: UnsafePointer<Scalar>, dx: UnsafeMutablePointer<Scalar>
+    let planes: Int, planeSize: Int, outputsPerPlane: Int
+    var parts: Int { (planes + PoolPlanes<Scalar>.chunk - 1) / PoolPlanes<Scalar>.chunk }
+
+    @_specialize(where Scalar == Float)
+    @_specialize(where Scalar == Double)
+    func callAsFunction(_ part: Int) {
+        let chunk = PoolPlanes<Scalar>.chunk
+        let first = part * chunk, end = min(planes, (part + 1) * chunk)
+        (dx + first * planeSize).update(repeating: 0, count: (end - first) * planeSize)
+        for i in (first * outputsPerPlane)..<(end * outputsPerPlane) { dx[Int(argmax[i])] += dy[i] }
     }
 }
 

@@ -19,7 +19,7 @@ public final class ReLU<Scalar: NetworkScalar>: Layer {
         output.resize(to: input.shape)
         input.scalars.withUnsafeBufferPointer { x in
             output.scalars.withUnsafeMutableBufferPointer { y in
-                for i in 0..<x.count { y[i] = max(x[i], 0) }
+                Rectify.run(Rectify(source: x.baseAddress!, mask: nil, destination: y.baseAddress!, count: x.count))
             }
         }
     }
@@ -32,9 +32,39 @@ public final class ReLU<Scalar: NetworkScalar>: Layer {
         output.scalars.withUnsafeBufferPointer { y in
             outputGradient.scalars.withUnsafeBufferPointer { dy in
                 inputGradient!.scalars.withUnsafeMutableBufferPointer { dx in
-                    for i in 0..<y.count { dx[i] = y[i] > 0 ? dy[i] : 0 }
+                    Rectify.run(Rectify(source: dy.baseAddress!, mask: y.baseAddress!, destination: dx.baseAddress!, count: y.count))
                 }
             }
+        }
+    }
+}
+
+/// One chunk of ReLU's forward pass (`y = max(x, 0)`) or, given the saved output as `mask`, of
+/// its backward pass (`∂x = ∂y · [y > 0]`); chunks run in parallel.
+private struct Rectify<Scalar: NetworkScalar>: ParallelWork {
+    let source: UnsafePointer<Scalar>, mask: UnsafePointer<Scalar>?, destination: UnsafeMutablePointer<Scalar>
+    let count: Int
+    /// Elements per work item: large enough to amortize handing it to a thread.
+    static var chunk: Int { 1 << 15 }
+
+    static func run(_ work: Rectify) {
+        let parts = (work.count + chunk - 1) / chunk
+        if Scalar.self == Float.self {
+            // As a concrete type, so that the worker threads run specialized code.
+            Parallel.forEach(parts, unsafeBitCast(work, to: Rectify<Float>.self))
+        } else {
+            for part in 0..<parts { work(part) }
+        }
+    }
+
+    @_specialize(where Scalar == Float)
+    @_specialize(where Scalar == Double)
+    func callAsFunction(_ part: Int) {
+        let range = (part * Self.chunk)..<min(count, (part + 1) * Self.chunk)
+        if let mask {
+            for i in range { destination[i] = mask[i] > 0 ? source[i] : 0 }
+        } else {
+            for i in range { destination[i] = max(source[i], 0) }
         }
     }
 }
