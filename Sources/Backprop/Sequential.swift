@@ -102,11 +102,15 @@ public final class Sequential<Scalar: NetworkScalar> {
     }
 
     /// Sets every parameter's gradient to zero.
+    @_specialize(where Scalar == Float)
+    @_specialize(where Scalar == Double)
     public func zeroGradients() {
         for p in parameters { p.gradient.zero() }
     }
 
     /// `Σ λ/2 ‖w‖²` over all parameters, biases included (the course's weight-decay loss).
+    @_specialize(where Scalar == Float)
+    @_specialize(where Scalar == Double)
     public func weightDecayLoss(_ lambda: Double) -> Double {
         guard lambda != 0 else { return 0 }
         var sum = 0.0

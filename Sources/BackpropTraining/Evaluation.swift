@@ -28,13 +28,16 @@ public struct Predictions: Sendable {
             }
             let logits = network.forward(batch)
             let k = logits.count / (end - start)
-            for row in 0..<(end - start) {
-                let r = logits.scalars[(row * k)..<(row * k + k)]
-                let best = r.indices.max { r[$0] < r[$1] }!
-                let m = r[best]
-                let sum = r.reduce(0.0) { $0 + exp(Double($1 - m)) }
-                classes.append(best - row * k)
-                confidences.append(Float(1 / sum))
+            logits.scalars.withUnsafeBufferPointer { scores in
+                for row in 0..<(end - start) {
+                    let r = scores.baseAddress! + row * k
+                    var best = 0
+                    for j in 1..<k where r[j] > r[best] { best = j }
+                    var sum = 0.0
+                    for j in 0..<k { sum += exp(Double(r[j] - r[best])) }
+                    classes.append(best)
+                    confidences.append(Float(1 / sum))
+                }
             }
             start = end
         }
