@@ -125,14 +125,15 @@ struct Bench: ParsableCommand {
         return (forward, training)
     }
 
-    /// 2048³, then the im2col GEMMs of the mnist preset's convolutions at one image.
+    /// 2048³; the products the presets' classifiers compute (their convolutions are direct, not
+    /// GEMMs); and the per-image im2col GEMMs of the convolutions' reference path.
     private func gemmShapes() -> [(Int, Int, Int, String)] {
         [(2048, 2048, 2048, "2048x2048x2048"),
-         (16, 784, 25, "16x784x25 (mnist conv1)"),
-         (16, 196, 400, "16x196x400 (mnist conv2)"),
-         (16, 1024, 75, "16x1024x75 (cifar conv1)"),
-         (16, 256, 400, "16x256x400 (cifar conv2)"),
-         (400, 196, 16, "400x196x16 (mnist conv2 ∂col)")]
+         (10, 4096, 16, "10x4096x16 (cifar10 classifier ∂W, batch 16)"),
+         (16, 4096, 10, "16x4096x10 (cifar10 classifier ∂X, batch 16)"),
+         (10, 784, 128, "10x784x128 (mnist classifier ∂W, batch 128)"),
+         (16, 196, 400, "16x196x400 (mnist conv2 by im2col, the reference path)"),
+         (16, 256, 400, "16x256x400 (cifar conv2 by im2col, the reference path)")]
     }
 
     private func measureGEMM(m: Int, n: Int, k: Int) -> Double {
