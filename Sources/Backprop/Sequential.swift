@@ -18,6 +18,8 @@ public final class Sequential<Scalar: NetworkScalar> {
     private var input = Tensor<Scalar>(shape: [0])
     /// `gradients[i]` is `∂L/∂activations[i-1]` from the last `backward` (slot 0 unused).
     private var gradients: [Tensor<Scalar>?]
+    /// `accumulateGradients`' loss gradient for one slice of the batch.
+    private var lossGradient: Tensor<Scalar>? = Tensor<Scalar>(shape: [0])
 
     /// Builds a network and checks its shapes.
     /// - Throws: `ShapeError` naming the first layer whose input does not fit, with both shapes.
@@ -70,11 +72,61 @@ public final class Sequential<Scalar: NetworkScalar> {
                      "batch \(describe(shape: batch.shape)) does not match input \(describe(shape: inputShape))")
         // A copy, not a second reference: the caller may refill its batch buffer in place.
         input.assign(batch)
+        return forwardInput()
+    }
+
+    /// Runs `input` through every layer.
+    private func forwardInput() -> Tensor<Scalar> {
         for index in layers.indices {
             layers[index].forward(index == 0 ? input : activations[index - 1], into: &activations[index])
         }
         // Not `activations.last`: the unspecialized generic getter boxes its result on the heap.
         return activations.isEmpty ? input : activations[activations.count - 1]
+    }
+
+    /// The forward and backward passes of one training step with the softmax cross-entropy
+    /// loss, adding `∂L/∂θ` of the batch's mean loss into every parameter's gradient.
+    ///
+    /// The batch goes through in slices of `microBatch` examples — forward, loss, backward, then
+    /// the next slice — so that a large batch's activations stay in cache; each slice's loss
+    /// gradient is scaled by `slice / batch`, so the gradients add up to the whole batch's. A batch
+    /// of at most `microBatch` examples is exactly `forward`, `SoftmaxCrossEntropy.evaluate` and
+    /// `backward`. The result does not depend on the thread count.
+    /// - Parameters:
+    ///   - batch: `[N, …inputShape]`.
+    ///   - labels: `N` class indexes.
+    /// - Returns: the batch's mean loss and the number of examples whose top score is the label.
+    @_specialize(where Scalar == Float)
+    @_specialize(where Scalar == Double)
+    public func accumulateGradients(batch: Tensor<Scalar>, labels: [Int], microBatch: Int = 16) -> (loss: Double, correct: Int) {
+        precondition(batch.shape.count == inputShape.count + 1 && batch.shape.dropFirst().elementsEqual(inputShape),
+                     "batch \(describe(shape: batch.shape)) does not match input \(describe(shape: inputShape))")
+        precondition(labels.count == batch.batchSize && microBatch > 0, "\(labels.count) labels for \(batch.batchSize) examples")
+        let n = batch.batchSize
+        let exampleSize = batch.count / max(n, 1)
+        var (loss, correct) = (0.0, 0)
+        var start = 0
+        while start < n {
+            let end = min(n, start + microBatch), m = end - start
+            input.resize(batchSize: m, example: inputShape)
+            input.scalars.withUnsafeMutableBufferPointer { slice in
+                batch.scalars.withUnsafeBufferPointer { all in
+                    slice.baseAddress!.update(from: all.baseAddress! + start * exampleSize, count: m * exampleSize)
+                }
+            }
+            let result = SoftmaxCrossEntropy.evaluate(logits: forwardInput(), labels: labels[start..<end], gradient: &lossGradient)
+            if m != n {
+                let scale = Scalar(m) / Scalar(n)
+                lossGradient!.scalars.withUnsafeMutableBufferPointer { g in
+                    for i in g.indices { g[i] *= scale }
+                }
+            }
+            backward(lossGradient!)
+            loss += result.loss * Double(m) / Double(n)
+            correct += result.correct
+            start = end
+        }
+        return (loss, correct)
     }
 
     /// Back-propagates `∂L/∂output` of the last `forward` through every layer, adding into each

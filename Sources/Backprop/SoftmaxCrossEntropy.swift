@@ -20,6 +20,15 @@ public enum SoftmaxCrossEntropy {
     public static func evaluate<Scalar: NetworkScalar>(
         logits: Tensor<Scalar>, labels: [Int], gradient: inout Tensor<Scalar>?
     ) -> (loss: Double, correct: Int) {
+        evaluate(logits: logits, labels: labels[...], gradient: &gradient)
+    }
+
+    /// `evaluate` with the labels of a slice of a batch (no copy).
+    @_specialize(where Scalar == Float)
+    @_specialize(where Scalar == Double)
+    public static func evaluate<Scalar: NetworkScalar>(
+        logits: Tensor<Scalar>, labels: ArraySlice<Int>, gradient: inout Tensor<Scalar>?
+    ) -> (loss: Double, correct: Int) {
         let (n, k) = (logits.shape[0], logits.count / max(logits.shape[0], 1))
         precondition(labels.count == n, "\(labels.count) labels for \(n) rows")
         if gradient != nil { gradient!.resize(to: logits.shape) }
@@ -28,7 +37,7 @@ public enum SoftmaxCrossEntropy {
         logits.scalars.withUnsafeBufferPointer { x in
             for row in 0..<n {
                 let r = x.baseAddress! + row * k
-                let label = labels[row]
+                let label = labels[labels.startIndex + row]
                 precondition(label >= 0 && label < k, "label \(label) outside 0..<\(k)")
                 var best = 0
                 for j in 1..<k where r[j] > r[best] { best = j }

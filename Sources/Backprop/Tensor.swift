@@ -79,6 +79,12 @@ public struct Tensor<Scalar: NetworkScalar>: Sendable, Equatable {
         resize(to: [n, features])
     }
 
+    /// Resizes to `[n] + example`, allocating nothing when the shape is already that.
+    public mutating func resize(batchSize n: Int, example: [Int]) {
+        if shape.count == example.count + 1 && shape[0] == n && shape.dropFirst().elementsEqual(example) { return }
+        resize(to: [n] + example)
+    }
+
     /// Makes this tensor a copy of `other`, reusing its own storage when the sizes match (so a
     /// caller may go on mutating `other`'s buffer without triggering a copy-on-write).
     public mutating func assign(_ other: Tensor) {

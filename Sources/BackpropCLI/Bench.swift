@@ -91,12 +91,9 @@ struct Bench: ParsableCommand {
         let labels = (0..<batch).map { _ in generator.nextInt(below: 10) }
         let o = experiment.options
         let optimizer = SGD<Float>(learningRate: o.learningRate, momentum: o.momentum, weightDecay: o.weightDecay)
-        var gradient: Tensor<Float>? = Tensor(shape: [batch, 10])
         let trainSteps = rate {
-            let logits = network.forward(inputs)
-            _ = SoftmaxCrossEntropy.evaluate(logits: logits, labels: labels, gradient: &gradient)
             network.zeroGradients()
-            network.backward(gradient!)
+            _ = network.accumulateGradients(batch: inputs, labels: labels)
             optimizer.step(network.parameters)
         }
         let inferenceSteps = trainingOnly ? 0 : rate { network.forward(inputs) }

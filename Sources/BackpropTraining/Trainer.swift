@@ -85,7 +85,6 @@ public final class Trainer {
         var shuffler = SeededGenerator(seed: options.seed ^ 0x4550_4F43_4853_2121)
         var batch = Tensor<Float>(shape: [b] + exampleShape)
         var labels = [Int](repeating: 0, count: b)
-        var lossGradient: Tensor<Float>? = Tensor<Float>(shape: [b, 10])
         var snapshot = network.parameters.map(\.value.scalars)
         var loss = Smoother(factor: options.movingAverage), accuracy = Smoother(factor: options.movingAverage)
         var epoch = 0
@@ -110,15 +109,13 @@ public final class Trainer {
                 }
             }
 
-            let logits = network.forward(batch)
-            let result = SoftmaxCrossEntropy.evaluate(logits: logits, labels: labels, gradient: &lossGradient)
+            network.zeroGradients()
+            let result = network.accumulateGradients(batch: batch, labels: labels)
             guard result.loss.isFinite else {
                 for (p, saved) in zip(network.parameters, snapshot) { p.value.scalars = saved }
                 throw DivergenceError(iteration: iteration, loss: result.loss)
             }
             let decay = network.weightDecayLoss(Double(options.weightDecay))
-            network.zeroGradients()
-            network.backward(lossGradient!)
             // Keep the weights that just gave a finite loss, in case the step makes them diverge.
             for (i, p) in network.parameters.enumerated() {
                 snapshot[i].withUnsafeMutableBufferPointer { s in

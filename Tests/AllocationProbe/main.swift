@@ -3,7 +3,8 @@
 // Usage: backprop-allocation-probe THREADS
 // Runs the real training loop (`Trainer`) of every preset on synthetic data; after a few
 // warm-up iterations it counts every allocation made by any thread during the next ones and
-// prints one line per preset: `<preset> <iterations counted> <allocations>`. Prints
+// prints one line per preset and batch size (16, the presets', and 128, which trains in
+// slices): `<preset> <batch> <iterations counted> <allocations>`. Prints
 // `unsupported` where the allocator cannot be counted.
 import _AllocationCounter
 import Backprop
@@ -19,7 +20,9 @@ Parallel.threadCount = Int(CommandLine.arguments.dropFirst().first ?? "") ?? Par
 
 let (warmUp, counted) = (3, 10)
 for name in Experiment.presetNames {
+  for batchSize in [16, 128] {
     var experiment = Experiment.preset(named: name)!
+    experiment.options.batchSize = batchSize
     let kind = experiment.dataset
     let shape = kind.imageShape
     // Enough images that no epoch ends (and reshuffles) in the window, and no validation runs.
@@ -42,5 +45,6 @@ for name in Experiment.presetNames {
         if metrics.iteration == warmUp { allocation_counter_start() }
         if metrics.iteration == warmUp + counted { allocations = allocation_counter_stop() }
     }
-    print(name, counted, allocations)
+    print(name, batchSize, counted, allocations)
+  }
 }

@@ -82,3 +82,45 @@ import Testing
         #expect(fast.argmax == scalar.argmax)
     }
 }
+
+/// A training step in slices of the batch (`accumulateGradients`) against the whole batch at
+/// once: the same loss, count of correct predictions and parameter gradients (to rounding),
+/// with a short last slice; and exactly the same when the batch fits in one slice.
+@Suite struct MicroBatchTests {
+    private func network() throws -> Sequential<Float> {
+        var g = SeededGenerator(seed: 21)
+        return try Sequential(inputShape: [3, 12, 12], layers: [
+            Conv2D<Float>(inputChannels: 3, outputChannels: 16, kernelSize: 5, padding: 2, using: &g), ReLU<Float>(),
+            MaxPool2D<Float>(), Conv2D<Float>(inputChannels: 16, outputChannels: 16, kernelSize: 3, padding: 1, using: &g),
+            ReLU<Float>(), Flatten<Float>(), Dense<Float>(inputSize: 16 * 6 * 6, outputSize: 10, using: &g),
+        ])
+    }
+
+    @Test(arguments: [(40, 16), (16, 16), (7, 16), (40, 1)])
+    func slicesAddUpToTheWholeBatch(batch: Int, microBatch: Int) throws {
+        let net = try network()
+        let x: Tensor<Float> = randomTensor([batch, 3, 12, 12], seed: 22)
+        var g = SeededGenerator(seed: 23)
+        let labels = (0..<batch).map { _ in g.nextInt(below: 10) }
+
+        net.zeroGradients()
+        var dLogits: Tensor<Float>? = Tensor(shape: [])
+        let whole = SoftmaxCrossEntropy.evaluate(logits: net.forward(x), labels: labels, gradient: &dLogits)
+        net.backward(dLogits!)
+        let wholeGradients = net.parameters.map(\.gradient.scalars)
+
+        net.zeroGradients()
+        let sliced = net.accumulateGradients(batch: x, labels: labels, microBatch: microBatch)
+        #expect(sliced.correct == whole.correct)
+        #expect(abs(sliced.loss - whole.loss) <= 1e-6 * max(1, abs(whole.loss)), "loss \(sliced.loss) vs \(whole.loss)")
+        for (index, (p, expected)) in zip(net.parameters, wholeGradients).enumerated() {
+            if batch <= microBatch {
+                #expect(p.gradient.scalars == expected, "parameter \(index): one slice must be the plain step")
+            } else {
+                let scale = expected.map(abs).max() ?? 0
+                let worst = zip(p.gradient.scalars, expected).map { abs($0 - $1) }.max() ?? 0
+                #expect(worst <= 1e-5 * max(scale, 1e-3), "parameter \(index): max difference \(worst), largest \(scale)")
+            }
+        }
+    }
+}
