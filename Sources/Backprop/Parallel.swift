@@ -80,6 +80,10 @@ final class WorkerPool: @unchecked Sendable {
     private var work: UnsafeRawPointer?
     private var workType: any ParallelWork.Type = ClosureWork.self
     private var threads = 0, count = 0
+    /// How long idle threads spin before they yield or sleep: none when there are more threads
+    /// than cores, where a spinning thread would take a core from one with work.
+    private let spinLimit = Atomic<Int>(0)
+    private let cores = ProcessInfo.processInfo.activeProcessorCount
     /// Started workers (thread indexes 1...workers); grows when more threads are asked for.
     private var workers = 0
 
@@ -99,6 +103,7 @@ final class WorkerPool: @unchecked Sendable {
             self.workType = Work.self
             self.threads = threads
             self.count = count
+            spinLimit.store(threads <= cores ? 200_000 : 0, ordering: .relaxed)
             pending.store(workers, ordering: .relaxed)
             generation.add(1, ordering: .releasing)
             pthread_mutex_lock(mutex)
@@ -108,7 +113,7 @@ final class WorkerPool: @unchecked Sendable {
             var spins = 0
             while pending.load(ordering: .acquiring) != 0 {
                 spins += 1
-                if spins > 10_000 { sched_yield() }
+                if spins > spinLimit.load(ordering: .relaxed) / 20 { sched_yield() }
             }
             self.work = nil
         }
@@ -128,9 +133,10 @@ final class WorkerPool: @unchecked Sendable {
         var seen = start
         while true {
             var spins = 0
+            let limit = spinLimit.load(ordering: .relaxed)
             while generation.load(ordering: .acquiring) == seen {
                 spins += 1
-                if spins < 200_000 { continue }
+                if spins < limit { continue }
                 pthread_mutex_lock(mutex)
                 while generation.load(ordering: .acquiring) == seen { pthread_cond_wait(condition, mutex) }
                 pthread_mutex_unlock(mutex)
