@@ -41,16 +41,9 @@ enum DirectConvolution {
 
     // MARK: Layouts
 
-    /// Floats in a padded channels-last image, plus slack after it that the last tile of the last
-    /// row may read (its surplus pixels are computed and thrown away).
-    static func paddedCount(channels: Int, height: Int, width: Int, padding: Int, kernelWidth: Int) -> Int {
-        (height + 2 * padding) * (width + 2 * padding) * channels + (lanes + kernelWidth) * channels
-    }
-
-    /// Copies one NCHW image `x: [C][H][W]` into `xp: [H+2p][W+2p][C]` with a zero border, and
-    /// zeroes the slack after it (see `paddedCount`).
+    /// Copies one NCHW image `x: [C][H][W]` into `xp: [H+2p][W+2p][C]` with a zero border.
     static func padChannelsLast(
-        _ x: UnsafePointer<Float>, channels: Int, height: Int, width: Int, padding: Int, kernelWidth: Int,
+        _ x: UnsafePointer<Float>, channels: Int, height: Int, width: Int, padding: Int,
         into xp: UnsafeMutablePointer<Float>
     ) {
         let (c, wp) = (channels, width + 2 * padding)
@@ -78,8 +71,6 @@ enum DirectConvolution {
             transposeToChannelsLast(x, channels: c, height: height, width: width,
                                     into: xp + (padding * wp + padding) * c, rowPixels: wp)
         }
-        let end = xp + (height + 2 * padding) * rowCount
-        end.update(repeating: 0, count: (lanes + kernelWidth) * c)
     }
 
     /// Transposes `C` planes of `pixels` values, `[C][pixels]`, into `[pixels][C]`.

@@ -231,7 +231,8 @@ public final class Conv2D<Scalar: NetworkScalar>: Layer {
                 output.scalars.withUnsafeMutableBufferPointer { y in
                     let work = DirectForwardGroup(
                         x: floats(x.baseAddress!), bias: floats(b.baseAddress!), y: floats(y.baseAddress!),
-                        padded: padded, weights: packed, offsets: offsets, g: g, outputChannels: cout, rowStride: rowStride,
+                        padded: padded, paddedCount: paddedCount, weights: packed, offsets: offsets, g: g, outputChannels: cout,
+                        rowStride: rowStride,
                         batch: n, imagesPerGroup: Self.imagesPerGroup)
                     Parallel.forEach(groups, work)
                 }
@@ -254,7 +255,7 @@ public final class Conv2D<Scalar: NetworkScalar>: Layer {
         let q = k - 1 - p  // the input-gradient convolution's padding
         let hq = ho + 2 * q
         let gradientRowStride = DirectConvolution.planeRowStride(outputWidth: g.width, kernelSize: k)
-        let channelsLastCount = DirectConvolution.paddedCount(channels: cin, height: g.height, width: g.width, padding: p, kernelWidth: k)
+        let channelsLastCount = (g.height + 2 * p) * (g.width + 2 * p) * cin
         // Per group: ∂Y channels-last, then ∂Y's padded planes.
         let (gradientCount, gradientPlanesCount) = (ho * wo * cout, cout * hq * gradientRowStride)
         let groups = (n + Self.imagesPerGroup - 1) / Self.imagesPerGroup
@@ -280,6 +281,7 @@ public final class Conv2D<Scalar: NetworkScalar>: Layer {
                         dx: inputGradient.map(floats), padded: padded, gradients: gradients, partials: partials,
                         flipped: directInputGradient ? flipped : nil, columnGradients: dcols, offsets: offsets,
                         g: g, outputChannels: cout, gradientRowStride: gradientRowStride,
+                        sizes: (channelsLastCount, gradientCount, gradientPlanesCount, dcolCount),
                         batch: n, imagesPerGroup: Self.imagesPerGroup)
                     Parallel.forEach(groups, work)
                 }
@@ -308,16 +310,15 @@ public final class Conv2D<Scalar: NetworkScalar>: Layer {
 /// One group of images of the direct forward pass: pad each image into planes, convolve.
 private struct DirectForwardGroup: ParallelWork {
     let x: UnsafePointer<Float>, bias: UnsafePointer<Float>, y: UnsafeMutablePointer<Float>
-    /// One padded-planes buffer per group.
-    let padded: UnsafeMutablePointer<Float>
+    /// One padded-planes buffer of `paddedCount` floats per group.
+    let padded: UnsafeMutablePointer<Float>, paddedCount: Int
     let weights: UnsafePointer<Float>, offsets: UnsafePointer<Int>
     let g: ConvolutionGeometry, outputChannels: Int, rowStride: Int
     let batch: Int, imagesPerGroup: Int
 
     func callAsFunction(_ group: Int) {
-        let hp = g.height + 2 * g.padding
         let (inputStride, outputStride) = (g.channels * g.height * g.width, outputChannels * g.outputHeight * g.outputWidth)
-        let xp = padded + group * g.channels * hp * rowStride
+        let xp = padded + group * paddedCount
         for image in group * imagesPerGroup ..< min(batch, (group + 1) * imagesPerGroup) {
             DirectConvolution.padPlanes(x + image * inputStride, channels: g.channels, height: g.height, width: g.width,
                                         padding: g.padding, rowStride: rowStride, into: xp)
@@ -342,6 +343,9 @@ private struct DirectBackwardGroup: ParallelWork {
     let columnGradients: UnsafeMutablePointer<Float>
     let offsets: UnsafePointer<Int>
     let g: ConvolutionGeometry, outputChannels: Int, gradientRowStride: Int
+    /// Each group's share of `padded`, of `gradients` (channels-last, then planes) and of
+    /// `columnGradients`.
+    let sizes: (padded: Int, gradient: Int, gradientPlanes: Int, columnGradient: Int)
     let batch: Int, imagesPerGroup: Int
 
     func callAsFunction(_ group: Int) {
@@ -349,17 +353,16 @@ private struct DirectBackwardGroup: ParallelWork {
         let (ho, wo) = (g.outputHeight, g.outputWidth)
         let q = k - 1 - p
         let (inputStride, outputStride) = (cin * g.height * g.width, cout * ho * wo)
-        let channelsLastCount = DirectConvolution.paddedCount(channels: cin, height: g.height, width: g.width, padding: p, kernelWidth: k)
-        let (gradientCount, gradientPlanesCount) = (ho * wo * cout, cout * (ho + 2 * q) * gradientRowStride)
+        let (gradientCount, gradientPlanesCount) = (sizes.gradient, sizes.gradientPlanes)
         let weightCount = cout * g.patchSize
-        let xp = padded + group * channelsLastCount
+        let xp = padded + group * sizes.padded
         let dyc = gradients + group * (gradientCount + gradientPlanesCount), dyp = dyc + gradientCount
         let dw = partials + group * (weightCount + cout), db = dw + weightCount
         dw.update(repeating: 0, count: weightCount + cout)
         for image in group * imagesPerGroup ..< min(batch, (group + 1) * imagesPerGroup) {
             let dyi = dy + image * outputStride
             DirectConvolution.padChannelsLast(x + image * inputStride, channels: cin, height: g.height, width: g.width,
-                                              padding: p, kernelWidth: k, into: xp)
+                                              padding: p, into: xp)
             DirectConvolution.toChannelsLast(dyi, channels: cout, pixels: ho * wo, into: dyc)
             for block in 0..<(cout / lanes) {
                 DirectConvolution.accumulateWeightGradient(
@@ -377,7 +380,7 @@ private struct DirectBackwardGroup: ParallelWork {
                                                  outputHeight: g.height, outputWidth: g.width, weights: flipped,
                                                  outputChannels: cin, bias: nil, into: dxi)
             } else {
-                let dcol = columnGradients + group * g.patchSize * ho * wo
+                let dcol = columnGradients + group * sizes.columnGradient
                 Float.gemm(transposeA: true, transposeB: false, m: g.patchSize, n: ho * wo, k: cout,
                            a: w, lda: g.patchSize, b: dyi, ldb: ho * wo, c: dcol, ldc: ho * wo, accumulate: false)
                 dxi.update(repeating: 0, count: inputStride)

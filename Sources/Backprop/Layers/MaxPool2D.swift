@@ -47,12 +47,7 @@ public final class MaxPool2D<Scalar: NetworkScalar>: Layer {
                     // Planes are independent: spread them over the threads in fixed chunks.
                     let work = PoolPlanes(x: x.baseAddress!, y: y.baseAddress!, argmax: arg.baseAddress!, planes: n * c,
                                           height: h, width: w, size: size, stride: stride)
-                    if Scalar.self == Float.self {
-                        // As a concrete type, so that the worker threads run specialized code.
-                        Parallel.forEach(work.parts, unsafeBitCast(work, to: PoolPlanes<Float>.self))
-                    } else {
-                        Parallel.forEach(work.parts) { work($0) }
-                    }
+                    Parallel.forEach(work.parts, work)
                 }
             }
         }
@@ -71,11 +66,7 @@ public final class MaxPool2D<Scalar: NetworkScalar>: Layer {
                     // ∂x and routes its own gradients, in parallel.
                     let work = UnpoolPlanes(argmax: arg.baseAddress!, dy: dy.baseAddress!, dx: dx.baseAddress!, planes: planes,
                                             planeSize: h * w, outputsPerPlane: dy.count / max(planes, 1))
-                    if Scalar.self == Float.self {
-                        Parallel.forEach(work.parts, unsafeBitCast(work, to: UnpoolPlanes<Float>.self))
-                    } else {
-                        Parallel.forEach(work.parts) { work($0) }
-                    }
+                    Parallel.forEach(work.parts, work)
                 }
             }
         }

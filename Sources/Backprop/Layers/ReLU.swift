@@ -48,13 +48,7 @@ private struct Rectify<Scalar: NetworkScalar>: ParallelWork {
     static var chunk: Int { 1 << 15 }
 
     static func run(_ work: Rectify) {
-        let parts = (work.count + chunk - 1) / chunk
-        if Scalar.self == Float.self {
-            // As a concrete type, so that the worker threads run specialized code.
-            Parallel.forEach(parts, unsafeBitCast(work, to: Rectify<Float>.self))
-        } else {
-            for part in 0..<parts { work(part) }
-        }
+        Parallel.forEach((work.count + chunk - 1) / chunk, work)
     }
 
     @_specialize(where Scalar == Float)
