@@ -6,7 +6,7 @@
 ///
 /// ## Precision
 /// Run checks on a `Double` network (`NetworkSpec.makeNetwork(Double.self, …)` or
-/// `Sequential.loadParameters(from:)`): with `h = 1e-4` and a fourth-order difference a correct
+/// `Network.loadState(from:)`): with `h = 1e-4` and a fourth-order difference a correct
 /// gradient agrees to about `1e-8` — `O(h⁴)` truncation plus `ulp(f)/h ≈ 1e-11` rounding — and the
 /// mistakes the check exists for (a transposed weight gradient, a missing `1/N`, a wrong pooling
 /// route) are off by order 1. In `Float`, rounding alone is `~1e-7/h`, which forces `h` so large
@@ -109,17 +109,18 @@ public enum GradientCheck {
     ///     `generator`; all of a tensor's entries when it has fewer).
     /// - Returns: one result per parameter tensor, named as in `namedParameters`.
     public static func check<Scalar: NetworkScalar>(
-        network: Sequential<Scalar>, inputs: Tensor<Scalar>, labels: [Int], entriesPerTensor: Int = 40,
+        network: Network<Scalar>, inputs: Tensor<Scalar>, labels: [Int], loss lossFunction: SoftmaxCrossEntropy = SoftmaxCrossEntropy(),
+        context: StepContext = .training(seed: 1, step: 1), entriesPerTensor: Int = 40,
         step: Scalar, using generator: inout SeededGenerator
     ) -> [Result] {
         var none: Tensor<Scalar>? = nil
         func loss() -> Double {
-            SoftmaxCrossEntropy.evaluate(logits: network.forward(inputs), labels: labels, gradient: &none).loss
+            lossFunction.loss(logits: network.forward(inputs, context: context), labels: labels, gradient: &none).loss
         }
         var gradient: Tensor<Scalar>? = Tensor(shape: [])
-        _ = SoftmaxCrossEntropy.evaluate(logits: network.forward(inputs), labels: labels, gradient: &gradient)
+        _ = lossFunction.loss(logits: network.forward(inputs, context: context), labels: labels, gradient: &gradient)
         network.zeroGradients()
-        network.backward(gradient!)
+        network.backward(gradient!, context: context)
 
         var results: [Result] = []
         for (name, parameter) in network.namedParameters {

@@ -3,7 +3,8 @@ import Foundation
 /// Reads and writes the [safetensors](https://huggingface.co/docs/safetensors) format:
 /// an 8-byte little-endian header length `H`, `H` bytes of JSON
 /// (`{"name": {"dtype": "F32", "shape": [...], "data_offsets": [begin, end]}, "__metadata__": {...}}`),
-/// then the raw little-endian tensor data. Only `F32` is written or read.
+/// then the raw little-endian tensor data. `F32` tensors are written and read; counts (PyTorch's
+/// `num_batches_tracked`) are written as `I64` and read back as floats.
 public enum Safetensors {
     /// A file that is not valid safetensors (one line).
     public struct FormatError: Error, CustomStringConvertible, Sendable {
@@ -11,14 +12,17 @@ public enum Safetensors {
     }
 
     /// Encodes tensors (in the given order) and string metadata.
-    public static func encode(_ tensors: [(name: String, tensor: Tensor<Float>)], metadata: [String: String] = [:]) throws -> Data {
+    /// - Parameter integers: the names of tensors to store as `I64` (their values are whole numbers).
+    public static func encode(_ tensors: [(name: String, tensor: Tensor<Float>)], integers: Set<String> = [],
+                              metadata: [String: String] = [:]) throws -> Data {
         var header: [String: Any] = [:]
         if !metadata.isEmpty { header["__metadata__"] = metadata }
         var offset = 0
         for (name, tensor) in tensors {
             precondition(name != "__metadata__" && header[name] == nil, "duplicate tensor name \(name)")
-            let bytes = tensor.count * MemoryLayout<Float>.size
-            header[name] = ["dtype": "F32", "shape": tensor.shape, "data_offsets": [offset, offset + bytes]] as [String: Any]
+            let integer = integers.contains(name)
+            let bytes = tensor.count * (integer ? 8 : 4)
+            header[name] = ["dtype": integer ? "I64" : "F32", "shape": tensor.shape, "data_offsets": [offset, offset + bytes]] as [String: Any]
             offset += bytes
         }
         var json = try JSONSerialization.data(withJSONObject: header, options: [.sortedKeys])
@@ -27,7 +31,13 @@ public enum Safetensors {
         var data = Data(capacity: 8 + json.count + offset)
         withUnsafeBytes(of: UInt64(json.count).littleEndian) { data.append(contentsOf: $0) }
         data.append(json)
-        for (_, tensor) in tensors {
+        for (name, tensor) in tensors {
+            if integers.contains(name) {
+                for x in tensor.scalars {
+                    withUnsafeBytes(of: Int64(exactly: x.rounded())?.littleEndian ?? 0) { data.append(contentsOf: $0) }
+                }
+                continue
+            }
             tensor.scalars.withUnsafeBufferPointer { buffer in
                 #if _endian(big)
                 for x in buffer { withUnsafeBytes(of: x.bitPattern.littleEndian) { data.append(contentsOf: $0) } }
@@ -71,7 +81,8 @@ public enum Safetensors {
             guard let entry = value as? [String: Any], let dtype = entry["dtype"] as? String,
                   let shape = entry["shape"] as? [Int], let offsets = entry["data_offsets"] as? [Int], offsets.count == 2
             else { throw fail("tensor \(name): malformed entry") }
-            guard dtype == "F32" else { throw fail("tensor \(name): dtype \(dtype) is not supported (only F32)") }
+            guard dtype == "F32" || dtype == "I64" else { throw fail("tensor \(name): dtype \(dtype) is not supported (only F32, and I64 counts)") }
+            let width = dtype == "F32" ? 4 : 8
             // Multiply with overflow checks: the header is untrusted input.
             var count: Int? = shape.allSatisfy({ $0 >= 0 }) ? 1 : nil
             for extent in shape {
@@ -80,11 +91,18 @@ public enum Safetensors {
                 count = overflow || product > body ? nil : product
             }
             guard let count, offsets[0] >= 0, offsets[1] <= body, offsets[0] <= offsets[1],
-                  offsets[1] - offsets[0] == count * 4 else {
+                  offsets[1] - offsets[0] == count * width else {
                 throw fail("tensor \(name): data_offsets \(offsets) do not fit shape \(shape) in a \(body)-byte body")
             }
-            var scalars = [Float](repeating: 0, count: count)
             let start = data.startIndex + headerEnd + offsets[0]
+            if width == 8 {
+                let values = (0..<count).map { i in
+                    data[(start + 8 * i)..<(start + 8 * i + 8)].reversed().reduce(Int64(0)) { $0 << 8 | Int64($1) }
+                }
+                tensors[name] = Tensor<Float>(shape: shape, scalars: values.map { Float($0) })
+                continue
+            }
+            var scalars = [Float](repeating: 0, count: count)
             _ = scalars.withUnsafeMutableBytes { destination in
                 data.copyBytes(to: destination, from: start..<(start + count * 4))
             }

@@ -106,14 +106,15 @@ struct Bench: ParsableCommand {
 
     /// Multiply-adds ×2 of one image's forward pass, and of forward + backward (the first
     /// layer computes no input gradient).
-    private func flopsPerImage(_ network: Sequential<Float>) -> (forward: Double, training: Double) {
+    private func flopsPerImage(_ network: Network<Float>) -> (forward: Double, training: Double) {
         var forward = 0.0, training = 0.0
-        for (index, layer) in network.layers.enumerated() {
+        for (index, row) in network.rows.enumerated() {
             var f = 0.0
-            if let conv = layer as? Conv2D<Float> {
-                let out = network.outputShapes[index]
-                f = 2 * Double(conv.outputChannels * conv.inputChannels * conv.kernelSize * conv.kernelSize * out[1] * out[2])
-            } else if let dense = layer as? Dense<Float> {
+            if let conv = row.layer as? Conv2D<Float> {
+                let out = row.outputShape
+                let perOutput = conv.outputChannels * conv.inputChannels * conv.kernelSize * conv.kernelSize
+                f = 2 * Double(perOutput) * Double(out[1] * out[2])
+            } else if let dense = row.layer as? Dense<Float> {
                 f = 2 * Double(dense.inputSize * dense.outputSize)
             }
             forward += f

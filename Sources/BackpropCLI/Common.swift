@@ -56,7 +56,7 @@ struct ExperimentChoice: ParsableArguments {
 }
 
 /// Builds the experiment's network and checks that it fits the data set's images and classes.
-func makeNetwork(_ experiment: Experiment, seed: UInt64) throws -> Sequential<Float> {
+func makeNetwork(_ experiment: Experiment, seed: UInt64) throws -> Network<Float> {
     guard experiment.network.input == experiment.dataset.imageShape else {
         throw UserError("the network's input \(describe(shape: experiment.network.input)) does not match \(experiment.dataset.displayName) images (\(describe(shape: experiment.dataset.imageShape)))")
     }
@@ -86,7 +86,7 @@ func pad(_ s: String, _ width: Int, right: Bool = false) -> String {
 }
 
 /// Prints the per-layer table of the report's Tables 2, 3 and 5 (the rows the HTML report shows).
-func printSummary(title: String, network: Sequential<Float>) {
+func printSummary(title: String, network: Network<Float>) {
     print(title)
     let table = ParameterTable(network: network)
     func line(_ index: String, _ kind: String, _ settings: String, _ shape: String, _ w: String, _ b: String, _ t: String) {

@@ -31,7 +31,7 @@ struct GradCheck: ParsableCommand {
         let trained = try makeNetwork(chosen, seed: seed)  // checks the shapes against the data set
         var weights = SeededGenerator(seed: seed)
         let network = try userFacing { try chosen.network.makeNetwork(Double.self, using: &weights) }
-        network.loadParameters(from: trained)
+        network.loadState(from: trained)
         var generator = SeededGenerator(seed: seed ^ 0xC4EC4)
         let inputs = Tensor<Double>.randomNormal(shape: [batchSize] + network.inputShape, standardDeviation: inputScale ?? (chosen.dataset == .mnist ? 0.3 : 60), using: &generator)
         let labels = (0..<batchSize).map { _ in generator.nextInt(below: 10) }

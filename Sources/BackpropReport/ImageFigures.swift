@@ -43,9 +43,9 @@ public struct KernelGrid: Sendable {
     }
 
     /// The weight of the first `Conv2D` layer of `network`, or nil when it has none.
-    public static func firstConvolutionWeight(of network: Sequential<Float>) -> Tensor<Float>? {
-        for layer in network.layers {
-            if let convolution = layer as? Conv2D<Float> { return convolution.weight.value }
+    public static func firstConvolutionWeight(of network: Network<Float>) -> Tensor<Float>? {
+        for row in network.rows {
+            if let convolution = row.layer as? Conv2D<Float> { return convolution.weight.value }
         }
         return nil
     }

@@ -208,7 +208,8 @@ struct PageWriter {
             line("</tbody></table>")
         }
         line("</div>")
-        let layers = run.model.network.layers.map { $0.settings.isEmpty ? $0.kind : "\($0.kind) (\($0.settings))" }
+        // The top-level layers; a block shows as its kind (the parameter table lists its insides).
+        let layers = run.model.network.rows.filter { $0.depth == 0 }.map(\.layer).map { $0.settings.isEmpty ? $0.kind : "\($0.kind) (\($0.settings))" }
         line("<p class=\"network\"><strong>Network:</strong> \(escapeXML(describe(shape: run.model.network.inputShape))) → "
              + layers.map(escapeXML).joined(separator: " → ") + " → Softmax loss</p>")
         if let experiment = run.experiment,

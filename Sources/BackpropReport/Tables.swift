@@ -8,9 +8,11 @@ import Foundation
 /// Tables 2, 3 and 5 (an `Input` row first, a `Softmaxloss` row and the totals last).
 public struct ParameterTable: Sendable {
     public struct Row: Sendable, Equatable {
-        /// The layer's index in the network (its parameters' name prefix); empty for Input,
-        /// Softmaxloss and Total.
+        /// The layer's path in the network (its parameters' name prefix, e.g. `3` or
+        /// `layer1.0.conv1`); empty for Input, Softmaxloss and Total.
         public var index: String
+        /// Nesting depth: 0 for top-level layers, 1 inside a block, …
+        public var depth: Int = 0
         public var layer: String
         public var settings: String
         public var outputShape: String
@@ -25,12 +27,15 @@ public struct ParameterTable: Sendable {
     public var totalBiases: Int { rows.reduce(0) { $0 + $1.biases } }
     public var total: Int { totalWeights + totalBiases }
 
-    public init(network: Sequential<Float>) {
+    public init(network: Network<Float>) {
         var rows = [Row(index: "", layer: "Input", settings: "", outputShape: describe(shape: network.inputShape), weights: 0, biases: 0)]
-        for (index, layer) in network.layers.enumerated() {
-            let count = { (name: String) in layer.parameters.filter { $0.name == name }.reduce(0) { $0 + $1.value.count } }
-            rows.append(Row(index: String(index), layer: layer.kind, settings: layer.settings,
-                            outputShape: describe(shape: network.outputShapes[index]), weights: count("weight"), biases: count("bias")))
+        for row in network.rows {
+            // A layer's own parameters: `bias` counts as biases, every other one as weights.
+            let parameters = row.layer.parameters
+            let biases = parameters.filter { $0.name == "bias" }.reduce(0) { $0 + $1.value.count }
+            let weights = parameters.filter { $0.name != "bias" }.reduce(0) { $0 + $1.value.count }
+            rows.append(Row(index: row.path, depth: row.depth, layer: row.layer.kind, settings: row.layer.settings,
+                            outputShape: describe(shape: row.outputShape), weights: weights, biases: biases))
         }
         rows.append(Row(index: "", layer: "Softmaxloss", settings: "", outputShape: describe(shape: network.outputShape), weights: 0, biases: 0))
         self.rows = rows

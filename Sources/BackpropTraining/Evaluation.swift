@@ -9,7 +9,7 @@ public struct Predictions: Sendable {
     public var confidences: [Float]
 
     /// Runs `network` over `inputs` (`[N, …]`) in batches.
-    public init(network: Sequential<Float>, inputs: Tensor<Float>, batchSize: Int = 250) {
+    public init(network: Network<Float>, inputs: Tensor<Float>, batchSize: Int = 250) {
         let n = inputs.batchSize
         let exampleSize = inputs.count / max(n, 1)
         classes = []

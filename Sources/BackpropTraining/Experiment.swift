@@ -99,7 +99,7 @@ extension Experiment {
     /// The seed report's experiments (COURSE-FRAMEWORK.md's table), or nil for another name.
     public static func preset(named name: String) -> Experiment? {
         let conv = { (c: Int, k: Int, p: Int, scale: Double) in
-            NetworkSpec.LayerSpec.conv2d(outputChannels: c, kernelSize: k, stride: 1, padding: p, initScale: scale)
+            LayerSpec.conv2d(outputChannels: c, kernelSize: k, stride: 1, padding: p, initScale: scale)
         }
         switch name {
         case "mnist":
@@ -159,14 +159,8 @@ extension Experiment {
         do { data = try Data(contentsOf: url) } catch {
             throw SpecError("\(url.path): cannot read the spec file")
         }
-        let object: [String: Any]
-        do {
-            guard let o = try JSONSerialization.jsonObject(with: data) as? [String: Any] else {
-                throw SpecError("\(url.path): the spec must be a JSON object")
-            }
-            object = o
-        } catch let error as SpecError { throw error } catch {
-            throw SpecError("\(url.path): not valid JSON")
+        guard let object = try NetworkSpec.parseJSON(data, source: url.path) as? [String: Any] else {
+            throw SpecError("\(url.path): the spec must be a JSON object")
         }
         func prefixed(_ error: SpecError) -> SpecError { SpecError("\(url.lastPathComponent): \(error.description)") }
         let dataset: DatasetKind

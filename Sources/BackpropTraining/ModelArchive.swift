@@ -2,20 +2,21 @@ import Backprop
 import BackpropData
 import Foundation
 
-/// A trained model as files: `model.safetensors` (the weights under their PyTorch names, with
+/// A trained model as files: `model.safetensors` (the weights and buffers — BatchNorm's running
+/// statistics — under their PyTorch `state_dict` names, with
 /// the description below in its `__metadata__` as `backprop.model`) and `model.json` beside it
 /// (the same description, for people and other tools).
 ///
 /// The description holds the architecture (`NetworkSpec` JSON), the preprocessing and the class
 /// names — everything needed to turn an image into a prediction.
 public struct ModelArchive {
-    public var network: Sequential<Float>
+    public var network: Network<Float>
     public var spec: NetworkSpec
     public var dataset: DatasetKind
     public var preprocessing: Preprocessing
     public var classNames: [String]
 
-    public init(network: Sequential<Float>, spec: NetworkSpec, dataset: DatasetKind, preprocessing: Preprocessing, classNames: [String]) {
+    public init(network: Network<Float>, spec: NetworkSpec, dataset: DatasetKind, preprocessing: Preprocessing, classNames: [String]) {
         self.network = network
         self.spec = spec
         self.dataset = dataset
@@ -47,7 +48,8 @@ public struct ModelArchive {
     public func save(to folder: URL) throws {
         let description = try JSONSerialization.data(withJSONObject: descriptionObject, options: [.prettyPrinted, .sortedKeys])
         let weights = try Safetensors.encode(
-            network.namedParameters.map { ($0.name, $0.parameter.value) },
+            network.namedParameters.map { ($0.name, $0.parameter.value) } + network.namedBuffers.map { ($0.name, $0.buffer.value) },
+            integers: Set(network.namedBuffers.filter { $0.buffer.storage == .integer }.map(\.name)),
             metadata: ["backprop.model": String(decoding: description, as: UTF8.self), "format": "pt"])
         try writeAtomically(weights, to: folder.appendingPathComponent(Self.weightsFile))
         try writeAtomically(description, to: folder.appendingPathComponent(Self.descriptionFile))
@@ -76,7 +78,7 @@ public struct ModelArchive {
         let spec: NetworkSpec
         do { spec = try NetworkSpec(jsonObject: networkObject) } catch { throw fail(error.description) }
         var generator = SeededGenerator(seed: 0)
-        let network: Sequential<Float>
+        let network: Network<Float>
         do { network = try spec.makeNetwork(Float.self, using: &generator) } catch { throw fail(error.description) }
         // The description must fit the data set it names, or evaluation would index past it.
         guard spec.input == dataset.imageShape else {
@@ -94,6 +96,13 @@ public struct ModelArchive {
                 throw fail("tensor \(name) has shape \(tensor.shape), the architecture needs \(parameter.value.shape)")
             }
             parameter.value = tensor
+        }
+        for (name, buffer) in network.namedBuffers {
+            guard let tensor = decoded.tensors[name] else { throw fail("tensor \(name) is missing") }
+            guard tensor.shape == buffer.value.shape else {
+                throw fail("tensor \(name) has shape \(tensor.shape), the architecture needs \(buffer.value.shape)")
+            }
+            buffer.value = tensor
         }
         return ModelArchive(network: network, spec: spec, dataset: dataset,
                             preprocessing: Preprocessing(scale: Float(scale), mean: mean.map(Float.init)), classNames: classNames)

@@ -60,12 +60,12 @@ public struct Smoother: Sendable {
 /// training set, wrapping around; SGD with momentum and weight decay; smoothed metrics; the
 /// validation accuracy every `validationInterval` iterations.
 public final class Trainer {
-    public let network: Sequential<Float>
+    public let network: Network<Float>
     public let options: TrainingOptions
     public let data: PreparedData
     private let optimizer: SGD<Float>
 
-    public init(network: Sequential<Float>, options: TrainingOptions, data: PreparedData) {
+    public init(network: Network<Float>, options: TrainingOptions, data: PreparedData) {
         self.network = network
         self.options = options
         self.data = data

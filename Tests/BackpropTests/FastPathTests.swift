@@ -25,14 +25,14 @@ import Testing
         let x: Tensor<Float> = randomTensor([batch, inputChannels, height, width], seed: 5)
 
         var y = Tensor<Float>(shape: []), yReference = Tensor<Double>(shape: [])
-        direct.forward(x, into: &y)
-        reference.forward(x.converted(), into: &yReference)
+        direct.forward(x, into: &y, context: .inference)
+        reference.forward(x.converted(), into: &yReference, context: .inference)
         expectClose(y.scalars, yReference.scalars, "output")
 
         let dy: Tensor<Float> = randomTensor(y.shape, seed: 6)
         var dx: Tensor<Float>? = Tensor(shape: []), dxReference: Tensor<Double>? = Tensor(shape: [])
-        direct.backward(input: x, output: y, outputGradient: dy, inputGradient: &dx)
-        reference.backward(input: x.converted(), output: yReference, outputGradient: dy.converted(), inputGradient: &dxReference)
+        direct.backward(input: x, output: y, outputGradient: dy, inputGradient: &dx, context: .training())
+        reference.backward(input: x.converted(), output: yReference, outputGradient: dy.converted(), inputGradient: &dxReference, context: .training())
         expectClose(dx!.scalars, dxReference!.scalars, "∂X")
         expectClose(direct.weight.gradient.scalars, reference.weight.gradient.scalars, "∂W")
         expectClose(direct.bias.gradient.scalars, reference.bias.gradient.scalars, "∂b")
@@ -48,11 +48,11 @@ import Testing
             conv.allowsDirectPath = direct
             conv.weight.gradient.zero()
             var y = Tensor<Float>(shape: [])
-            conv.forward(x, into: &y)
+            conv.forward(x, into: &y, context: .inference)
             let dy: Tensor<Float> = randomTensor(y.shape, seed: 9)
             var dx: Tensor<Float>? = nil
-            conv.backward(input: x, output: y, outputGradient: dy, inputGradient: &dx)
-            conv.backward(input: x, output: y, outputGradient: dy, inputGradient: &dx)
+            conv.backward(input: x, output: y, outputGradient: dy, inputGradient: &dx, context: .training())
+            conv.backward(input: x, output: y, outputGradient: dy, inputGradient: &dx, context: .training())
             gradients.append(conv.weight.gradient.scalars)
         }
         expectClose(gradients[0], gradients[1].map(Double.init), "2·∂W")
@@ -76,8 +76,8 @@ import Testing
         let rounded = Tensor<Float>(shape: x.shape, scalars: x.scalars.map { ($0 * 2).rounded() })
         let fast = MaxPool2D<Float>(), scalar = MaxPool2D<Double>()
         var y = Tensor<Float>(shape: []), yScalar = Tensor<Double>(shape: [])
-        fast.forward(rounded, into: &y)
-        scalar.forward(rounded.converted(), into: &yScalar)
+        fast.forward(rounded, into: &y, context: .inference)
+        scalar.forward(rounded.converted(), into: &yScalar, context: .inference)
         #expect(y.scalars.map(Double.init) == yScalar.scalars)
         #expect(fast.argmax == scalar.argmax)
     }
@@ -87,9 +87,9 @@ import Testing
 /// once: the same loss, count of correct predictions and parameter gradients (to rounding),
 /// with a short last slice; and exactly the same when the batch fits in one slice.
 @Suite struct MicroBatchTests {
-    private func network() throws -> Sequential<Float> {
+    private func network() throws -> Network<Float> {
         var g = SeededGenerator(seed: 21)
-        return try Sequential(inputShape: [3, 12, 12], layers: [
+        return try Network(inputShape: [3, 12, 12], layers: [
             Conv2D<Float>(inputChannels: 3, outputChannels: 16, kernelSize: 5, padding: 2, using: &g), ReLU<Float>(),
             MaxPool2D<Float>(), Conv2D<Float>(inputChannels: 16, outputChannels: 16, kernelSize: 3, padding: 1, using: &g),
             ReLU<Float>(), Flatten<Float>(), Dense<Float>(inputSize: 16 * 6 * 6, outputSize: 10, using: &g),

@@ -209,7 +209,7 @@ private func expectClose(
 private func checkLayer(_ layer: any Layer<Float>, against c: LayerCase, name: String, sourceLocation: SourceLocation = #_sourceLocation) {
     let x = c.input.tensor
     var y = Tensor<Float>(shape: [0])
-    layer.forward(x, into: &y)
+    layer.forward(x, into: &y, context: .inference)
     expectClose(y, c.output, "\(name) output", .tensor, sourceLocation: sourceLocation)
 
     let expectedParameterGradients = [c.weightGradient, c.biasGradient].compactMap { $0 }
@@ -218,7 +218,7 @@ private func checkLayer(_ layer: any Layer<Float>, against c: LayerCase, name: S
             sourceLocation: sourceLocation)
     var dx: Tensor<Float>? = Tensor<Float>(shape: [0])
     for pass in 1...2 {
-        layer.backward(input: x, output: y, outputGradient: c.outputGradient.tensor, inputGradient: &dx)
+        layer.backward(input: x, output: y, outputGradient: c.outputGradient.tensor, inputGradient: &dx, context: .training())
         let label = pass == 1 ? "" : " after a second backward"
         if let dx {
             expectClose(dx, c.inputGradient, "\(name) input gradient\(label)", .tensor, sourceLocation: sourceLocation)
@@ -284,10 +284,10 @@ struct ReferenceTests {
     // MARK: Whole network
 
     /// conv 5x5 pad 2 (1→4) → ReLU → max-pool 2 → conv 3x3 pad 1 (4→6) → ReLU → max-pool 2 →
-    /// flatten → dense 54→10, with the fixture's parameters (names as torch's `nn.Sequential<Float>`).
-    private func makeNetwork(_ c: NetworkCase) throws -> Sequential<Float> {
+    /// flatten → dense 54→10, with the fixture's parameters (names as torch's `nn.Network<Float>`).
+    private func makeNetwork(_ c: NetworkCase) throws -> Network<Float> {
         var generator = SeededGenerator(seed: 0)
-        let network = try Sequential<Float>(inputShape: c.inputShape, layers: [
+        let network = try Network<Float>(inputShape: c.inputShape, layers: [
             Conv2D<Float>(inputChannels: 1, outputChannels: 4, kernelSize: 5, padding: 2, using: &generator),
             ReLU<Float>(),
             MaxPool2D<Float>(size: 2, stride: 2),

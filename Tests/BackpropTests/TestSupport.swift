@@ -21,11 +21,11 @@ struct LayerGradients {
 /// Runs forward and backward once with a fixed random upstream gradient `R`.
 func analyticGradients(_ layer: any Layer<Double>, input x: Tensor<Double>, seed: UInt64 = 99) -> LayerGradients {
     var y = Tensor<Double>(shape: [])
-    layer.forward(x, into: &y)
+    layer.forward(x, into: &y, context: .inference)
     let r: Tensor<Double> = randomTensor(y.shape, seed: seed)
     for p in layer.parameters { p.gradient.zero() }
     var dx: Tensor<Double>? = Tensor(shape: [])
-    layer.backward(input: x, output: y, outputGradient: r, inputGradient: &dx)
+    layer.backward(input: x, output: y, outputGradient: r, inputGradient: &dx, context: .training())
     return LayerGradients(upstream: r, input: dx!.scalars, parameters: layer.parameters.map { $0.gradient.scalars })
 }
 
@@ -34,7 +34,7 @@ func analyticGradients(_ layer: any Layer<Double>, input x: Tensor<Double>, seed
 func gradientCheck(_ layer: any Layer<Double>, input x: Tensor<Double>, gradients: LayerGradients, step: Double = 3e-5) -> [GradientCheck.Result] {
     func objective(_ input: Tensor<Double>) -> Double {
         var out = Tensor<Double>(shape: [])
-        layer.forward(input, into: &out)
+        layer.forward(input, into: &out, context: .inference)
         return dot(out.scalars, gradients.upstream.scalars)
     }
     var xs = x.scalars

@@ -205,7 +205,7 @@ struct CLITests {
 
         // A saved (untrained) model, then the data missing, then the model truncated.
         let experiment = try preset("mnist")
-        let network: Sequential<Float> = try makeNetwork(experiment, seed: 1)
+        let network: Network<Float> = try makeNetwork(experiment, seed: 1)
         try ModelArchive(network: network, spec: experiment.network, dataset: .mnist,
                          preprocessing: Preprocessing(scale: 1 / 255, mean: [0.13]), classNames: (0...9).map(String.init))
             .save(to: folder.url)
@@ -224,7 +224,7 @@ struct CLITests {
         let folder = try TemporaryFolder()
         defer { folder.remove() }
         let experiment = try preset("mnist")
-        let network: Sequential<Float> = try makeNetwork(experiment, seed: 1)
+        let network: Network<Float> = try makeNetwork(experiment, seed: 1)
         try ModelArchive(network: network, spec: experiment.network, dataset: .mnist,
                          preprocessing: Preprocessing(scale: 1 / 255, mean: [0.13]), classNames: (0...9).map(String.init))
             .save(to: folder.url)

@@ -109,7 +109,7 @@ struct ClassificationReportTests {
         var g = SeededGenerator(seed: 1)
         let dense = Dense<Float>(inputSize: 3, outputSize: 4, using: &g)
         dense.weight.value = Tensor(shape: [4, 3], scalars: [1, 0, 0, 0, 1, 0, 0, 0, 1, 0, 0, 0])
-        let network = try Sequential<Float>(inputShape: [3], layers: [dense])
+        let network = try Network<Float>(inputShape: [3], layers: [dense])
         let inputs = Tensor<Float>(shape: [5, 3], scalars: [
             3, 1, 0,      // class 0
             0, 2, 1,      // class 1

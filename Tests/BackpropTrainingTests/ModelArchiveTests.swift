@@ -8,7 +8,7 @@ import Testing
 /// An untrained model of a preset, with weights from `seed` and a made-up preprocessing.
 private func archive(_ name: String, seed: UInt64) throws -> ModelArchive {
     let experiment = try preset(name)
-    let network: Sequential<Float> = try makeNetwork(experiment, seed: seed)
+    let network: Network<Float> = try makeNetwork(experiment, seed: seed)
     // Nonzero biases, so a bias that is lost or swapped shows.
     var g = SeededGenerator(seed: seed ^ 0xB1A5)
     for (name, p) in network.namedParameters where name.hasSuffix(".bias") {
@@ -24,7 +24,7 @@ private func archive(_ name: String, seed: UInt64) throws -> ModelArchive {
 }
 
 /// Inputs spread like the data set's preprocessed images.
-private func inputs(for network: Sequential<Float>, count: Int, seed: UInt64) -> Tensor<Float> {
+private func inputs(for network: Network<Float>, count: Int, seed: UInt64) -> Tensor<Float> {
     var g = SeededGenerator(seed: seed)
     let spread: Float = network.inputShape[0] == 1 ? 0.3 : 60
     return .randomNormal(shape: [count] + network.inputShape, standardDeviation: spread, using: &g)

@@ -68,18 +68,19 @@ struct PresetTests {
         let experiment = try preset(expected.preset)
         #expect(experiment.dataset == expected.dataset)
         #expect(experiment.network.input == expected.input)
-        let network: Sequential<Float> = try makeNetwork(experiment, seed: experiment.options.seed)
+        let network: Network<Float> = try makeNetwork(experiment, seed: experiment.options.seed)
         #expect(network.inputShape == expected.input)
         #expect(network.outputShape == [10])
 
         // Per layer, counted the way `backprop summary` counts: parameters named weight / bias.
-        try #require(network.layers.count == expected.layers.count,
-                     "layers: \(network.layers.map(\.kind)), expected \(expected.layers.map(\.kind))")
-        for (index, (layer, row)) in zip(network.layers, expected.layers).enumerated() {
+        let layers = network.rows.map(\.layer)
+        try #require(layers.count == expected.layers.count,
+                     "layers: \(layers.map(\.kind)), expected \(expected.layers.map(\.kind))")
+        for (index, (layer, row)) in zip(layers, expected.layers).enumerated() {
             let weights = layer.parameters.filter { $0.name == "weight" }.reduce(0) { $0 + $1.value.count }
             let biases = layer.parameters.filter { $0.name == "bias" }.reduce(0) { $0 + $1.value.count }
             #expect(layer.kind == row.kind, "layer \(index)")
-            #expect(network.outputShapes[index] == row.output, "layer \(index) (\(row.kind)) output")
+            #expect(network.rows[index].outputShape == row.output, "layer \(index) (\(row.kind)) output")
             #expect(weights == row.weights, "layer \(index) (\(row.kind)) weights")
             #expect(biases == row.biases, "layer \(index) (\(row.kind)) biases")
         }
@@ -92,8 +93,8 @@ struct PresetTests {
         #expect(named.map(\.name) == expected.parameterNames)
 
         // The Double network (gradient checks) has the same architecture.
-        let double: Sequential<Double> = try makeNetwork(experiment, seed: experiment.options.seed)
-        #expect(double.outputShapes == network.outputShapes)
+        let double: Network<Double> = try makeNetwork(experiment, seed: experiment.options.seed)
+        #expect(double.rows.map(\.outputShape) == network.rows.map(\.outputShape))
         #expect(double.parameterCount == expected.total)
     }
 
@@ -101,10 +102,10 @@ struct PresetTests {
           arguments: Experiment.presetNames)
     func seededInitialisation(_ name: String) throws {
         let experiment = try preset(name)
-        let a: Sequential<Float> = try makeNetwork(experiment, seed: 5)
-        let b: Sequential<Float> = try makeNetwork(experiment, seed: 5)
-        let c: Sequential<Float> = try makeNetwork(experiment, seed: 6)
-        let d: Sequential<Double> = try makeNetwork(experiment, seed: 5)
+        let a: Network<Float> = try makeNetwork(experiment, seed: 5)
+        let b: Network<Float> = try makeNetwork(experiment, seed: 5)
+        let c: Network<Float> = try makeNetwork(experiment, seed: 6)
+        let d: Network<Double> = try makeNetwork(experiment, seed: 5)
         #expect(parameterBits(a) == parameterBits(b))
         for ((name, pa), pc) in zip(a.namedParameters, c.parameters) where name.hasSuffix("weight") {
             #expect(pa.value.scalars != pc.value.scalars, "\(name) ignores the seed")
@@ -148,7 +149,7 @@ struct NetworkGradientCheckTests {
     func presetGradients(_ name: String) throws {
         let experiment = try preset(name)
         let seed: UInt64 = 1
-        let network: Sequential<Double> = try makeNetwork(experiment, seed: seed)
+        let network: Network<Double> = try makeNetwork(experiment, seed: seed)
         var generator = SeededGenerator(seed: seed ^ 0xC4EC4)
         let batch = 4
         let inputs = Tensor<Double>.randomNormal(shape: [batch] + network.inputShape,

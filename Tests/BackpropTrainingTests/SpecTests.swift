@@ -60,8 +60,8 @@ struct SpecTests {
         #expect(read.dataset == experiment.dataset)
         #expect(read.name == experiment.name)
         // And the network built from it is the same, weight for weight.
-        let a: Sequential<Float> = try makeNetwork(experiment, seed: 3)
-        let b: Sequential<Float> = try makeNetwork(read, seed: 3)
+        let a: Network<Float> = try makeNetwork(experiment, seed: 3)
+        let b: Network<Float> = try makeNetwork(read, seed: 3)
         #expect(parameterBits(a) == parameterBits(b))
     }
 
@@ -112,9 +112,9 @@ struct SpecTests {
 
         // 28 → conv3 pad 1 → 28 → pool → 14 → conv3 stride 2 → 6; dense infers 4·6·6 = 144 inputs
         // and gets a Flatten inserted before it (PyTorch needs one, so it is counted in the names).
-        let network: Sequential<Float> = try makeNetwork(experiment, seed: 1)
-        #expect(network.outputShapes == [[8, 28, 28], [8, 28, 28], [8, 14, 14], [4, 6, 6], [144], [10]])
-        #expect(network.layers.map(\.kind) == ["Conv2D", "ReLU", "MaxPool2D", "Conv2D", "Flatten", "Dense"])
+        let network: Network<Float> = try makeNetwork(experiment, seed: 1)
+        #expect(network.rows.map(\.outputShape) == [[8, 28, 28], [8, 28, 28], [8, 14, 14], [4, 6, 6], [144], [10]])
+        #expect(network.rows.map(\.layer.kind) == ["Conv2D", "ReLU", "MaxPool2D", "Conv2D", "Flatten", "Dense"])
         #expect(network.namedParameters.map(\.name) == ["0.weight", "0.bias", "3.weight", "3.bias", "5.weight", "5.bias"])
         #expect(network.namedParameters[4].parameter.value.shape == [10, 144])
     }
@@ -186,7 +186,7 @@ struct SpecTests {
     func sequentialShapeError() throws {
         var g = SeededGenerator(seed: 1)
         do {
-            _ = try Sequential<Float>(inputShape: [1, 4, 4], layers: [Flatten(), Dense(inputSize: 15, outputSize: 2, using: &g)])
+            _ = try Network<Float>(inputShape: [1, 4, 4], layers: [Flatten(), Dense(inputSize: 15, outputSize: 2, using: &g)])
             Issue.record("expected a ShapeError")
         } catch {
             let message = error.description

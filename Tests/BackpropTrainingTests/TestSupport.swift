@@ -97,17 +97,17 @@ func preset(_ name: String, sourceLocation: SourceLocation = #_sourceLocation) t
 }
 
 /// The experiment's network in `Scalar`, with weights drawn from `seed`.
-func makeNetwork<Scalar: NetworkScalar>(_ experiment: Experiment, _: Scalar.Type = Scalar.self, seed: UInt64) throws -> Sequential<Scalar> {
+func makeNetwork<Scalar: NetworkScalar>(_ experiment: Experiment, _: Scalar.Type = Scalar.self, seed: UInt64) throws -> Network<Scalar> {
     var generator = SeededGenerator(seed: seed)
     return try experiment.network.makeNetwork(Scalar.self, using: &generator)
 }
 
 /// Every parameter's scalars as bit patterns, by name (for bit-identical comparisons).
-func parameterBits(_ network: Sequential<Float>) -> [String: [UInt32]] {
+func parameterBits(_ network: Network<Float>) -> [String: [UInt32]] {
     Dictionary(uniqueKeysWithValues: network.namedParameters.map { ($0.name, $0.parameter.value.scalars.map(\.bitPattern)) })
 }
 
 /// The forward pass's output as bit patterns.
-func logitBits(_ network: Sequential<Float>, _ inputs: Tensor<Float>) -> [UInt32] {
+func logitBits(_ network: Network<Float>, _ inputs: Tensor<Float>) -> [UInt32] {
     network.forward(inputs).scalars.map(\.bitPattern)
 }

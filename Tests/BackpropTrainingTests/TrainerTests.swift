@@ -23,8 +23,8 @@ private func prepared(_ options: TrainingOptions) throws -> PreparedData {
 
 /// Runs a fresh mnist-preset network, seeded by `options.seed`, and returns it with every
 /// iteration's metrics.
-private func train(_ options: TrainingOptions, data: PreparedData) throws -> (Sequential<Float>, [IterationMetrics]) {
-    let network: Sequential<Float> = try makeNetwork(try preset("mnist"), seed: options.seed)
+private func train(_ options: TrainingOptions, data: PreparedData) throws -> (Network<Float>, [IterationMetrics]) {
+    let network: Network<Float> = try makeNetwork(try preset("mnist"), seed: options.seed)
     var metrics: [IterationMetrics] = []
     try Trainer(network: network, options: options, data: data).run { metrics.append($0) }
     return (network, metrics)
@@ -90,7 +90,7 @@ struct TrainerTests {
         options.validationInterval = 128  // validation at 128, 256 and the last iteration, 300
         let dataset = try TestData.mnistDataset.get()
         let data = try prepared(options)
-        let initial: Sequential<Float> = try makeNetwork(try preset("mnist"), seed: options.seed)
+        let initial: Network<Float> = try makeNetwork(try preset("mnist"), seed: options.seed)
         let (network, metrics) = try train(options, data: data)
 
         let test = Predictions(network: network, inputs: data.preprocessing.apply(to: dataset.test))
@@ -195,7 +195,7 @@ struct TrainerTests {
         var options = try shortRunOptions(iterations: 50)
         options.learningRate = 1e6
         let data = try prepared(options)
-        let network: Sequential<Float> = try makeNetwork(try preset("mnist"), seed: options.seed)
+        let network: Network<Float> = try makeNetwork(try preset("mnist"), seed: options.seed)
         var seen: [IterationMetrics] = []
         do {
             try Trainer(network: network, options: options, data: data).run { seen.append($0) }
@@ -210,7 +210,7 @@ struct TrainerTests {
                 #expect(p.value.scalars.allSatisfy { $0.isFinite }, "\(name) has non-finite values")
             }
             // The same run stopped after `error.iteration − 2` steps holds the same weights.
-            let expected: Sequential<Float> = try makeNetwork(try preset("mnist"), seed: options.seed)
+            let expected: Network<Float> = try makeNetwork(try preset("mnist"), seed: options.seed)
             if error.iteration > 2 {
                 var shorter = options
                 shorter.iterations = error.iteration - 2
@@ -225,7 +225,7 @@ struct TrainerTests {
         struct Stop: Error {}
         let options = try shortRunOptions(iterations: 20)
         let data = try prepared(options)
-        let network: Sequential<Float> = try makeNetwork(try preset("mnist"), seed: 1)
+        let network: Network<Float> = try makeNetwork(try preset("mnist"), seed: 1)
         var count = 0
         #expect(throws: Stop.self) {
             try Trainer(network: network, options: options, data: data).run { m in

@@ -48,13 +48,19 @@ public final class Conv2D<Scalar: NetworkScalar>: Layer {
         "\(kernelSize)x\(kernelSize), \(inputChannels)→\(outputChannels)"
             + (stride != 1 ? ", stride \(stride)" : "") + (padding != 0 ? ", pad \(padding)" : "")
     }
-    public var parameters: [Parameter<Scalar>] { [weight, bias] }
+    public var parameters: [Parameter<Scalar>] { usesBias ? [weight, bias] : [weight] }
+    /// `false` for a layer without bias (PyTorch's `bias=False`): the bias stays zero and is
+    /// not a parameter (its gradient, accumulated by the kernels, is never read).
+    public let usesBias: Bool
 
     /// Creates a layer with the course's He-style weights `N(0, 1) · scale / √(kh·kw·Cin/2)`
-    /// and zero biases (the CIFAR-10 starter uses `scale = 0.1`).
+    /// and zero biases (the CIFAR-10 starter uses `scale = 0.1`); `initialization` may then
+    /// replace filters by identity ("dirac") filters (see `Conv2DInitialization`). The He draw
+    /// is made in every case, so later layers' weights do not depend on this choice.
     public init(
         inputChannels: Int, outputChannels: Int, kernelSize: Int, stride: Int = 1, padding: Int = 0,
-        initScale: Scalar = 1, using generator: inout SeededGenerator
+        initScale: Scalar = 1, bias: Bool = true, initialization: Conv2DInitialization = .he,
+        using generator: inout SeededGenerator
     ) {
         precondition(inputChannels > 0 && outputChannels > 0 && kernelSize > 0 && stride > 0 && padding >= 0)
         self.inputChannels = inputChannels
@@ -66,7 +72,18 @@ public final class Conv2D<Scalar: NetworkScalar>: Layer {
         weight = Parameter(name: "weight", value: .randomNormal(
             shape: [outputChannels, inputChannels, kernelSize, kernelSize],
             standardDeviation: initScale / (fanIn / 2).squareRoot(), using: &generator))
-        bias = Parameter(name: "bias", value: Tensor<Scalar>(shape: [outputChannels]))
+        self.bias = Parameter(name: "bias", value: Tensor<Scalar>(shape: [outputChannels]), decays: false)
+        self.usesBias = bias
+        if initialization != .he {
+            // torch.nn.init.dirac_: filter o < min(Cout, Cin) passes input channel o through
+            // (a 1 at its kernel's centre, k/2 rounded down); `.dirac` zeroes the other filters.
+            let (k, filterSize) = (kernelSize, inputChannels * kernelSize * kernelSize)
+            let identities = initialization == .dirac ? outputChannels : min(outputChannels, inputChannels)
+            weight.value.scalars.withUnsafeMutableBufferPointer { w in
+                w.baseAddress!.update(repeating: 0, count: identities * filterSize)
+                for o in 0..<min(outputChannels, inputChannels) { w[o * filterSize + (o * k + k / 2) * k + k / 2] = 1 }
+            }
+        }
     }
 
     private func geometry(_ shape: [Int]) -> ConvolutionGeometry {
@@ -100,7 +117,7 @@ public final class Conv2D<Scalar: NetworkScalar>: Layer {
 
     @_specialize(where Scalar == Float)
     @_specialize(where Scalar == Double)
-    public func forward(_ input: Tensor<Scalar>, into output: inout Tensor<Scalar>) {
+    public func forward(_ input: Tensor<Scalar>, into output: inout Tensor<Scalar>, context: StepContext) {
         let g = geometry(input.shape)
         let n = input.batchSize
         let (k, spatial) = (g.patchSize, g.outputHeight * g.outputWidth)
@@ -137,7 +154,8 @@ public final class Conv2D<Scalar: NetworkScalar>: Layer {
 
     @_specialize(where Scalar == Float)
     @_specialize(where Scalar == Double)
-    public func backward(input: Tensor<Scalar>, output: Tensor<Scalar>, outputGradient: Tensor<Scalar>, inputGradient: inout Tensor<Scalar>?) {
+    public func backward(input: Tensor<Scalar>, output: Tensor<Scalar>, outputGradient: Tensor<Scalar>,
+                         inputGradient: inout Tensor<Scalar>?, context: StepContext) {
         let g = geometry(input.shape)
         let n = input.batchSize
         let (k, spatial) = (g.patchSize, g.outputHeight * g.outputWidth)
@@ -387,5 +405,85 @@ private struct DirectBackwardGroup: ParallelWork {
                 col2im(dcol, g, into: dxi)
             }
         }
+    }
+}
+
+/// How `Conv2D` initialises its weights (the spec key `init`).
+public enum Conv2DInitialization: String, Sendable, CaseIterable {
+    /// He-style normal weights (the course's).
+    case he
+    /// PyTorch's `nn.init.dirac_(weight)`: `weight[o, o, k/2, k/2] = 1` for
+    /// `o < min(Cout, Cin)`, every other weight 0 — the layer starts as the identity on the first
+    /// channels (and zero on the rest).
+    case dirac
+    /// He weights, then the first `min(Cout, Cin)` filters replaced by identity filters, as
+    /// airbench does (`nn.init.dirac_(weight[:Cin])`).
+    case heDirac = "he_dirac"
+}
+
+/// `{"type": "conv2d", "out_channels": 16, "kernel_size": 5, "padding": 2}`; `init` (`"he"`,
+/// `"dirac"` or `"he_dirac"`, see `Conv2DInitialization`) and `frozen` (its weight and bias are
+/// not trained: `isTrainable == false`) are optional.
+public struct Conv2DSpec: LayerSpecKind {
+    public static let typeName = "conv2d"
+    public static let aliases = ["convolution", "conv"]
+    public static let keysHelp = "out_channels, kernel_size, stride (1), padding (0), bias (true), init_scale (1), init (\"he\" | \"dirac\" | \"he_dirac\"), frozen (false)"
+    public var outputChannels: Int, kernelSize: Int, stride: Int, padding: Int
+    public var initScale: Double
+    public var bias: Bool
+    public var initialization: Conv2DInitialization
+    /// Whether the layer's parameters are frozen (`isTrainable == false`).
+    public var frozen: Bool
+
+    public init(outputChannels: Int, kernelSize: Int, stride: Int = 1, padding: Int = 0, initScale: Double = 1, bias: Bool = true,
+                initialization: Conv2DInitialization = .he, frozen: Bool = false) {
+        self.outputChannels = outputChannels
+        self.kernelSize = kernelSize
+        self.stride = stride
+        self.padding = padding
+        self.initScale = initScale
+        self.bias = bias
+        self.initialization = initialization
+        self.frozen = frozen
+    }
+
+    public init(reading reader: inout SpecReader) throws(SpecError) {
+        self.init(outputChannels: try reader.integer("out_channels", maximum: 1 << 16),
+                  kernelSize: try reader.integer("kernel_size", maximum: 1 << 10),
+                  stride: try reader.integer("stride", default: 1, maximum: 1 << 10),
+                  padding: try reader.integer("padding", default: 0, minimum: 0, maximum: 1 << 10),
+                  initScale: try reader.positiveNumber("init_scale", default: 1),
+                  bias: try reader.bool("bias", default: true),
+                  initialization: Conv2DInitialization(rawValue: try reader.choice(
+                      "init", Conv2DInitialization.allCases.map(\.rawValue), default: "he"))!,
+                  frozen: try reader.bool("frozen", default: false))
+    }
+
+    public var jsonKeys: [String: Any] {
+        var keys: [String: Any] = ["out_channels": outputChannels, "kernel_size": kernelSize, "stride": stride, "padding": padding]
+        if initScale != 1 { keys["init_scale"] = initScale }
+        if !bias { keys["bias"] = false }
+        if initialization != .he { keys["init"] = initialization.rawValue }
+        if frozen { keys["frozen"] = true }
+        return keys
+    }
+
+    public func makeLayer<Scalar: NetworkScalar>(inputShape: [Int], path: String, using generator: inout SeededGenerator) throws(ShapeError) -> any Layer<Scalar> {
+        guard inputShape.count == 3 else { throw ShapeError("conv2d needs a CxHxW input, got \(describe(shape: inputShape))") }
+        guard inputShape[0].multipliedReportingOverflow(by: outputChannels * kernelSize * kernelSize).partialValue <= 1 << 28 else {
+            throw ShapeError("conv2d with \(inputShape[0]) input channels, \(outputChannels) output channels and \(kernelSize)x\(kernelSize) kernels has too many weights")
+        }
+        let layer = Conv2D<Scalar>(inputChannels: inputShape[0], outputChannels: outputChannels, kernelSize: kernelSize,
+                                   stride: stride, padding: padding, initScale: Scalar(initScale), bias: bias,
+                                   initialization: initialization, using: &generator)
+        if frozen { for p in [layer.weight, layer.bias] { p.isTrainable = false } }
+        return layer
+    }
+}
+
+extension LayerSpec {
+    /// A `conv2d` layer spec.
+    public static func conv2d(outputChannels: Int, kernelSize: Int, stride: Int = 1, padding: Int = 0, initScale: Double = 1, bias: Bool = true) -> LayerSpec {
+        LayerSpec(Conv2DSpec(outputChannels: outputChannels, kernelSize: kernelSize, stride: stride, padding: padding, initScale: initScale, bias: bias))
     }
 }

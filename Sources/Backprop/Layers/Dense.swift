@@ -19,19 +19,23 @@ public final class Dense<Scalar: NetworkScalar>: Layer {
 
     public var kind: String { "Dense" }
     public var settings: String { "\(inputSize)→\(outputSize)" }
-    public var parameters: [Parameter<Scalar>] { [weight, bias] }
+    public var parameters: [Parameter<Scalar>] { usesBias ? [weight, bias] : [weight] }
+    /// `false` for a layer without bias (PyTorch's `bias=False`): the bias stays zero and is
+    /// not a parameter (its gradient, accumulated by the kernels, is never read).
+    public let usesBias: Bool
 
     /// Creates a layer with He-style weights `N(0, 1) · scale / √(in/2)` and zero biases
     /// (the course's initialisation; `scale` is 1 there).
     public init(
-        inputSize: Int, outputSize: Int, initScale: Scalar = 1, using generator: inout SeededGenerator
+        inputSize: Int, outputSize: Int, initScale: Scalar = 1, bias: Bool = true, using generator: inout SeededGenerator
     ) {
         precondition(inputSize > 0 && outputSize > 0)
         self.inputSize = inputSize
         self.outputSize = outputSize
         let std = initScale / (Scalar(inputSize) / 2).squareRoot()
         weight = Parameter(name: "weight", value: .randomNormal(shape: [outputSize, inputSize], standardDeviation: std, using: &generator))
-        bias = Parameter(name: "bias", value: Tensor<Scalar>(shape: [outputSize]))
+        self.bias = Parameter(name: "bias", value: Tensor<Scalar>(shape: [outputSize]), decays: false)
+        self.usesBias = bias
     }
 
     public func outputShape(for inputShape: [Int]) throws(ShapeError) -> [Int] {
@@ -43,7 +47,7 @@ public final class Dense<Scalar: NetworkScalar>: Layer {
 
     @_specialize(where Scalar == Float)
     @_specialize(where Scalar == Double)
-    public func forward(_ input: Tensor<Scalar>, into output: inout Tensor<Scalar>) {
+    public func forward(_ input: Tensor<Scalar>, into output: inout Tensor<Scalar>, context: StepContext) {
         let n = input.batchSize
         precondition(input.count == n * inputSize, "Dense input \(input.shape)")
         output.resize(n, outputSize)
@@ -70,7 +74,8 @@ public final class Dense<Scalar: NetworkScalar>: Layer {
 
     @_specialize(where Scalar == Float)
     @_specialize(where Scalar == Double)
-    public func backward(input: Tensor<Scalar>, output: Tensor<Scalar>, outputGradient: Tensor<Scalar>, inputGradient: inout Tensor<Scalar>?) {
+    public func backward(input: Tensor<Scalar>, output: Tensor<Scalar>, outputGradient: Tensor<Scalar>,
+                         inputGradient: inout Tensor<Scalar>?, context: StepContext) {
         let n = input.batchSize
         outputGradient.scalars.withUnsafeBufferPointer { dy in
             input.scalars.withUnsafeBufferPointer { x in
@@ -98,5 +103,56 @@ public final class Dense<Scalar: NetworkScalar>: Layer {
                 }
             }
         }
+    }
+}
+
+/// `{"type": "dense", "out_features": 10}`; `frozen` (its weight and bias are not trained:
+/// `isTrainable == false`) is optional.
+public struct DenseSpec: LayerSpecKind {
+    public static let typeName = "dense"
+    public static let aliases = ["fully_connected", "linear"]
+    public static let keysHelp = "out_features, bias (true), init_scale (1), frozen (false)"
+    public var outputFeatures: Int
+    public var initScale: Double
+    public var bias: Bool
+    /// Whether the layer's parameters are frozen (`isTrainable == false`).
+    public var frozen: Bool
+
+    public init(outputFeatures: Int, initScale: Double = 1, bias: Bool = true, frozen: Bool = false) {
+        self.outputFeatures = outputFeatures
+        self.initScale = initScale
+        self.bias = bias
+        self.frozen = frozen
+    }
+
+    public init(reading reader: inout SpecReader) throws(SpecError) {
+        self.init(outputFeatures: try reader.integer("out_features", maximum: 1 << 20),
+                  initScale: try reader.positiveNumber("init_scale", default: 1), bias: try reader.bool("bias", default: true),
+                  frozen: try reader.bool("frozen", default: false))
+    }
+
+    public var jsonKeys: [String: Any] {
+        var keys: [String: Any] = ["out_features": outputFeatures]
+        if initScale != 1 { keys["init_scale"] = initScale }
+        if !bias { keys["bias"] = false }
+        if frozen { keys["frozen"] = true }
+        return keys
+    }
+
+    public func makeLayer<Scalar: NetworkScalar>(inputShape: [Int], path: String, using generator: inout SeededGenerator) throws(ShapeError) -> any Layer<Scalar> {
+        guard inputShape.count == 1 else { throw ShapeError("dense needs a flat input, got \(describe(shape: inputShape))") }
+        guard inputShape[0].multipliedReportingOverflow(by: outputFeatures).partialValue <= 1 << 28 else {
+            throw ShapeError("dense \(inputShape[0])→\(outputFeatures) has too many weights")
+        }
+        let layer = Dense<Scalar>(inputSize: inputShape[0], outputSize: outputFeatures, initScale: Scalar(initScale), bias: bias, using: &generator)
+        if frozen { for p in [layer.weight, layer.bias] { p.isTrainable = false } }
+        return layer
+    }
+}
+
+extension LayerSpec {
+    /// A `dense` layer spec.
+    public static func dense(outputFeatures: Int, initScale: Double = 1, bias: Bool = true) -> LayerSpec {
+        LayerSpec(DenseSpec(outputFeatures: outputFeatures, initScale: initScale, bias: bias))
     }
 }

@@ -34,7 +34,7 @@ public final class MaxPool2D<Scalar: NetworkScalar>: Layer {
 
     @_specialize(where Scalar == Float)
     @_specialize(where Scalar == Double)
-    public func forward(_ input: Tensor<Scalar>, into output: inout Tensor<Scalar>) {
+    public func forward(_ input: Tensor<Scalar>, into output: inout Tensor<Scalar>, context: StepContext) {
         let (n, c, h, w) = (input.shape[0], input.shape[1], input.shape[2], input.shape[3])
         let (oh, ow) = ((h - size) / stride + 1, (w - size) / stride + 1)
         precondition(input.count < Int(Int32.max), "MaxPool2D input too large for 32-bit argmax offsets")
@@ -55,7 +55,8 @@ public final class MaxPool2D<Scalar: NetworkScalar>: Layer {
 
     @_specialize(where Scalar == Float)
     @_specialize(where Scalar == Double)
-    public func backward(input: Tensor<Scalar>, output: Tensor<Scalar>, outputGradient: Tensor<Scalar>, inputGradient: inout Tensor<Scalar>?) {
+    public func backward(input: Tensor<Scalar>, output: Tensor<Scalar>, outputGradient: Tensor<Scalar>,
+                         inputGradient: inout Tensor<Scalar>?, context: StepContext) {
         guard inputGradient != nil else { return }
         inputGradient!.resize(to: input.shape)
         let (planes, h, w) = (input.shape[0] * input.shape[1], input.shape[2], input.shape[3])
@@ -165,4 +166,33 @@ private func pool2x2Row(
         UnsafeMutableRawPointer(argmax + start).storeBytes(of: first &+ lane &+ offset, as: SIMD8<Int32>.self)
         v += 8
     }
+}
+
+/// `{"type": "maxpool2d", "size": 2, "stride": 2}`.
+public struct MaxPool2DSpec: LayerSpecKind {
+    public static let typeName = "maxpool2d"
+    public static let aliases = ["maxpooling", "maxpool"]
+    public static let keysHelp = "size (2), stride (= size)"
+    public var size: Int, stride: Int
+
+    public init(size: Int = 2, stride: Int? = nil) {
+        self.size = size
+        self.stride = stride ?? size
+    }
+
+    public init(reading reader: inout SpecReader) throws(SpecError) {
+        let size = try reader.integer("size", default: 2, maximum: 1 << 10)
+        self.init(size: size, stride: try reader.integer("stride", default: size, maximum: 1 << 10))
+    }
+
+    public var jsonKeys: [String: Any] { ["size": size, "stride": stride] }
+
+    public func makeLayer<Scalar: NetworkScalar>(inputShape: [Int], path: String, using generator: inout SeededGenerator) throws(ShapeError) -> any Layer<Scalar> {
+        MaxPool2D<Scalar>(size: size, stride: stride)
+    }
+}
+
+extension LayerSpec {
+    /// A `maxpool2d` layer spec.
+    public static func maxPool2d(size: Int = 2, stride: Int = 2) -> LayerSpec { LayerSpec(MaxPool2DSpec(size: size, stride: stride)) }
 }

@@ -15,7 +15,7 @@ public final class ReLU<Scalar: NetworkScalar>: Layer {
 
     @_specialize(where Scalar == Float)
     @_specialize(where Scalar == Double)
-    public func forward(_ input: Tensor<Scalar>, into output: inout Tensor<Scalar>) {
+    public func forward(_ input: Tensor<Scalar>, into output: inout Tensor<Scalar>, context: StepContext) {
         output.resize(to: input.shape)
         input.scalars.withUnsafeBufferPointer { x in
             output.scalars.withUnsafeMutableBufferPointer { y in
@@ -26,7 +26,8 @@ public final class ReLU<Scalar: NetworkScalar>: Layer {
 
     @_specialize(where Scalar == Float)
     @_specialize(where Scalar == Double)
-    public func backward(input: Tensor<Scalar>, output: Tensor<Scalar>, outputGradient: Tensor<Scalar>, inputGradient: inout Tensor<Scalar>?) {
+    public func backward(input: Tensor<Scalar>, output: Tensor<Scalar>, outputGradient: Tensor<Scalar>,
+                         inputGradient: inout Tensor<Scalar>?, context: StepContext) {
         guard inputGradient != nil else { return }
         inputGradient!.resize(to: input.shape)
         output.scalars.withUnsafeBufferPointer { y in
@@ -61,4 +62,21 @@ private struct Rectify<Scalar: NetworkScalar>: ParallelWork {
             for i in range { destination[i] = max(source[i], 0) }
         }
     }
+}
+
+/// `{"type": "relu"}`.
+public struct ReLUSpec: LayerSpecKind {
+    public static let typeName = "relu"
+    public static let keysHelp = "no keys"
+    public init() {}
+    public init(reading reader: inout SpecReader) throws(SpecError) {}
+    public var jsonKeys: [String: Any] { [:] }
+    public func makeLayer<Scalar: NetworkScalar>(inputShape: [Int], path: String, using generator: inout SeededGenerator) throws(ShapeError) -> any Layer<Scalar> {
+        ReLU<Scalar>()
+    }
+}
+
+extension LayerSpec {
+    /// A `relu` layer spec.
+    public static var relu: LayerSpec { LayerSpec(ReLUSpec()) }
 }
