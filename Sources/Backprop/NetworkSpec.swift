@@ -36,6 +36,8 @@ public struct NetworkSpec: Sendable, Equatable {
     public static let kinds: [any LayerSpecKind.Type] = [
         Conv2DSpec.self, ReLUSpec.self, MaxPool2DSpec.self, FlattenSpec.self, DenseSpec.self,
         SequentialSpec.self, ResidualSpec.self,
+        BatchNorm2DSpec.self, BatchNorm1DSpec.self, DropoutSpec.self, Dropout2DSpec.self, GELUSpec.self,
+        AvgPool2DSpec.self, GlobalAvgPool2DSpec.self, GlobalMaxPool2DSpec.self, ScaleSpec.self, IdentitySpec.self,
     ]
 
     /// The type for a JSON `type` name or alias (case-insensitive), if any.
@@ -326,7 +328,14 @@ extension NetworkSpec {
             return try JSONSerialization.jsonObject(with: data)
         } catch {
             let nsError = error as NSError
-            if let index = nsError.userInfo["NSJSONSerializationErrorIndex"] as? Int {
+            // Darwin gives the offset as a number; Linux's Foundation only in the description
+            // ("Invalid value around character 34.").
+            var described: Int?
+            if let text = nsError.userInfo[NSDebugDescriptionErrorKey] as? String,
+               let range = text.range(of: #"character \d+"#, options: .regularExpression) {
+                described = Int(text[range].dropFirst("character ".count))
+            }
+            if let index = nsError.userInfo["NSJSONSerializationErrorIndex"] as? Int ?? described {
                 let prefix = data.prefix(max(0, min(index, data.count)))
                 let line = prefix.reduce(1) { $0 + ($1 == 0x0A ? 1 : 0) }
                 let column = prefix.count - (prefix.lastIndex(of: 0x0A).map { $0 + 1 } ?? 0) + 1

@@ -85,20 +85,30 @@ func pad(_ s: String, _ width: Int, right: Bool = false) -> String {
     return right ? padding + s : s + padding
 }
 
-/// Prints the per-layer table of the report's Tables 2, 3 and 5 (the rows the HTML report shows).
+/// Prints the per-layer table of the report's Tables 2, 3 and 5 (the rows the HTML report shows):
+/// the layer tree, each layer at its path, indented by depth, with its output shape and its own
+/// parameter counts.
 func printSummary(title: String, network: Network<Float>) {
     print(title)
     let table = ParameterTable(network: network)
+    let pathWidth = max(3, table.rows.map(\.index.count).max() ?? 0)
+    let kindWidth = max(11, table.rows.map { $0.layer.count + 2 * $0.depth }.max() ?? 0)
+    let settingsWidth = max(20, table.rows.map(\.settings.count).max() ?? 0)
     func line(_ index: String, _ kind: String, _ settings: String, _ shape: String, _ w: String, _ b: String, _ t: String) {
-        print([pad(index, 3), pad(kind, 11), pad(settings, 20), pad(shape, 10), pad(w, 9, right: true),
+        print([pad(index, pathWidth), pad(kind, kindWidth), pad(settings, settingsWidth), pad(shape, 10), pad(w, 9, right: true),
                pad(b, 7, right: true), pad(t, 9, right: true)].joined(separator: "  "))
     }
     line("#", "Layer", "Settings", "Output", "Weights", "Biases", "Total")
     for r in table.rows {
-        line(r.index, r.layer, r.settings, r.outputShape, grouped(r.weights), grouped(r.biases), grouped(r.total))
+        line(r.index, String(repeating: "  ", count: r.depth) + r.layer, r.settings, r.outputShape,
+             grouped(r.weights), grouped(r.biases), grouped(r.total))
     }
     line("", "Total", "", "", grouped(table.totalWeights), grouped(table.totalBiases), grouped(table.total))
     print("Total parameters: \(grouped(table.total))")
+    let buffers = network.namedBuffers.reduce(0) { $0 + $1.buffer.value.count }
+    if buffers > 0 { print("Buffers (running statistics, not trained): \(grouped(buffers)) values") }
+    let frozen = network.parameters.filter { !$0.isTrainable }.reduce(0) { $0 + $1.value.count }
+    if frozen > 0 { print("Frozen parameters (not updated): \(grouped(frozen))") }
 }
 
 /// Writes text atomically.

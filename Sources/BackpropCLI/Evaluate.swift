@@ -20,6 +20,11 @@ struct Evaluate: ParsableCommand {
         let model = try userFacing { try ModelArchive.load(from: folder) }
         let dataset = try data.load(model.dataset, trainingLimit: 0)
         let (_, report) = model.evaluate(on: dataset.test)
+        if let data = try? Data(contentsOf: folder.appendingPathComponent(RunFiles.record)),
+           let record = try? JSONDecoder().decode(RunRecord.self, from: data), record.status != "finished" {
+            print("note: training \(record.status) after \(record.iterationsCompleted) of \(record.options.iterations) iterations; this is the model saved then"
+                  + (record.status == "interrupted" ? " (continue with `backprop train --resume \(runFolder)`)" : ""))
+        }
         print(String(format: "test accuracy %.2f%% (%d of %d)", report.accuracy * 100, report.correct, report.total))
         print()
         printConfusion(report)

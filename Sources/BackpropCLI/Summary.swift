@@ -6,11 +6,21 @@ import Foundation
 struct Summary: ParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "Print each layer's output shape and weight, bias and total parameter counts.",
-        discussion: "Takes a preset, --spec FILE, or a run folder (runs/NAME) holding a trained model.")
+        discussion: "Takes a preset, --spec FILE, or a run folder (runs/NAME) holding a trained model; --layers lists the layer types a spec may use.")
 
     @OptionGroup var experiment: ExperimentChoice
+    @Flag(help: "List every layer type a spec may name, with its keys and defaults.") var layers = false
 
     func run() throws {
+        if layers {
+            print("Layer types (spec \"type\", aliases, keys with defaults; every layer also takes \"name\"):")
+            for kind in NetworkSpec.kinds {
+                let aliases = kind.aliases.isEmpty ? "" : " (\(kind.aliases.joined(separator: ", ")))"
+                print("  \(kind.typeName)\(aliases): \(kind.keysHelp)")
+            }
+            print("  softmaxloss (softmax_cross_entropy): the loss; only as the last entry of the top-level list")
+            return
+        }
         if let path = experiment.preset, Experiment.preset(named: path) == nil,
            FileManager.default.fileExists(atPath: path) {
             let model = try userFacing { try ModelArchive.load(from: URL(fileURLWithPath: path)) }

@@ -5,47 +5,88 @@ import BackpropReport
 import BackpropTraining
 import Foundation
 
+/// Set by SIGINT/SIGTERM during training; the loop checks it after each iteration.
+nonisolated(unsafe) private var interruptRequested: sig_atomic_t = 0
+
 struct Train: ParsableCommand {
     static let configuration = CommandConfiguration(
-        abstract: "Train a preset or a spec file's network and save it in a run folder.",
+        abstract: "Train a preset or a spec file's network and save it in a run folder, or resume an interrupted run.",
         discussion: """
             Flags override the preset's (or spec's) options. The run folder receives the metrics of \
             every iteration (metrics.jsonl), the model (model.safetensors + model.json), training.json \
-            and, unless --no-test, the test-set evaluation (evaluation.json, confusion.csv, per_class.csv).
+            and, unless --no-test, the test-set evaluation (evaluation.json, confusion.csv, per_class.csv). \
+            A checkpoint (checkpoint.safetensors) is written every --checkpoint-interval iterations and on \
+            Ctrl-C or SIGTERM; `backprop train --resume runs/NAME` continues from it, ending with the \
+            same model bytes as a run that never stopped.
             """)
 
     @OptionGroup var experiment: ExperimentChoice
     @OptionGroup var data: DataOptions
     @OptionGroup var threading: ThreadOptions
-    @Option(help: "SGD iterations.") var iterations: Int?
+    @Option(help: "Optimizer steps.") var iterations: Int?
     @Option(help: "Images per batch.") var batchSize: Int?
-    @Option(help: "Learning rate α.") var learningRate: Float?
-    @Option(help: "Momentum μ (0: plain SGD with weight decay).") var momentum: Float?
+    @Option(help: "Learning rate α (a schedule's base or peak).") var learningRate: Float?
+    @Option(help: "Momentum μ (0: plain SGD with weight decay); AdamW's β1.") var momentum: Float?
     @Option(help: "Weight decay λ.") var weightDecay: Float?
+    @Option(help: "course_sgd (the course's momentum SGD), sgd (torch.optim.SGD) or adamw.") var optimizer: String?
+    @Flag(help: "Nesterov momentum (sgd).") var nesterov = false
+    @Flag(help: "Decoupled weight decay w *= 1 − αλ (sgd; adamw always decouples).") var decoupledWeightDecay = false
+    @Option(help: "Learning-rate schedule: constant, step:EVERY:FACTOR, cosine[:MIN], onecycle[:key=value,…], warmup:STEPS+SCHEDULE.")
+    var schedule: String?
+    @Option(help: "Label smoothing ε of the loss.") var labelSmoothing: Double?
+    @Option(help: "Decay of a moving average of the weights, used for validation and saved as the model (0: off).") var ema: Double?
+    @Option(help: "Augmentation: none, flip, altflip, crop:P[:zero|reflect], translate:K[:zero|reflect], comma-separated.")
+    var augment: String?
     @Option(help: "Training images read from the files; the validation images are held out of these.") var trainSize: Int?
     @Option(help: "Images held out for validation.") var validationSize: Int?
     @Option(help: "Measure validation accuracy every N iterations.") var validationInterval: Int?
     @Option(help: "Smoothing factor of the moving averages.") var movingAverage: Double?
     @Flag(help: "Reshuffle the training images at each pass (the course shuffles once).") var reshuffle = false
-    @Option(help: "Seed for the initial weights and the shuffle.") var seed: UInt64?
-    @Option(help: ArgumentHelp("The run folder to create.", valueName: "dir")) var out: String
+    @Option(help: "Seed for the initial weights, the shuffle, dropout and augmentation.") var seed: UInt64?
+    @Option(help: "Write a checkpoint every K iterations (0: only on an interrupt).") var checkpointInterval: Int?
+    @Flag(help: "Also keep the model with the best validation accuracy (best.safetensors).") var saveBest = false
+    @Option(help: ArgumentHelp("The run folder to create.", valueName: "dir")) var out: String?
+    @Option(help: ArgumentHelp("Continue the interrupted run in this folder.", valueName: "dir")) var resume: String?
     @Flag(help: "Skip the test-set evaluation at the end.") var noTest = false
 
-    func run() throws {
-        try threading.apply()
-        var chosen = try experiment.resolve()
-        var o = chosen.options
+    /// The options the flags set, over the experiment's.
+    private func options(over base: TrainingOptions) throws -> TrainingOptions {
+        var o = base
         if let iterations { o.iterations = iterations }
         if let batchSize { o.batchSize = batchSize }
         if let learningRate { o.learningRate = learningRate }
         if let momentum { o.momentum = momentum }
         if let weightDecay { o.weightDecay = weightDecay }
+        if let optimizer {
+            guard let kind = OptimizerKind(rawValue: optimizer) else {
+                throw UserError("unknown optimizer '\(optimizer)' (course_sgd, sgd or adamw)")
+            }
+            o.optimizer = kind
+        }
+        if nesterov { o.nesterov = true }
+        if decoupledWeightDecay { o.decoupledWeightDecay = true }
+        if let schedule { o.schedule = try userFacing { try Schedule(parsing: schedule) } }
+        if let labelSmoothing { o.labelSmoothing = labelSmoothing }
+        if let ema { o.ema = ema }
+        if let augment { o.augmentation = try userFacing { try Augmentation(parsing: augment) } }
         if let trainSize { o.trainSize = trainSize }
         if let validationSize { o.validationSize = validationSize }
         if let validationInterval { o.validationInterval = validationInterval }
         if let movingAverage { o.movingAverage = movingAverage }
         if reshuffle { o.reshuffleEachEpoch = true }
         if let seed { o.seed = seed }
+        if let checkpointInterval { o.checkpointInterval = checkpointInterval }
+        if saveBest { o.saveBest = true }
+        return o
+    }
+
+    func run() throws {
+        try threading.apply()
+        if let resume { return try resumeRun(at: resume) }
+        guard let out else { throw UserError("name the run folder to create with --out DIR (or continue one with --resume DIR)") }
+        guard !out.isEmpty else { throw UserError("--out needs a folder name") }
+        var chosen = try experiment.resolve()
+        let o = try options(over: chosen.options)
         chosen.options = o
         try userFacing { try o.validate() }
 
@@ -60,40 +101,109 @@ struct Train: ParsableCommand {
         }
         let network = try makeNetwork(chosen, seed: o.seed)
         let dataset = try data.load(chosen.dataset, trainingLimit: o.trainSize)
-        try userFacing { try o.validate(availableTrainingImages: dataset.train.count) }
+        try userFacing {
+            try o.validate(availableTrainingImages: dataset.train.count, imageHeight: dataset.train.height, imageWidth: dataset.train.width)
+        }
         try userFacing { try FileManager.default.createDirectory(at: folder, withIntermediateDirectories: true) }
         try userFacing {
             try writeAtomically(JSONSerialization.data(withJSONObject: chosen.jsonObject, options: [.prettyPrinted, .sortedKeys]),
                                 to: folder.appendingPathComponent(RunFiles.experiment))
         }
-
-        let prepared = PreparedData(dataset: dataset, options: o)
-        print("\(chosen.name): \(dataset.kind.displayName), \(grouped(prepared.trainLabels.count)) training / \(grouped(prepared.validationLabels.count)) validation images, \(grouped(network.parameterCount)) parameters")
-        print(String(format: "%d iterations, batch %d, lr %g, momentum %g, weight decay %g, seed %llu",
-                     o.iterations, o.batchSize, o.learningRate, o.momentum, o.weightDecay, o.seed))
-
         let metricsURL = folder.appendingPathComponent(RunFiles.metrics)
         _ = FileManager.default.createFile(atPath: metricsURL.path, contents: nil)
+        let prepared = PreparedData(dataset: dataset, options: o)
+        let trainer = Trainer(network: network, options: o, data: prepared)
+        try train(trainer, experiment: chosen, dataset: dataset, folder: folder, name: out)
+    }
+
+    /// `--resume DIR`: the experiment and options of the run, its checkpoint, and the metrics
+    /// up to the checkpoint's iteration.
+    private func resumeRun(at path: String) throws {
+        guard experiment.preset == nil, experiment.spec == nil, out == nil,
+              try options(over: Experiment.defaultOptions(for: .mnist)) == Experiment.defaultOptions(for: .mnist) else {
+            throw UserError("--resume continues a run with the options it was started with; give only --resume DIR (and --data-dir, --threads, --no-test)")
+        }
+        let folder = URL(fileURLWithPath: path, isDirectory: true)
+        let chosen = try userFacing { try Experiment(specFile: folder.appendingPathComponent(RunFiles.experiment)) }
+        let checkpoint = try userFacing { try Checkpoint.load(from: folder) }
+        guard checkpoint.options == chosen.options else {
+            throw UserError("\(path): the checkpoint's options differ from experiment.json; the folder was changed by hand")
+        }
+        let o = chosen.options
+        let network = try makeNetwork(chosen, seed: o.seed)
+        let dataset = try data.load(chosen.dataset, trainingLimit: o.trainSize)
+        try userFacing { try o.validate(availableTrainingImages: dataset.train.count) }
+        let trainer = Trainer(network: network, options: o, data: PreparedData(dataset: dataset, options: o))
+        try userFacing { try checkpoint.restore(into: trainer) }
+        // The metrics file keeps the lines of the iterations the checkpoint covers.
+        let metricsURL = folder.appendingPathComponent(RunFiles.metrics)
+        let text = (try? String(contentsOf: metricsURL, encoding: .utf8)) ?? ""
+        let kept = text.split(separator: "\n", omittingEmptySubsequences: true).prefix(checkpoint.progress.iteration)
+        guard kept.count == checkpoint.progress.iteration else {
+            throw UserError("\(metricsURL.path) has \(kept.count) lines for the checkpoint's \(checkpoint.progress.iteration) iterations")
+        }
+        try userFacing { try writeAtomically(Data((kept.joined(separator: "\n") + (kept.isEmpty ? "" : "\n")).utf8), to: metricsURL) }
+        let earlier = (try? Data(contentsOf: folder.appendingPathComponent(RunFiles.record)))
+            .flatMap { try? JSONDecoder().decode(RunRecord.self, from: $0) }
+        print("resuming \(path) at iteration \(checkpoint.progress.iteration + 1) of \(o.iterations)")
+        try train(trainer, experiment: chosen, dataset: dataset, folder: folder, name: path, earlierWall: earlier?.wallSeconds ?? 0)
+    }
+
+    /// Runs the trainer, writing metrics, checkpoints and, at the end or on an interrupt, the
+    /// model and the record.
+    /// - Parameter earlierWall: the wall time of the run's earlier sessions (before a resume).
+    private func train(_ trainer: Trainer, experiment chosen: Experiment, dataset: Dataset, folder: URL, name: String,
+                       earlierWall: Double = 0) throws {
+        let o = trainer.options, network = trainer.network, prepared = trainer.data
+        print("\(chosen.name): \(dataset.kind.displayName), \(grouped(prepared.trainLabels.count)) training / \(grouped(prepared.validationLabels.count)) validation images, \(grouped(network.parameterCount)) parameters")
+        print(String(format: "%d iterations, batch %d, %@, lr %g%@, momentum %g, weight decay %g, seed %llu",
+                     o.iterations, o.batchSize, o.optimizer.rawValue, o.learningRate,
+                     o.schedule == .constant ? "" : " (\(o.schedule))", o.momentum, o.weightDecay, o.seed)
+              + (o.augmentation.isIdentity ? "" : ", augment \(o.augmentation)") + (o.ema > 0 ? ", ema \(o.ema)" : "")
+              + (o.labelSmoothing > 0 ? ", label smoothing \(o.labelSmoothing)" : ""))
+
+        let metricsURL = folder.appendingPathComponent(RunFiles.metrics)
         let log = try userFacing { try FileHandle(forWritingTo: metricsURL) }
         defer { try? log.close() }
+        try userFacing { _ = try log.seekToEnd() }
         var pending = Data()
         let encoder = JSONEncoder()
         encoder.outputFormatting = [.sortedKeys]
+        func flush() throws {
+            try log.write(contentsOf: pending)
+            pending.removeAll(keepingCapacity: true)
+        }
+        func model() -> ModelArchive {
+            ModelArchive(network: network, spec: chosen.network, dataset: dataset.kind,
+                         preprocessing: prepared.preprocessing, classNames: dataset.classNames)
+        }
 
         var progress = ProgressDisplay(total: o.iterations)
         var last: IterationMetrics?
         var lastValidation: Double?
         var failure: DivergenceError?
+        var outcome = TrainingOutcome.finished
         let start = Date()
+        interruptRequested = 0
+        signal(SIGINT) { _ in interruptRequested = 1 }
+        signal(SIGTERM) { _ in interruptRequested = 1 }
+        defer {
+            signal(SIGINT, SIG_DFL)
+            signal(SIGTERM, SIG_DFL)
+        }
         do {
-            try Trainer(network: network, options: o, data: prepared).run { metrics in
+            outcome = try trainer.run(shouldStop: { interruptRequested != 0 }, improved: { _ in
+                guard o.saveBest else { return }
+                try model().saveWeights(to: folder.appendingPathComponent(RunFiles.best))
+            }) { metrics in
                 // Lines are collected and written in blocks: a write per iteration cost more
                 // than the iteration's arithmetic on the small nets.
                 pending.append(try encoder.encode(metrics))
                 pending.append(0x0A)
-                if pending.count >= 1 << 16 || metrics.iteration == o.iterations {
-                    try log.write(contentsOf: pending)
-                    pending.removeAll(keepingCapacity: true)
+                if pending.count >= 1 << 16 || metrics.iteration == o.iterations { try flush() }
+                if o.checkpointInterval > 0, metrics.iteration % o.checkpointInterval == 0, metrics.iteration < o.iterations {
+                    try flush()
+                    try Checkpoint(of: trainer).save(to: folder)
                 }
                 progress.update(metrics)
                 last = metrics
@@ -102,33 +212,43 @@ struct Train: ParsableCommand {
         } catch let error as DivergenceError {
             failure = error
         }
-        try userFacing { try log.write(contentsOf: pending) }
+        try userFacing { try flush() }
         let wall = Date().timeIntervalSince(start)
-
-        let model = ModelArchive(network: network, spec: chosen.network, dataset: dataset.kind,
-                                 preprocessing: prepared.preprocessing, classNames: dataset.classNames)
-        try userFacing { try model.save(to: folder) }
+        let interrupted = outcome == .stopped
+        if interrupted {
+            try userFacing { try Checkpoint(of: trainer).save(to: folder) }
+        } else {
+            try? FileManager.default.removeItem(at: folder.appendingPathComponent(Checkpoint.fileName))
+        }
+        // With a moving average, the model is the averaged weights.
+        trainer.average?.swapAverages()
+        try userFacing { try model().save(to: folder) }
         var testAccuracy: Double?
-        if failure == nil && !noTest {
-            let (_, report) = model.evaluate(on: dataset.test)
+        if failure == nil && !interrupted && !noTest {
+            let (_, report) = model().evaluate(on: dataset.test)
             testAccuracy = report.accuracy
             try userFacing { try EvaluationFiles.write(report, dataset: dataset.kind.rawValue, to: folder) }
         }
+        let status = failure != nil ? "diverged" : interrupted ? "interrupted" : "finished"
         let record = RunRecord(
-            name: chosen.name, dataset: dataset.kind.rawValue, options: o, status: failure == nil ? "finished" : "diverged",
-            iterationsCompleted: failure.map { $0.iteration - 1 } ?? o.iterations,
+            name: chosen.name, dataset: dataset.kind.rawValue, options: o, status: status,
+            iterationsCompleted: failure.map { $0.iteration - 1 } ?? trainer.progress.iteration,
             trainImages: prepared.trainLabels.count, validationImages: prepared.validationLabels.count,
-            wallSeconds: wall, imagesPerSecond: last?.imagesPerSecond ?? 0,
+            wallSeconds: earlierWall + wall,
+            imagesPerSecond: last?.imagesPerSecond ?? 0,
             finalValidationAccuracy: lastValidation, testAccuracy: testAccuracy, parameterCount: network.parameterCount)
         try userFacing { try writeAtomically(prettyJSON(record), to: folder.appendingPathComponent(RunFiles.record)) }
 
-        if let failure {
-            if progress.interactive { print() }
-            throw UserError("\(failure.description); model saved in \(out)")
+        if progress.interactive && (failure != nil || interrupted) { print() }
+        if let failure { throw UserError("\(failure.description); model saved in \(name)") }
+        if interrupted {
+            fflush(nil)
+            FileHandle.standardError.write(Data("Interrupted at iteration \(trainer.progress.iteration) of \(o.iterations); the model and a checkpoint are saved in \(name). Continue with: backprop train --resume \(name)\n".utf8))
+            throw ExitCode(130)
         }
         print(String(format: "trained in %.1f s (%.0f img/s)", wall, record.imagesPerSecond)
               + (lastValidation.map { String(format: ", validation accuracy %.2f%%", $0 * 100) } ?? ""))
         if let testAccuracy { print(String(format: "test accuracy %.2f%% on %d images", testAccuracy * 100, dataset.test.count)) }
-        print("saved \(out)/\(ModelArchive.weightsFile)")
+        print("saved \(name)/\(ModelArchive.weightsFile)" + (o.saveBest ? " and \(name)/\(RunFiles.best)" : ""))
     }
 }

@@ -314,7 +314,7 @@ struct PageWriter {
         line("<table class=\"numbers parameters\"><caption><b>Table \(t).</b> Weights, biases and their total for each layer of the \(dataset) network (the seed report's Tables 2, 3 and 5); # is the layer's index in <code>model.safetensors</code>.</caption>")
         line("<thead><tr><th>#</th><th class=\"text\">layer</th><th class=\"text\">settings</th><th class=\"text\">output</th><th>weights</th><th>biases</th><th>total</th></tr></thead><tbody>")
         for row in table.rows {
-            line("<tr><td>\(row.index)</td><td class=\"text\">\(escapeXML(row.layer))</td><td class=\"text\">\(escapeXML(row.settings))</td><td class=\"text\">\(escapeXML(row.outputShape))</td><td>\(groupedDigits(row.weights))</td><td>\(groupedDigits(row.biases))</td><td>\(groupedDigits(row.total))</td></tr>")
+            line("<tr><td>\(row.index)</td><td class=\"text\">\(String(repeating: "&#160;&#160;", count: row.depth))\(escapeXML(row.layer))</td><td class=\"text\">\(escapeXML(row.settings))</td><td class=\"text\">\(escapeXML(row.outputShape))</td><td>\(groupedDigits(row.weights))</td><td>\(groupedDigits(row.biases))</td><td>\(groupedDigits(row.total))</td></tr>")
         }
         line("<tr class=\"sum\"><td></td><td class=\"text\">Total</td><td></td><td></td><td>\(groupedDigits(table.totalWeights))</td><td>\(groupedDigits(table.totalBiases))</td><td>\(groupedDigits(table.total))</td></tr>")
         line("</tbody></table></section>")

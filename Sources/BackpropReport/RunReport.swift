@@ -100,7 +100,8 @@ public struct RunReport {
             notes.append("\(RunFiles.evaluation) was missing: the test set was evaluated now.")
         }
         if record.status != "finished" {
-            notes.append("Training did not finish (status: \(record.status)); the model is the one saved when it stopped, after \(record.iterationsCompleted) iterations.")
+            notes.append("Training did not finish (status: \(record.status)); the model is the one saved when it stopped, after \(record.iterationsCompleted) iterations."
+                         + (record.status == "interrupted" ? " Continue it with `backprop train --resume \(runFolder.path)`." : ""))
         }
         self.notes = notes
     }

@@ -2,15 +2,28 @@ import Backprop
 import BackpropData
 import Foundation
 
-/// The hyperparameters of one training run (the course's `opts`).
+/// Which optimizer a run uses.
+public enum OptimizerKind: String, Codable, Sendable, CaseIterable {
+    /// The course's momentum SGD, `m = μm + (1 − μ)g; w −= α(m + λw)`, decaying every parameter.
+    case courseSGD = "course_sgd"
+    /// `torch.optim.SGD`: `b = μb + g`, optionally Nesterov, weight decay on weights only.
+    case sgd
+    /// `torch.optim.AdamW` (β1 = `momentum`), decoupled weight decay on weights only.
+    case adamw
+}
+
+/// The hyperparameters of one training run (the course's `opts`, and what modern recipes add).
+///
+/// JSON keys are snake_case; every key beyond the course's may be missing (older run folders and
+/// partial spec files) and takes the default shown.
 public struct TrainingOptions: Codable, Sendable, Equatable {
-    /// SGD steps.
+    /// Optimizer steps.
     public var iterations: Int
     /// Examples per step.
     public var batchSize: Int
-    /// `α`.
+    /// `α`: the base learning rate (a schedule's peak).
     public var learningRate: Float
-    /// `μ`; 0 gives plain SGD with weight decay.
+    /// `μ` (AdamW's β1); 0 gives plain SGD with weight decay.
     public var momentum: Float
     /// `λ`.
     public var weightDecay: Float
@@ -18,7 +31,7 @@ public struct TrainingOptions: Codable, Sendable, Equatable {
     public var trainSize: Int
     /// Images held out (after the one shuffle, the last ones) to measure validation accuracy.
     public var validationSize: Int
-    /// Seeds the initial weights and the shuffle.
+    /// Seeds the initial weights, the shuffle, dropout and augmentation.
     public var seed: UInt64
     /// Validation accuracy is measured every this many iterations (and after the last).
     public var validationInterval: Int
@@ -28,6 +41,30 @@ public struct TrainingOptions: Codable, Sendable, Equatable {
     public var movingAverage: Double
     /// Shuffle the training images again at every pass over them (the course shuffles once).
     public var reshuffleEachEpoch: Bool
+    /// The optimizer (default: the course's SGD).
+    public var optimizer: OptimizerKind = .courseSGD
+    /// Nesterov momentum (`sgd` only).
+    public var nesterov = false
+    /// `sgd` only: weight decay as `w *= 1 − αλ` instead of `g += λw`.
+    public var decoupledWeightDecay = false
+    /// AdamW's β2.
+    public var beta2 = 0.999
+    /// AdamW's ε.
+    public var epsilon = 1e-8
+    /// The learning-rate (and momentum) schedule over the iterations.
+    public var schedule: Schedule = .constant
+    /// Label smoothing ε of the loss (PyTorch's `label_smoothing`).
+    public var labelSmoothing = 0.0
+    /// The decay of an exponential moving average of the weights used for validation and saved
+    /// as the model; 0 turns it off.
+    public var ema = 0.0
+    /// Random changes to each training image.
+    public var augmentation = Augmentation()
+    /// A checkpoint is written every this many iterations (and on an interrupt); 0: only on an
+    /// interrupt.
+    public var checkpointInterval = 1000
+    /// Also keep the model with the best validation accuracy (`best.safetensors`).
+    public var saveBest = false
 
     public init(iterations: Int, batchSize: Int, learningRate: Float, momentum: Float, weightDecay: Float,
                 trainSize: Int, validationSize: Int, seed: UInt64 = 42, validationInterval: Int = 200,
@@ -50,13 +87,44 @@ public struct TrainingOptions: Codable, Sendable, Equatable {
         case batchSize = "batch_size", learningRate = "learning_rate", momentum, weightDecay = "weight_decay"
         case trainSize = "train_size", validationSize = "validation_size", validationInterval = "validation_interval"
         case movingAverage = "moving_average", reshuffleEachEpoch = "reshuffle_each_epoch"
+        case optimizer, nesterov, decoupledWeightDecay = "decoupled_weight_decay", beta2, epsilon, schedule
+        case labelSmoothing = "label_smoothing", ema, augmentation, checkpointInterval = "checkpoint_interval"
+        case saveBest = "save_best"
+    }
+
+    public init(from decoder: any Decoder) throws {
+        let c = try decoder.container(keyedBy: CodingKeys.self)
+        self.init(iterations: try c.decode(Int.self, forKey: .iterations), batchSize: try c.decode(Int.self, forKey: .batchSize),
+                  learningRate: try c.decode(Float.self, forKey: .learningRate), momentum: try c.decode(Float.self, forKey: .momentum),
+                  weightDecay: try c.decode(Float.self, forKey: .weightDecay), trainSize: try c.decode(Int.self, forKey: .trainSize),
+                  validationSize: try c.decode(Int.self, forKey: .validationSize), seed: try c.decode(UInt64.self, forKey: .seed),
+                  validationInterval: try c.decode(Int.self, forKey: .validationInterval),
+                  movingAverage: try c.decode(Double.self, forKey: .movingAverage),
+                  reshuffleEachEpoch: try c.decode(Bool.self, forKey: .reshuffleEachEpoch))
+        optimizer = try c.decodeIfPresent(OptimizerKind.self, forKey: .optimizer) ?? optimizer
+        nesterov = try c.decodeIfPresent(Bool.self, forKey: .nesterov) ?? nesterov
+        decoupledWeightDecay = try c.decodeIfPresent(Bool.self, forKey: .decoupledWeightDecay) ?? decoupledWeightDecay
+        beta2 = try c.decodeIfPresent(Double.self, forKey: .beta2) ?? beta2
+        epsilon = try c.decodeIfPresent(Double.self, forKey: .epsilon) ?? epsilon
+        schedule = try c.decodeIfPresent(Schedule.self, forKey: .schedule) ?? schedule
+        labelSmoothing = try c.decodeIfPresent(Double.self, forKey: .labelSmoothing) ?? labelSmoothing
+        ema = try c.decodeIfPresent(Double.self, forKey: .ema) ?? ema
+        if let text = try? c.decode(String.self, forKey: .augmentation) {
+            do { augmentation = try Augmentation(parsing: text) } catch {
+                throw DecodingError.dataCorruptedError(forKey: .augmentation, in: c, debugDescription: error.description)
+            }
+        } else {
+            augmentation = try c.decodeIfPresent(Augmentation.self, forKey: .augmentation) ?? augmentation
+        }
+        checkpointInterval = try c.decodeIfPresent(Int.self, forKey: .checkpointInterval) ?? checkpointInterval
+        saveBest = try c.decodeIfPresent(Bool.self, forKey: .saveBest) ?? saveBest
     }
 
     /// Checks the options against each other and the data available.
-    public func validate(availableTrainingImages: Int? = nil) throws(SpecError) {
+    public func validate(availableTrainingImages: Int? = nil, imageHeight: Int? = nil, imageWidth: Int? = nil) throws(SpecError) {
         func fail(_ s: String) -> SpecError { SpecError(s) }
-        guard iterations > 0 else { throw fail("iterations must be positive, got \(iterations)") }
-        guard batchSize > 0 else { throw fail("batch size must be positive, got \(batchSize)") }
+        guard iterations > 0, iterations <= 1 << 40 else { throw fail("iterations must be from 1 to 2^40, got \(iterations)") }
+        guard batchSize > 0, batchSize <= 1 << 16 else { throw fail("batch size must be from 1 to 65536, got \(batchSize)") }
         guard learningRate > 0, learningRate.isFinite else { throw fail("learning rate must be a positive number, got \(learningRate)") }
         guard momentum >= 0, momentum < 1 else { throw fail("momentum must be in [0, 1), got \(momentum)") }
         guard weightDecay >= 0, weightDecay.isFinite else { throw fail("weight decay must be >= 0, got \(weightDecay)") }
@@ -69,6 +137,29 @@ public struct TrainingOptions: Codable, Sendable, Equatable {
         }
         guard validationInterval > 0 else { throw fail("validation interval must be positive") }
         guard movingAverage >= 0, movingAverage < 1 else { throw fail("moving average must be in [0, 1)") }
+        guard beta2 >= 0, beta2 < 1 else { throw fail("beta2 must be in [0, 1), got \(beta2)") }
+        guard epsilon > 0, epsilon.isFinite else { throw fail("epsilon must be a positive number, got \(epsilon)") }
+        guard labelSmoothing >= 0, labelSmoothing <= 1 else { throw fail("label smoothing must be in [0, 1], got \(labelSmoothing)") }
+        guard ema >= 0, ema < 1 else { throw fail("ema must be in [0, 1) (0 turns it off), got \(ema)") }
+        guard checkpointInterval >= 0 else { throw fail("checkpoint interval must be >= 0 (0: only on an interrupt)") }
+        if nesterov && (optimizer != .sgd || momentum == 0) { throw fail("nesterov needs the sgd optimizer with momentum > 0") }
+        if decoupledWeightDecay && optimizer != .sgd { throw fail("decoupled weight decay is an option of the sgd optimizer (adamw always decouples)") }
+        do { try schedule.validate(totalSteps: iterations) } catch { throw fail(error.description) }
+        if let imageHeight, let imageWidth { try augmentation.validate(height: imageHeight, width: imageWidth) }
+    }
+
+    /// The optimizer these options describe, in `Float`.
+    public func makeOptimizer() -> any Optimizer<Float> {
+        switch optimizer {
+        case .courseSGD:
+            return SGD<Float>(learningRate: learningRate, momentum: momentum, weightDecay: weightDecay)
+        case .sgd:
+            return PyTorchSGD<Float>(learningRate: Double(learningRate), momentum: Double(momentum), nesterov: nesterov,
+                                     weightDecay: Double(weightDecay), decoupledWeightDecay: decoupledWeightDecay)
+        case .adamw:
+            return AdamW<Float>(learningRate: Double(learningRate), beta1: Double(momentum), beta2: beta2, epsilon: epsilon,
+                                weightDecay: Double(weightDecay))
+        }
     }
 }
 
@@ -186,6 +277,11 @@ extension Experiment {
             }
             do {
                 options = try JSONDecoder().decode(TrainingOptions.self, from: JSONSerialization.data(withJSONObject: merged))
+            } catch let DecodingError.dataCorrupted(context) {
+                let key = context.codingPath.last.map { "\"\($0.stringValue)\": " } ?? ""
+                throw prefixed(SpecError("training: \(key)\(context.debugDescription)"))
+            } catch let DecodingError.typeMismatch(_, context) {
+                throw prefixed(SpecError("training: \"\(context.codingPath.last?.stringValue ?? "?")\" has the wrong type"))
             } catch {
                 throw prefixed(SpecError("training: a value has the wrong type"))
             }

@@ -46,13 +46,19 @@ public struct ModelArchive {
 
     /// Writes both files into `folder` (atomically each).
     public func save(to folder: URL) throws {
+        try saveWeights(to: folder.appendingPathComponent(Self.weightsFile))
+        let description = try JSONSerialization.data(withJSONObject: descriptionObject, options: [.prettyPrinted, .sortedKeys])
+        try writeAtomically(description, to: folder.appendingPathComponent(Self.descriptionFile))
+    }
+
+    /// Writes the safetensors file alone (the description in its metadata), atomically.
+    public func saveWeights(to file: URL) throws {
         let description = try JSONSerialization.data(withJSONObject: descriptionObject, options: [.prettyPrinted, .sortedKeys])
         let weights = try Safetensors.encode(
             network.namedParameters.map { ($0.name, $0.parameter.value) } + network.namedBuffers.map { ($0.name, $0.buffer.value) },
             integers: Set(network.namedBuffers.filter { $0.buffer.storage == .integer }.map(\.name)),
             metadata: ["backprop.model": String(decoding: description, as: UTF8.self), "format": "pt"])
-        try writeAtomically(weights, to: folder.appendingPathComponent(Self.weightsFile))
-        try writeAtomically(description, to: folder.appendingPathComponent(Self.descriptionFile))
+        try writeAtomically(weights, to: file)
     }
 
     /// Reads a model from a run folder (or a `.safetensors` file), rebuilding the network and

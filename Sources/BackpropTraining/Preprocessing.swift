@@ -67,10 +67,14 @@ public struct Preprocessing: Codable, Sendable, Equatable {
     }
 }
 
-/// The training, validation and test sets as network inputs.
+/// The training split (as bytes, batched on demand by `BatchSource`) and the validation set (as
+/// network inputs).
 public struct PreparedData: Sendable {
-    /// `[n, C, H, W]`, in the one shuffled order the training loop walks through.
-    public var train: Tensor<Float>
+    /// The training images' bytes (the whole file; `trainIndices` selects the split).
+    public var trainImages: LabeledImages
+    /// The training split: indexes into `trainImages`, in the one shuffled order the training
+    /// loop walks through.
+    public var trainIndices: [Int]
     public var trainLabels: [Int]
     public var validation: Tensor<Float>
     public var validationLabels: [Int]
@@ -83,13 +87,17 @@ public struct PreparedData: Sendable {
     public init(dataset: Dataset, options: TrainingOptions) {
         var generator = SeededGenerator(seed: options.seed ^ 0x5348_5546_464C_4521)  // "SHUFFLE!": a stream apart from the weights'
         let order = generator.permutation(min(options.trainSize, dataset.train.count))
-        let trainIndices = Array(order.dropLast(options.validationSize))
+        trainIndices = Array(order.dropLast(options.validationSize))
         let validationIndices = Array(order.suffix(options.validationSize))
+        trainImages = dataset.train
         preprocessing = Preprocessing.fit(dataset.kind, to: dataset.train, indices: trainIndices)
-        train = preprocessing.apply(to: dataset.train, indices: trainIndices)
         trainLabels = trainIndices.map { Int(dataset.train.labels[$0]) }
         validation = preprocessing.apply(to: dataset.train, indices: validationIndices)
         validationLabels = validationIndices.map { Int(dataset.train.labels[$0]) }
         classNames = dataset.classNames
     }
+
+    /// The training split preprocessed, in its order: `[n, C, H, W]` (made on each call; training
+    /// itself preprocesses batch by batch).
+    public var train: Tensor<Float> { preprocessing.apply(to: trainImages, indices: trainIndices) }
 }

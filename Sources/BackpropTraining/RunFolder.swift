@@ -10,6 +10,8 @@ import Foundation
 /// training.json       RunRecord: options, sizes, status, wall time, throughput, accuracies
 /// model.safetensors   the weights (PyTorch names and layouts) + description metadata
 /// model.json          the description: architecture, preprocessing, class names
+/// checkpoint.safetensors  the state to resume from (while a run is unfinished or was interrupted)
+/// best.safetensors    the model with the best validation accuracy (--save-best)
 /// evaluation.json     EvaluationRecord: test-set confusion matrix and per-class metrics
 /// ```
 public enum RunFiles {
@@ -17,6 +19,8 @@ public enum RunFiles {
     public static let metrics = "metrics.jsonl"
     public static let record = "training.json"
     public static let evaluation = "evaluation.json"
+    /// The model with the best validation accuracy (`--save-best`), in `model.safetensors`' format.
+    public static let best = "best.safetensors"
 }
 
 /// What a training run did, written when it ends (or stops).
@@ -24,7 +28,7 @@ public struct RunRecord: Codable, Sendable {
     public var name: String
     public var dataset: String
     public var options: TrainingOptions
-    /// `finished` or `diverged`.
+    /// `finished`, `diverged` or `interrupted` (a checkpoint to resume from is in the folder).
     public var status: String
     public var iterationsCompleted: Int
     public var trainImages: Int

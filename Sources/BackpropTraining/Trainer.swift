@@ -42,7 +42,7 @@ public struct DivergenceError: Error, CustomStringConvertible, Sendable {
 
 /// The course's smoothing: the plain mean of the first 19 values, then an exponential moving
 /// average `s = a·s + (1 − a)·x`.
-public struct Smoother: Sendable {
+public struct Smoother: Codable, Sendable, Equatable {
     public let factor: Double
     public private(set) var value = 0.0
     private var count = 0
@@ -56,61 +56,112 @@ public struct Smoother: Sendable {
     }
 }
 
-/// The course's training loop (`training.m`): consecutive batches through the once-shuffled
-/// training set, wrapping around; SGD with momentum and weight decay; smoothed metrics; the
-/// validation accuracy every `validationInterval` iterations.
+/// What a run carries from one iteration to the next besides the weights and the optimizer's
+/// state: saved in checkpoints so that a resumed run continues exactly where it stopped.
+public struct TrainingProgress: Codable, Sendable, Equatable {
+    /// Iterations completed.
+    public var iteration = 0
+    public var loss: Smoother
+    public var accuracy: Smoother
+    /// Seconds spent training (validation excluded), over every session of the run.
+    public var trainingSeconds = 0.0
+    /// The best validation accuracy so far and its iteration (for `saveBest`).
+    public var bestValidationAccuracy: Double?
+    public var bestIteration: Int?
+
+    public init(movingAverage: Double) {
+        loss = Smoother(factor: movingAverage)
+        accuracy = Smoother(factor: movingAverage)
+    }
+
+    enum CodingKeys: String, CodingKey {
+        case iteration, loss, accuracy
+        case trainingSeconds = "training_seconds", bestValidationAccuracy = "best_validation_accuracy", bestIteration = "best_iteration"
+    }
+}
+
+/// How a call of `Trainer.run` ended.
+public enum TrainingOutcome: Sendable, Equatable {
+    /// Every iteration ran.
+    case finished
+    /// `shouldStop` asked to stop (an interrupt) after `progress.iteration` iterations.
+    case stopped
+}
+
+/// The training loop: batches from a `BatchSource` (the course's order, optionally reshuffled
+/// and augmented), the loss, the optimizer under its schedule, an optional moving average of the
+/// weights, smoothed metrics, and the validation accuracy every `validationInterval` iterations.
+///
+/// All of its state between iterations — the network's parameters and buffers, the optimizer's
+/// and the average's state, and `progress` — is what a `Checkpoint` saves; the batch order,
+/// augmentation and dropout masks are functions of the seed and the iteration. So a run stopped
+/// after any iteration and resumed from its checkpoint ends with the same bytes as a run that
+/// never stopped.
 public final class Trainer {
     public let network: Network<Float>
     public let options: TrainingOptions
     public let data: PreparedData
-    private let optimizer: SGD<Float>
+    public let optimizer: any Optimizer<Float>
+    /// The moving average of the weights, when `options.ema > 0`.
+    public let average: ExponentialMovingAverage<Float>?
+    public let loss: SoftmaxCrossEntropy
+    public private(set) var progress: TrainingProgress
+    private let source: BatchSource
 
     public init(network: Network<Float>, options: TrainingOptions, data: PreparedData) {
         self.network = network
         self.options = options
         self.data = data
-        optimizer = SGD<Float>(learningRate: options.learningRate, momentum: options.momentum, weightDecay: options.weightDecay)
+        optimizer = options.makeOptimizer()
+        average = options.ema > 0
+            ? ExponentialMovingAverage(parameters: network.parameters, buffers: network.namedBuffers.map(\.buffer), decay: options.ema)
+            : nil
+        loss = SoftmaxCrossEntropy(labelSmoothing: options.labelSmoothing)
+        progress = TrainingProgress(movingAverage: options.movingAverage)
+        source = BatchSource(images: data.trainImages, indices: data.trainIndices, preprocessing: data.preprocessing,
+                             options: options, augmentation: options.augmentation)
     }
 
-    /// Trains for `options.iterations` steps, calling `observe` after each.
+    /// Continues from a checkpoint's progress (the caller restores the weights, the optimizer
+    /// and the average).
+    public func resume(at progress: TrainingProgress) {
+        precondition(progress.iteration >= 0 && progress.iteration <= options.iterations, "progress outside the run")
+        self.progress = progress
+    }
+
+    /// Trains from iteration `progress.iteration + 1` to `options.iterations`, calling
+    /// `observe` after each iteration.
     ///
+    /// - Parameters:
+    ///   - shouldStop: asked after each iteration (and its `observe`); `true` ends the call with
+    ///     `.stopped`, leaving a consistent state to checkpoint.
+    ///   - improved: called when the validation accuracy beats every earlier one, with the
+    ///     evaluated weights (the average's, with `ema`) in the network.
+    ///   - observe: receives each iteration's metrics; its errors stop training.
     /// - Throws: `DivergenceError` when the loss becomes NaN or infinite; the network then holds
-    ///   the last weights that gave a finite loss. Errors thrown by `observe` stop training.
-    public func run(observe: (IterationMetrics) throws -> Void) throws {
-        let n = data.trainLabels.count
+    ///   the last weights that gave a finite loss.
+    @discardableResult
+    public func run(shouldStop: () -> Bool = { false }, improved: (IterationMetrics) throws -> Void = { _ in },
+                    observe: (IterationMetrics) throws -> Void) throws -> TrainingOutcome {
         let b = options.batchSize
-        let exampleShape = Array(data.train.shape.dropFirst())
-        let exampleSize = exampleShape.reduce(1, *)
-        var order = Array(0..<n)
-        var shuffler = SeededGenerator(seed: options.seed ^ 0x4550_4F43_4853_2121)
-        var batch = Tensor<Float>(shape: [b] + exampleShape)
-        var labels = [Int](repeating: 0, count: b)
+        var batch = Tensor<Float>(shape: [0])
+        var labels: [Int] = []
         var snapshot = network.parameters.map(\.value.scalars)
-        var loss = Smoother(factor: options.movingAverage), accuracy = Smoother(factor: options.movingAverage)
-        var epoch = 0
-        let start = Date()
+        let sessionStart = Date(), earlierSeconds = progress.trainingSeconds
         var validationTime = 0.0
+        let baseRate = Double(options.learningRate)
+        let first = progress.iteration + 1
+        guard first <= options.iterations else { return .finished }
+        source.seek(to: first)
+        source.startPrefetching()
+        defer { source.stopPrefetching() }
 
-        for iteration in 1...options.iterations {
-            // Examples (iteration−1)·B ..< iteration·B of the shuffled order, modulo n.
-            let first = (iteration - 1) * b
-            data.train.scalars.withUnsafeBufferPointer { source in
-                batch.scalars.withUnsafeMutableBufferPointer { destination in
-                    for row in 0..<b {
-                        if options.reshuffleEachEpoch, (first + row) / n != epoch {
-                            epoch = (first + row) / n
-                            order = shuffler.permutation(n)
-                        }
-                        let index = order[(first + row) % n]
-                        (destination.baseAddress! + row * exampleSize)
-                            .update(from: source.baseAddress! + index * exampleSize, count: exampleSize)
-                        labels[row] = data.trainLabels[index]
-                    }
-                }
-            }
-
+        for iteration in first...options.iterations {
+            source.next(into: &batch, labels: &labels)
+            options.schedule.apply(to: optimizer, atStep: iteration - 1, totalSteps: options.iterations, baseLearningRate: baseRate)
             network.zeroGradients()
-            let result = network.accumulateGradients(batch: batch, labels: labels)
+            let result = network.accumulateGradients(batch: batch, labels: labels, loss: loss,
+                                                     context: .training(seed: options.seed, step: iteration))
             guard result.loss.isFinite else {
                 for (p, saved) in zip(network.parameters, snapshot) { p.value.scalars = saved }
                 throw DivergenceError(iteration: iteration, loss: result.loss)
@@ -123,21 +174,33 @@ public final class Trainer {
                 }
             }
             optimizer.step(network.parameters)
+            average?.update()
 
-            let elapsed = Date().timeIntervalSince(start) - validationTime
-            let smoothedLoss = loss.add(result.loss)
+            progress.iteration = iteration
+            let elapsed = earlierSeconds + Date().timeIntervalSince(sessionStart) - validationTime
+            progress.trainingSeconds = elapsed
+            let smoothedLoss = progress.loss.add(result.loss)
             var metrics = IterationMetrics(
                 iteration: iteration, loss: result.loss, smoothedLoss: smoothedLoss, weightDecayLoss: decay,
                 totalLoss: smoothedLoss + decay, accuracy: Double(result.correct) / Double(b),
-                smoothedAccuracy: accuracy.add(Double(result.correct) / Double(b)),
+                smoothedAccuracy: progress.accuracy.add(Double(result.correct) / Double(b)),
                 imagesPerSecond: Double(iteration * b) / max(elapsed, 1e-9), elapsed: elapsed, validationAccuracy: nil)
             if !data.validationLabels.isEmpty, iteration % options.validationInterval == 0 || iteration == options.iterations {
                 let validationStart = Date()
-                metrics.validationAccuracy = Predictions(network: network, inputs: data.validation)
-                    .accuracy(labels: data.validationLabels)
+                average?.swapAverages()
+                let accuracy = Predictions(network: network, inputs: data.validation).accuracy(labels: data.validationLabels)
+                metrics.validationAccuracy = accuracy
+                if accuracy > (progress.bestValidationAccuracy ?? -1) {
+                    progress.bestValidationAccuracy = accuracy
+                    progress.bestIteration = iteration
+                    do { try improved(metrics) } catch { average?.swapAverages(); throw error }
+                }
+                average?.swapAverages()
                 validationTime += Date().timeIntervalSince(validationStart)
             }
             try observe(metrics)
+            if iteration < options.iterations && shouldStop() { return .stopped }
         }
+        return .finished
     }
 }

@@ -71,12 +71,13 @@ struct SafetensorsParts {
 // MARK: - Python
 
 /// A Python interpreter that can `import safetensors, torch, numpy`: `$BACKPROP_PYTHON`, else
-/// `/work/venv/bin/python`, else `python3` on the PATH; nil when none can (the interop tests are
+/// `/work/venv/bin/python`, else `~/venv-torch/bin/python`, else `python3` on the PATH; nil when none can (the interop tests are
 /// then skipped, not failed).
 let pythonWithTorch: URL? = {
     var candidates: [String] = []
     if let path = ProcessInfo.processInfo.environment["BACKPROP_PYTHON"], !path.isEmpty { candidates.append(path) }
     candidates.append("/work/venv/bin/python")
+    candidates.append(FileManager.default.homeDirectoryForCurrentUser.appendingPathComponent("venv-torch/bin/python").path)
     for folder in (ProcessInfo.processInfo.environment["PATH"] ?? "/usr/bin:/bin").split(separator: ":") {
         candidates.append("\(folder)/python3")
     }
