@@ -18,10 +18,8 @@ running statistics after the pass. Parameter names are the state_dict's.
 """
 
 import argparse
-import json
 import os
 import platform
-import re
 import sys
 
 import numpy as np
@@ -29,17 +27,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from reference_fixtures import FIXTURES, dump, f32, tensor_json
+
 DEFAULT_SEED = 20241130
-FIXTURES = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "Tests", "BackpropTests", "Fixtures")
-
-
-def f32(shape, gen, scale=1.0):
-    return (torch.randn(*shape, generator=gen, dtype=torch.float32) * scale).to(torch.float64)
-
-
-def tensor_json(t):
-    a = t.detach().to(torch.float32).numpy()
-    return {"shape": list(a.shape), "data": [float(str(v)) for v in a.ravel()]}
 
 
 class Block(nn.Module):
@@ -89,13 +79,6 @@ def loss_case(gen, n, k, smoothing, scale):
     loss.backward()
     return {"label_smoothing": smoothing, "logits": tensor_json(logits), "labels": labels.tolist(),
             "loss": loss.item(), "logits_gradient": tensor_json(logits.grad)}
-
-
-def dump(path, header, cases):
-    text = json.dumps({"header": header, "cases": cases}, indent=1)
-    text = re.sub(r"\[\s*([-0-9.eE+,\s]*?)\s*\]", lambda m: "[" + re.sub(r"\s+", "", m.group(1)) + "]", text)
-    with open(path, "w") as f:
-        f.write(text + "\n")
 
 
 def main():

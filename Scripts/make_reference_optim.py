@@ -38,32 +38,21 @@ after it.
 """
 
 import argparse
-import json
 import math
 import os
 import platform
-import re
 import sys
 
 import numpy as np
 import torch
 
+from reference_fixtures import FIXTURES, dump, f32, tensor_json
+
 DEFAULT_SEED = 20240602
-FIXTURES = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "Tests", "BackpropTests", "Fixtures")
 SHAPES = {"weight": [4, 3], "bias": [4]}
 
 
 # MARK: - Helpers
-
-def f32(shape, gen, scale=1.0):
-    """A float32 N(0, scale²) sample, returned as a float64 tensor holding exactly those values."""
-    return (torch.randn(*shape, generator=gen, dtype=torch.float32) * scale).to(torch.float64)
-
-
-def tensor_json(t):
-    """{"shape", "data"} with the float32 rounding of `t`, each written as its shortest decimal."""
-    a = t.detach().to(torch.float32).numpy()
-    return {"shape": list(a.shape), "data": [float(str(v)) for v in a.ravel()]}
 
 
 def make_parameters(gen):
@@ -217,14 +206,6 @@ def schedule_cases():
 
 
 # MARK: - Output
-
-def dump(path, header, cases):
-    text = json.dumps({"header": header, "cases": cases}, indent=1)
-    # One line per number list keeps the files small and the diffs readable.
-    text = re.sub(r"\[\s*([-0-9.eE+,\s]*?)\s*\]", lambda m: "[" + re.sub(r"\s+", "", m.group(1)) + "]", text)
-    with open(path, "w") as f:
-        f.write(text + "\n")
-    return os.path.getsize(path)
 
 
 def main():

@@ -100,6 +100,10 @@ struct Train: ParsableCommand {
             throw UserError("\(out) already exists and is not empty; choose another --out (nothing was overwritten)")
         }
         let network = try makeNetwork(chosen, seed: o.seed)
+        // BatchNorm normalises over the batch (and the plane): it needs two values per channel.
+        for row in network.rows where row.layer is BatchNorm<Float> && o.batchSize * row.inputShape.dropFirst().reduce(1, *) < 2 {
+            throw UserError("layer \(row.path) (\(row.layer.kind)) needs more than one value per channel in a training batch; use --batch-size 2 or more")
+        }
         let dataset = try data.load(chosen.dataset, trainingLimit: o.trainSize)
         try userFacing {
             try o.validate(availableTrainingImages: dataset.train.count, imageHeight: dataset.train.height, imageWidth: dataset.train.width)
@@ -187,6 +191,12 @@ struct Train: ParsableCommand {
         interruptRequested = 0
         signal(SIGINT) { _ in interruptRequested = 1 }
         signal(SIGTERM) { _ in interruptRequested = 1 }
+        // A parent may have started us with the signals blocked (the mask is inherited).
+        var handled = sigset_t()
+        sigemptyset(&handled)
+        sigaddset(&handled, SIGINT)
+        sigaddset(&handled, SIGTERM)
+        pthread_sigmask(SIG_UNBLOCK, &handled, nil)
         defer {
             signal(SIGINT, SIG_DFL)
             signal(SIGTERM, SIG_DFL)

@@ -217,3 +217,68 @@ struct ResidualNetTests {
 extension Result {
     var isSuccess: Bool { if case .success = self { true } else { false } }
 }
+
+@Suite("Ctrl-C and --resume through the CLI")
+struct InterruptTests {
+    @Test("SIGINT mid-run: exit 130, a usable folder that evaluate calls interrupted, and --resume ends with the bytes of an uninterrupted run",
+          .enabled(if: TestData.mnistDataset.isSuccess, "needs the MNIST files"))
+    func interruptAndResume() throws {
+        let executable = try #require(backpropExecutable)
+        let folder = try TemporaryFolder()
+        defer { folder.remove() }
+        let data = TestData.root.path
+        let common = ["--iterations", "1500", "--train-size", "4000", "--validation-size", "500", "--data-dir", data, "--no-test",
+                      "--optimizer", "sgd", "--nesterov", "--schedule", "onecycle", "--augment", "flip,crop:2", "--ema", "0.9"]
+        let straight = folder.url.appendingPathComponent("straight"), stopped = folder.url.appendingPathComponent("stopped")
+        let whole = try backprop(["train", "mnist", "--out", straight.path, "--save-best"] + common)
+        try #require(whole.exited && whole.status == 0, "\(whole.summary)")
+        // --save-best keeps a loadable model beside the final one.
+        let best = try ModelArchive.load(from: straight.appendingPathComponent(RunFiles.best))
+        #expect(best.network.parameterCount == 14_682)
+
+        // Start the same run, wait until it has trained a while, then interrupt it.
+        let process = Process()
+        process.executableURL = executable
+        process.arguments = ["train", "mnist", "--out", stopped.path] + common
+        process.standardOutput = FileHandle.nullDevice
+        let errors = folder.file("stderr")
+        _ = FileManager.default.createFile(atPath: errors.path, contents: nil)
+        process.standardError = try FileHandle(forWritingTo: errors)
+        try process.run()
+        let metrics = stopped.appendingPathComponent(RunFiles.metrics)
+        let deadline = Date().addingTimeInterval(120)
+        while Date() < deadline, ((try? Data(contentsOf: metrics))?.count ?? 0) < 1 << 16 { usleep(20_000) }
+        process.interrupt()
+        process.waitUntilExit()
+        let message = String(decoding: try Data(contentsOf: errors), as: UTF8.self)
+        #expect(process.terminationReason == .exit && process.terminationStatus == 130, "status \(process.terminationStatus): \(message)")
+        #expect(message.contains("--resume"), "\(message)")
+        for file in [Checkpoint.fileName, ModelArchive.weightsFile, RunFiles.record] {
+            #expect(FileManager.default.fileExists(atPath: stopped.appendingPathComponent(file).path), "\(file) missing after the interrupt")
+        }
+        let record = try JSONDecoder().decode(RunRecord.self, from: Data(contentsOf: stopped.appendingPathComponent(RunFiles.record)))
+        #expect(record.status == "interrupted" && record.iterationsCompleted > 0 && record.iterationsCompleted < 1500, "\(record.status) \(record.iterationsCompleted)")
+        let evaluate = try backprop(["evaluate", stopped.path, "--data-dir", data])
+        #expect(evaluate.exited && evaluate.status == 0 && evaluate.stdout.contains("interrupted"), "\(evaluate.summary)")
+
+        // Other options may not accompany --resume.
+        let refused = try backprop(["train", "--resume", stopped.path, "--iterations", "9"])
+        #expect(refused.status != 0 && refused.stderrLines.count == 1, "\(refused.summary)")
+
+        let resumed = try backprop(["train", "--resume", stopped.path, "--data-dir", data, "--no-test"])
+        try #require(resumed.exited && resumed.status == 0, "\(resumed.summary)")
+        #expect(try Data(contentsOf: stopped.appendingPathComponent(ModelArchive.weightsFile))
+                == Data(contentsOf: straight.appendingPathComponent(ModelArchive.weightsFile)), "the resumed model differs")
+        let lines = { (url: URL) in try String(contentsOf: url.appendingPathComponent(RunFiles.metrics), encoding: .utf8)
+            .split(separator: "\n").map { line in
+                // Everything but the timings.
+                (try? JSONSerialization.jsonObject(with: Data(line.utf8)) as? [String: Any]).map { o in
+                    ["iteration", "loss", "accuracy", "validation_accuracy"].map { "\(o[$0] ?? "-")" }.joined(separator: " ")
+                } ?? ""
+            }
+        }
+        #expect(try lines(stopped) == lines(straight))
+        #expect(!FileManager.default.fileExists(atPath: stopped.appendingPathComponent(Checkpoint.fileName).path),
+                "a finished run keeps no checkpoint")
+    }
+}

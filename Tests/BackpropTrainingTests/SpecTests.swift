@@ -212,8 +212,8 @@ struct SpecTests {
         func layers(_ list: [[String: Any]]) -> [String: Any] { ["input": [1, 28, 28], "layers": list] }
         let relu: [String: Any] = ["type": "relu"], dense: [String: Any] = ["type": "dense", "out_features": 10]
 
-        let unknownType = specError { _ = try NetworkSpec(jsonObject: layers([relu, ["type": "dropout"], dense])) }
-        #expect(unknownType.contains("layer 1") && unknownType.contains("dropout"), "\(unknownType)")
+        let unknownType = specError { _ = try NetworkSpec(jsonObject: layers([relu, ["type": "lstm"], dense])) }
+        #expect(unknownType.contains("layer 1") && unknownType.contains("lstm") && unknownType.contains("dropout"), "the message lists the known types: \(unknownType)")
 
         let unknownKey = specError {
             _ = try NetworkSpec(jsonObject: layers([["type": "conv2d", "out_channels": 4, "kernel_size": 3, "dilation": 2], dense]))
