@@ -128,6 +128,9 @@ struct Train: ParsableCommand {
             throw UserError("--resume continues a run with the options it was started with; give only --resume DIR (and --data-dir, --threads, --no-test)")
         }
         let folder = URL(fileURLWithPath: path, isDirectory: true)
+        guard FileManager.default.fileExists(atPath: folder.appendingPathComponent(RunFiles.experiment).path) else {
+            throw UserError("\(path): not a run folder of `backprop train` (no \(RunFiles.experiment)); nothing to resume")
+        }
         let chosen = try userFacing { try Experiment(specFile: folder.appendingPathComponent(RunFiles.experiment)) }
         let checkpoint = try userFacing { try Checkpoint.load(from: folder) }
         guard checkpoint.options == chosen.options else {
