@@ -49,6 +49,13 @@ struct Train: ParsableCommand {
     @Option(help: ArgumentHelp("Continue the interrupted run in this folder.", valueName: "dir")) var resume: String?
     @Flag(help: "Skip the test-set evaluation at the end.") var noTest = false
 
+    /// Whether any flag that changes the training options was given.
+    private var setsTrainingOptions: Bool {
+        let values: [Any?] = [iterations, batchSize, learningRate, momentum, weightDecay, optimizer, schedule, labelSmoothing,
+                              ema, augment, trainSize, validationSize, validationInterval, movingAverage, seed, checkpointInterval]
+        return values.contains { $0 != nil } || nesterov || decoupledWeightDecay || reshuffle || saveBest
+    }
+
     /// The options the flags set, over the experiment's.
     private func options(over base: TrainingOptions) throws -> TrainingOptions {
         var o = base
@@ -123,8 +130,7 @@ struct Train: ParsableCommand {
     /// `--resume DIR`: the experiment and options of the run, its checkpoint, and the metrics
     /// up to the checkpoint's iteration.
     private func resumeRun(at path: String) throws {
-        guard experiment.preset == nil, experiment.spec == nil, out == nil,
-              try options(over: Experiment.defaultOptions(for: .mnist)) == Experiment.defaultOptions(for: .mnist) else {
+        guard experiment.preset == nil, experiment.spec == nil, out == nil, !setsTrainingOptions else {
             throw UserError("--resume continues a run with the options it was started with; give only --resume DIR (and --data-dir, --threads, --no-test)")
         }
         let folder = URL(fileURLWithPath: path, isDirectory: true)

@@ -102,7 +102,9 @@ public struct Checkpoint {
     /// Puts the saved state into `trainer` (built from the same experiment): weights, buffers,
     /// optimizer, moving average and progress.
     /// - Throws: `LoadError` when a tensor is missing or has another shape, or the state does not
-    ///   fit the trainer's optimizer; nothing is half-restored then except the weights.
+    ///   fit the trainer's optimizer or moving average. The weights are replaced last, once
+    ///   everything else fitted; the optimizer or average may hold the checkpoint's state after a
+    ///   failure, so discard the trainer then.
     public func restore(into trainer: Trainer) throws(LoadError) {
         func fail(_ message: String) -> LoadError { LoadError(description: "checkpoint: \(message)") }
         guard progress.iteration >= 0, progress.iteration <= trainer.options.iterations else {

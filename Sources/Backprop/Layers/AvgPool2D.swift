@@ -20,13 +20,7 @@ public final class AvgPool2D<Scalar: NetworkScalar>: Layer {
     }
 
     public func outputShape(for inputShape: [Int]) throws(ShapeError) -> [Int] {
-        guard inputShape.count == 3 else {
-            throw ShapeError("AvgPool2D(\(settings)) expects input CxHxW, got \(describe(shape: inputShape))")
-        }
-        guard inputShape[1] >= size, inputShape[2] >= size else {
-            throw ShapeError("AvgPool2D(\(settings)) window does not fit input \(describe(shape: inputShape))")
-        }
-        return [inputShape[0], (inputShape[1] - size) / stride + 1, (inputShape[2] - size) / stride + 1]
+        try windowOutputShape(inputShape, size: size, stride: stride, layer: "\(kind)(\(settings))")
     }
 
     @_specialize(where Scalar == Float)

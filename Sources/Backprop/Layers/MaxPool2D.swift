@@ -23,13 +23,7 @@ public final class MaxPool2D<Scalar: NetworkScalar>: Layer {
     }
 
     public func outputShape(for inputShape: [Int]) throws(ShapeError) -> [Int] {
-        guard inputShape.count == 3 else {
-            throw ShapeError("MaxPool2D(\(settings)) expects input CxHxW, got \(describe(shape: inputShape))")
-        }
-        guard inputShape[1] >= size, inputShape[2] >= size else {
-            throw ShapeError("MaxPool2D(\(settings)) window does not fit input \(describe(shape: inputShape))")
-        }
-        return [inputShape[0], (inputShape[1] - size) / stride + 1, (inputShape[2] - size) / stride + 1]
+        try windowOutputShape(inputShape, size: size, stride: stride, layer: "\(kind)(\(settings))")
     }
 
     @_specialize(where Scalar == Float)
@@ -195,4 +189,17 @@ public struct MaxPool2DSpec: LayerSpecKind {
 extension LayerSpec {
     /// A `maxpool2d` layer spec.
     public static func maxPool2d(size: Int = 2, stride: Int = 2) -> LayerSpec { LayerSpec(MaxPool2DSpec(size: size, stride: stride)) }
+}
+
+/// The shape rule of a pooling window (`MaxPool2D`, `AvgPool2D`): `size x size` windows moved by
+/// `stride` without padding, `[C, ⌊(H − size)/stride⌋ + 1, ⌊(W − size)/stride⌋ + 1]`.
+/// - Parameter layer: the layer as errors name it, e.g. `MaxPool2D(2x2, stride 2)`.
+func windowOutputShape(_ inputShape: [Int], size: Int, stride: Int, layer: String) throws(ShapeError) -> [Int] {
+    guard inputShape.count == 3 else {
+        throw ShapeError("\(layer) expects input CxHxW, got \(describe(shape: inputShape))")
+    }
+    guard inputShape[1] >= size, inputShape[2] >= size else {
+        throw ShapeError("\(layer) window does not fit input \(describe(shape: inputShape))")
+    }
+    return [inputShape[0], (inputShape[1] - size) / stride + 1, (inputShape[2] - size) / stride + 1]
 }

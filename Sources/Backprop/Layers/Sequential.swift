@@ -23,7 +23,7 @@ public final class Sequential<Scalar: NetworkScalar>: Layer {
         precondition(names == nil || names!.count == layers.count, "\(names!.count) names for \(layers.count) layers")
         self.layers = layers
         self.names = names ?? layers.indices.map(String.init)
-        precondition(Set(self.names).count == self.names.count || self.names.contains(""), "duplicate layer names \(self.names)")
+        precondition(Set(self.names).count == self.names.count, "duplicate layer names \(self.names)")
         activations = Array(repeating: Tensor<Scalar>(shape: [0]), count: layers.count)
         gradients = Array(repeating: Tensor<Scalar>(shape: [0]), count: layers.count)
         if !gradients.isEmpty { gradients[0] = nil }
