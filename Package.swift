@@ -22,7 +22,9 @@ let vectorSettings: [SwiftSetting] = {
     let flags = (try? String(contentsOfFile: "/proc/cpuinfo", encoding: .utf8))?
         .split(separator: "\n").first { $0.hasPrefix("flags") }?.split(separator: " ") ?? []
     guard flags.contains("fma") && flags.contains("avx2") else { return [] }
-    return [.define("BACKPROP_FMA"), .unsafeFlags(["-target-cpu", "native"]),
+    // The kernels' register tiles are sized for the vector registers (Sources/Backprop/KernelVector.swift).
+    let wide: [SwiftSetting] = flags.contains("avx512f") ? [.define("BACKPROP_AVX512")] : []
+    return wide + [.define("BACKPROP_FMA"), .unsafeFlags(["-target-cpu", "native"]),
             // The kernels are unusably slow unoptimized (a debug MNIST step takes ~0.6 s), so the
             // core module is optimized in debug builds too.
             .unsafeFlags(["-O"], .when(configuration: .debug))]

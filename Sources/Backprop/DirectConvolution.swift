@@ -5,12 +5,12 @@
 /// (Wp − kw + 1)` is the output; `e = (c, i, j)` indexes the `C·kh·kw` entries of a patch.
 ///
 /// **Forward** (`convolvePlanes`): the image is copied into zero-bordered planes, and the
-/// register tile is 16 output channels × 16 consecutive output pixels of a row, pixels in the
+/// register tile is L output channels × L consecutive output pixels of a row, pixels in the
 /// vector lanes:
 /// ```
-/// y[o][y][x0 ..< x0+16] = b[o] + Σ_e W[o][e] · xp[c][y + i][x0 + j ..< x0 + j + 16]
+/// y[o][y][x0 ..< x0+L] = b[o] + Σ_e W[o][e] · xp[c][y + i][x0 + j ..< x0 + j + L]
 /// ```
-/// — per entry one unaligned input load and 16 broadcast weights; the tile is stored straight
+/// — per entry one unaligned input load and L broadcast weights; the tile is stored straight
 /// into the NCHW output planes.
 ///
 /// **Input gradient**: for stride 1 it is itself a convolution — of `∂y` padded by
@@ -18,20 +18,23 @@
 /// `convolvePlanes` again with other packed weights.
 ///
 /// **Weight gradient** (`accumulateWeightGradient`): a reduction over pixels, tiled the other
-/// way round — 16 patch entries × 16 output channels, channels in the lanes — on channels-last
+/// way round — L patch entries × L output channels, channels in the lanes — on channels-last
 /// copies `xp: [Hp][Wp][C]` and `∂y: [Ho][Wo][Cout]`. In that layout the patch entries `(j, c)`
 /// of kernel row `i` are the contiguous run `xp[y + i][x ..< x + kw][0 ..< C]`, so
 /// ```
 /// ∂W[i][t][o] += Σ_{y,x} xp[y + i][x·C + t] · ∂y[y][x][o]        t = j·C + c
 /// ```
-/// loads one `∂y` vector per pixel and broadcasts 16 input scalars.
+/// loads one `∂y` vector per pixel and broadcasts L input scalars.
+///
+/// `L` is `lanes`, the floats in one `KernelVector`: 16 with AVX-512, 8 with AVX2 or NEON.
 ///
 /// `Conv2D` calls these for `Float` when `supports` holds and falls back to im2col + GEMM
 /// otherwise; tests hold the two paths together.
 enum DirectConvolution {
-    typealias Vector = SIMD16<Float>
-    /// Output channels per vector, and output pixels (or gradient entries) per register tile.
-    static let lanes = 16
+    typealias Vector = KernelVector
+    /// Output channels per block, pixels per vector, and patch entries per weight-gradient tile:
+    /// 16 with AVX-512, 8 with AVX2 or NEON (`KernelVector`).
+    static let lanes = Vector.scalarCount
 
     /// Whether the forward pass and `∂W` can run here: stride 1, output channels in whole
     /// vectors, and padding below the kernel size (so the flipped kernel's padding is ≥ 0).
@@ -85,12 +88,12 @@ enum DirectConvolution {
         }
     }
 
-    /// Copies NCHW planes `x: [C][H][W]` (`C` a multiple of 16, `H·W ≥ 16`) to channels-last
+    /// Copies NCHW planes `x: [C][H][W]` (`C` a multiple of L, `H·W ≥ L`) to channels-last
     /// pixels: `(y, x)` goes to `destination + (y·rowPixels + x)·C`.
     ///
-    /// 16 channels × 16 consecutive pixels at a time (the last block moved back to end at the
-    /// last pixel; its overlap is written twice, identically): 16 vector loads, an in-register
-    /// transpose, 16 vector stores.
+    /// L channels × L consecutive pixels at a time (the last block moved back to end at the
+    /// last pixel; its overlap is written twice, identically): L vector loads, an in-register
+    /// transpose, L vector stores.
     static func transposeToChannelsLast(
         _ x: UnsafePointer<Float>, channels: Int, height: Int, width: Int,
         into destination: UnsafeMutablePointer<Float>, rowPixels: Int
@@ -101,10 +104,10 @@ enum DirectConvolution {
             var next = 0
             while next < pixels {
                 let first = min(next, pixels - lanes)
-                var rows = InlineArray<16, Vector> { c in UnsafeRawPointer(planes + (c &* pixels &+ first)).loadUnaligned(as: Vector.self) }
+                var rows = KernelTile { c in UnsafeRawPointer(planes + (c &* pixels &+ first)).loadUnaligned(as: Vector.self) }
                 transpose(&rows)
                 var (y, column) = first.quotientAndRemainder(dividingBy: width)
-                for q in 0..<16 {
+                for q in 0..<lanes {
                     let target = destination + ((y &* rowPixels &+ column) &* channels &+ block &* lanes)
                     UnsafeMutableRawPointer(target).storeBytes(of: rows[q], as: Vector.self)
                     column &+= 1
@@ -115,25 +118,30 @@ enum DirectConvolution {
         }
     }
 
-    /// Transposes a 16x16 block held as 16 row vectors.
+    /// Transposes a `lanes x lanes` block held as `lanes` row vectors.
     ///
     /// One round splits each pair of rows `(2i, 2i+1)` into its even and odd elements, which
-    /// become rows `i` and `i + 8`: an element's 8-bit position `(row, column)` rotates right by
-    /// one bit. Four rounds rotate it by four — `(column, row)`.
+    /// become rows `i` and `i + lanes/2`: an element's position `(row, column)`, written in
+    /// 2·log2(lanes) bits, rotates right by one bit. log2(lanes) rounds rotate it to `(column, row)`.
     @inline(__always)
-    static func transpose(_ rows: inout InlineArray<16, Vector>) {
-        for _ in 0..<4 {
-            var next = InlineArray<16, Vector>(repeating: Vector())
-            for i in 0..<8 {
+    static func transpose(_ rows: inout KernelTile) {
+        let half = lanes / 2
+        for _ in 0..<lanes.trailingZeroBitCount {
+            var next = KernelTile(repeating: Vector())
+            for i in 0..<half {
+                #if BACKPROP_AVX512
                 let pair = SIMD32<Float>(lowHalf: rows[2 &* i], highHalf: rows[2 &* i &+ 1])
+                #else
+                let pair = SIMD16<Float>(lowHalf: rows[2 &* i], highHalf: rows[2 &* i &+ 1])
+                #endif
                 next[i] = pair.evenHalf
-                next[i &+ 8] = pair.oddHalf
+                next[i &+ half] = pair.oddHalf
             }
             rows = next
         }
     }
 
-    /// Adds a packed weight gradient (`accumulateWeightGradient`'s `[Cout/16][kh][kw][Cin][16]`)
+    /// Adds a packed weight gradient (`accumulateWeightGradient`'s `[Cout/L][kh][kw][Cin][L]`)
     /// into `∂W: [Cout][Cin][kh][kw]`.
     static func unpackAdding(
         _ packed: UnsafePointer<Float>, outputChannels: Int, inputChannels: Int, kernelSize k: Int,
@@ -156,7 +164,7 @@ enum DirectConvolution {
 
     /// Copies one NCHW image `x: [C][H][W]` into zero-bordered planes `xp: [C][Hp][rowStride]`
     /// (`planeRowStride`): `p` zero columns, the row, then zeros to the end of the row, so that a
-    /// 16-pixel tile hanging over the right edge reads zeros, never the next row.
+    /// L-pixel tile hanging over the right edge reads zeros, never the next row.
     static func padPlanes(
         _ x: UnsafePointer<Float>, channels: Int, height: Int, width: Int, padding: Int, rowStride: Int,
         into xp: UnsafeMutablePointer<Float>
@@ -179,12 +187,12 @@ enum DirectConvolution {
     /// room for a whole tile starting at any tile position.
     static func planeRowStride(outputWidth wo: Int, kernelSize k: Int) -> Int { max(wo, lanes) + k - 1 }
 
-    /// Packs `W: [Cout][Cin][kh][kw]` for `convolvePlanes`, 16 output channels at a time:
-    /// `packed[b][(c, i, j)][l] = W[16b + l][c][i][j]`.
+    /// Packs `W: [Cout][Cin][kh][kw]` for `convolvePlanes`, L output channels at a time:
+    /// `packed[b][(c, i, j)][l] = W[Lb + l][c][i][j]`.
     ///
     /// With `flippedForInputGradient`, packs the kernel of the input-gradient convolution,
     /// whose outputs are the `Cin` channels and inputs the `Cout` ones:
-    /// `packed[b][(o, i, j)][l] = W[o][16b + l][kh−1−i][kw−1−j]` (`Cin` a multiple of 16).
+    /// `packed[b][(o, i, j)][l] = W[o][Lb + l][kh−1−i][kw−1−j]` (`Cin` a multiple of L).
     static func packPlaneWeights(
         _ w: UnsafePointer<Float>, outputChannels: Int, inputChannels: Int, kernelSize k: Int,
         flippedForInputGradient: Bool, into packed: UnsafeMutablePointer<Float>
@@ -225,14 +233,14 @@ enum DirectConvolution {
     /// Convolves one image held as padded planes (`padPlanes`) and writes the NCHW output
     /// `y: [Cout][Ho][Wo]` (overwriting it).
     ///
-    /// The register tile is 16 output channels × 16 consecutive pixels of one row (pixels in the
-    /// lanes): each patch entry `e = (c, i, j)` loads one input vector and broadcasts 16 weights,
-    /// `acc[o] += W[o][e] · xp[c][y + i][x0 + j ..< x0 + j + 16]`. A row's last tile is moved left to
+    /// The register tile is L output channels × L consecutive pixels of one row (pixels in the
+    /// lanes): each patch entry `e = (c, i, j)` loads one input vector and broadcasts L weights,
+    /// `acc[o] += W[o][e] · xp[c][y + i][x0 + j ..< x0 + j + L]`. A row's last tile is moved left to
     /// end at the row's end (its overlap is computed twice, identically); rows narrower than a
     /// tile store only their pixels.
     /// - Parameters:
     ///   - xp: `[C][Hp][rowStride]`, `C·kh·kw` entries located by `offsets` (`patchOffsets`).
-    ///   - weights: `packPlaneWeights`'s layout, `[Cout/16][C·kh·kw][16]`.
+    ///   - weights: `packPlaneWeights`'s layout, `[Cout/L][C·kh·kw][L]`.
     ///   - bias: `[Cout]`, or nil for none.
     static func convolvePlanes(
         _ xp: UnsafePointer<Float>, rowStride: Int, offsets: UnsafePointer<Int>, patchSize: Int,
@@ -251,19 +259,19 @@ enum DirectConvolution {
                     let start = wo >= lanes ? min(x0, wo - lanes) : 0
                     let first = xp + row * rowStride + start
                     // Every output channel starts at its bias.
-                    var acc = InlineArray<16, Vector>(repeating: Vector())
-                    if let blockBias { for o in 0..<16 { acc[o] = Vector(repeating: blockBias[o]) } }
+                    var acc = KernelTile(repeating: Vector())
+                    if let blockBias { for o in 0..<lanes { acc[o] = Vector(repeating: blockBias[o]) } }
                     // Wrapping arithmetic inside the loop: overflow checks would keep the tile out of registers.
                     for e in 0..<patchSize {
                         let x = UnsafeRawPointer(first + offsets[e]).loadUnaligned(as: Vector.self)
-                        let w = (blockWeights + e &* 64).assumingMemoryBound(to: Float.self)
-                        for o in 0..<16 { acc[o] = fused(acc[o], Vector(repeating: w[o]), x) }
+                        let w = (blockWeights + e &* (lanes &* 4)).assumingMemoryBound(to: Float.self)
+                        for o in 0..<lanes { acc[o] = acc[o].fusedAdding(Vector(repeating: w[o]), x) }
                     }
                     let outputRow = outputPlanes + row * wo + start
                     if wo >= lanes {
-                        for o in 0..<16 { UnsafeMutableRawPointer(outputRow + o * planeSize).storeBytes(of: acc[o], as: Vector.self) }
+                        for o in 0..<lanes { UnsafeMutableRawPointer(outputRow + o * planeSize).storeBytes(of: acc[o], as: Vector.self) }
                     } else {
-                        for o in 0..<16 { for r in 0..<wo { outputRow[o * planeSize + r] = acc[o][r] } }
+                        for o in 0..<lanes { for r in 0..<wo { outputRow[o * planeSize + r] = acc[o][r] } }
                     }
                     x0 += lanes
                 }
@@ -271,11 +279,11 @@ enum DirectConvolution {
         }
     }
 
-    /// Adds one image's weight gradient into `gradient` (`[kh][kw][C][16]` for one block of 16
+    /// Adds one image's weight gradient into `gradient` (`[kh][kw][C][L]` for one block of L
     /// output channels): `gradient[i][t] += Σ_{y,x} xp[y+i][x·C + t] · ∂y[y][x]`.
     /// - Parameters:
     ///   - xp: the padded channels-last input, `[Hp][Wp][C]`.
-    ///   - outputGradient: `∂y` of pixel `(0, 0)` for this block's 16 channels, channels-last;
+    ///   - outputGradient: `∂y` of pixel `(0, 0)` for this block's L channels, channels-last;
     ///     pixel `(y, x)` is at `y·gradientRowStride + x·gradientPixelStride`.
     static func accumulateWeightGradient(
         _ xp: UnsafePointer<Float>, channels c: Int, paddedWidth wp: Int, kernelSize k: Int,
@@ -290,15 +298,15 @@ enum DirectConvolution {
             let count = min(lanes, entries - first)
             // Where entry (i, t) of this tile sits relative to the pixel: i rows down, t floats on.
             // Entries past the end read offset 0 and are not stored.
-            var offsets = InlineArray<16, Int>(repeating: 0)
+            var offsets = KernelOffsets(repeating: 0)
             for u in 0..<count { offsets[u] = (first + u) / depth * rowStride + (first + u) % depth }
             let raw = UnsafeMutableRawPointer(gradient + first * lanes)
             // Two copies of the loop nest, each with its own accumulators: LLVM keeps a tile in
             // registers only when nothing else shares its stack slot.
             if count == lanes && first / depth == (first + lanes - 1) / depth {
-                // All 16 entries in one kernel row: consecutive floats after one start offset,
-                // addressed from one register instead of 16.
-                var acc = InlineArray<16, Vector> { u in raw.loadUnaligned(fromByteOffset: u &* 64, as: Vector.self) }
+                // All L entries in one kernel row: consecutive floats after one start offset,
+                // addressed from one register instead of L.
+                var acc = KernelTile { u in raw.loadUnaligned(fromByteOffset: u &* (lanes &* 4), as: Vector.self) }
                 let start = xp + offsets[0]
                 for y in 0..<ho {
                     let inputRow = start + y &* rowStride
@@ -306,36 +314,26 @@ enum DirectConvolution {
                     for x in 0..<wo {
                         let d = gradientRow.loadUnaligned(fromByteOffset: x &* gradientPixelStride &* 4, as: Vector.self)
                         let pixel = inputRow + x &* c
-                        for u in 0..<16 { acc[u] = fused(acc[u], Vector(repeating: pixel[u]), d) }
+                        for u in 0..<lanes { acc[u] = acc[u].fusedAdding(Vector(repeating: pixel[u]), d) }
                     }
                 }
-                for u in 0..<16 { raw.storeBytes(of: acc[u], toByteOffset: u * 64, as: Vector.self) }
+                for u in 0..<lanes { raw.storeBytes(of: acc[u], toByteOffset: u * lanes * 4, as: Vector.self) }
             } else {
-                var acc = InlineArray<16, Vector>(repeating: Vector())
-                for u in 0..<count { acc[u] = raw.loadUnaligned(fromByteOffset: u * 64, as: Vector.self) }
+                var acc = KernelTile(repeating: Vector())
+                for u in 0..<count { acc[u] = raw.loadUnaligned(fromByteOffset: u * lanes * 4, as: Vector.self) }
                 for y in 0..<ho {
                     let inputRow = xp + y &* rowStride
                     let gradientRow = UnsafeRawPointer(dy + y &* gradientRowStride)
                     for x in 0..<wo {
                         let d = gradientRow.loadUnaligned(fromByteOffset: x &* gradientPixelStride &* 4, as: Vector.self)
                         let pixel = inputRow + x &* c
-                        for u in 0..<16 { acc[u] = fused(acc[u], Vector(repeating: pixel[offsets[u]]), d) }
+                        for u in 0..<lanes { acc[u] = acc[u].fusedAdding(Vector(repeating: pixel[offsets[u]]), d) }
                     }
                 }
-                for u in 0..<count { raw.storeBytes(of: acc[u], toByteOffset: u * 64, as: Vector.self) }
+                for u in 0..<count { raw.storeBytes(of: acc[u], toByteOffset: u * lanes * 4, as: Vector.self) }
             }
             first += lanes
         }
-    }
-
-    /// `acc + a * b`, one FMA where the build allows it (see `GEMM.fused`).
-    @inline(__always)
-    private static func fused(_ acc: Vector, _ a: Vector, _ b: Vector) -> Vector {
-        #if BACKPROP_FMA
-        return acc.addingProduct(a, b)
-        #else
-        return acc + a * b
-        #endif
     }
 }
 

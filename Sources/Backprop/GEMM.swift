@@ -11,8 +11,9 @@
 public enum GEMM {
     /// Rows of `C` computed by one micro-kernel call.
     static let mr = 6
-    /// Columns of `C` computed by one micro-kernel call (two 16-lane vectors).
-    static let nr = 32
+    /// Columns of `C` computed by one micro-kernel call: two vectors (32 floats with AVX-512,
+    /// 16 with AVX2 or NEON; `KernelVector`).
+    static let nr = 2 * KernelVector.scalarCount
     /// Depth of one packed panel: `kc x nr` floats of B stay in L1/L2 while A streams.
     static let kc = 256
     /// Rows of A packed at a time (`mc x kc` floats sized for L2).
@@ -143,27 +144,27 @@ public enum GEMM {
 
     /// `C[0..<rows, 0..<columns] += Apanel · Bpanel` for one `mr x nr` tile.
     ///
-    /// Twelve 16-lane accumulators hold the tile in registers for the whole depth loop; each
-    /// step loads two vectors of B and broadcasts six scalars of A.
+    /// Twelve accumulators hold the tile in registers for the whole depth loop; each step loads
+    /// two vectors of B and broadcasts six scalars of A (15 registers: AVX2 has 16).
     @inline(__always)
     private static func microKernel(
         depth: Int, a: UnsafePointer<Float>, b: UnsafePointer<Float>,
         c: UnsafeMutablePointer<Float>, ldc: Int, rows: Int, columns: Int, overwrite: Bool
     ) {
-        typealias V = SIMD16<Float>
+        typealias V = KernelVector
         var c00 = V(), c01 = V(), c10 = V(), c11 = V(), c20 = V(), c21 = V()
         var c30 = V(), c31 = V(), c40 = V(), c41 = V(), c50 = V(), c51 = V()
         let rawB = UnsafeRawPointer(b)
         for p in 0..<depth {
             let b0 = rawB.loadUnaligned(fromByteOffset: p * nr * 4, as: V.self)
-            let b1 = rawB.loadUnaligned(fromByteOffset: (p * nr + 16) * 4, as: V.self)
+            let b1 = rawB.loadUnaligned(fromByteOffset: (p * nr + V.scalarCount) * 4, as: V.self)
             let ap = a + p * mr
-            var s = V(repeating: ap[0]); c00 = fused(c00, s, b0); c01 = fused(c01, s, b1)
-            s = V(repeating: ap[1]); c10 = fused(c10, s, b0); c11 = fused(c11, s, b1)
-            s = V(repeating: ap[2]); c20 = fused(c20, s, b0); c21 = fused(c21, s, b1)
-            s = V(repeating: ap[3]); c30 = fused(c30, s, b0); c31 = fused(c31, s, b1)
-            s = V(repeating: ap[4]); c40 = fused(c40, s, b0); c41 = fused(c41, s, b1)
-            s = V(repeating: ap[5]); c50 = fused(c50, s, b0); c51 = fused(c51, s, b1)
+            var s = V(repeating: ap[0]); c00 = c00.fusedAdding(s, b0); c01 = c01.fusedAdding(s, b1)
+            s = V(repeating: ap[1]); c10 = c10.fusedAdding(s, b0); c11 = c11.fusedAdding(s, b1)
+            s = V(repeating: ap[2]); c20 = c20.fusedAdding(s, b0); c21 = c21.fusedAdding(s, b1)
+            s = V(repeating: ap[3]); c30 = c30.fusedAdding(s, b0); c31 = c31.fusedAdding(s, b1)
+            s = V(repeating: ap[4]); c40 = c40.fusedAdding(s, b0); c41 = c41.fusedAdding(s, b1)
+            s = V(repeating: ap[5]); c50 = c50.fusedAdding(s, b0); c51 = c51.fusedAdding(s, b1)
         }
         // Add the tile into C; rows and columns past the matrix edge were zero padding.
         store(c, lo: c00, hi: c01, columns: columns, overwrite: overwrite)
@@ -177,43 +178,32 @@ public enum GEMM {
     /// `row[0..<columns] += (lo, hi)`, or `= (lo, hi)` when `overwrite`.
     @inline(__always)
     private static func store(
-        _ row: UnsafeMutablePointer<Float>, lo: SIMD16<Float>, hi: SIMD16<Float>, columns: Int, overwrite: Bool
+        _ row: UnsafeMutablePointer<Float>, lo: KernelVector, hi: KernelVector, columns: Int, overwrite: Bool
     ) {
+        typealias V = KernelVector
+        let half = V.scalarCount
         if columns == nr {
             let raw = UnsafeMutableRawPointer(row)
             if overwrite {
-                raw.storeBytes(of: lo, as: SIMD16<Float>.self)
-                raw.storeBytes(of: hi, toByteOffset: 64, as: SIMD16<Float>.self)
+                raw.storeBytes(of: lo, as: V.self)
+                raw.storeBytes(of: hi, toByteOffset: half * 4, as: V.self)
             } else {
-                raw.storeBytes(of: raw.loadUnaligned(as: SIMD16<Float>.self) + lo, as: SIMD16<Float>.self)
-                raw.storeBytes(of: raw.loadUnaligned(fromByteOffset: 64, as: SIMD16<Float>.self) + hi,
-                               toByteOffset: 64, as: SIMD16<Float>.self)
+                raw.storeBytes(of: raw.loadUnaligned(as: V.self) + lo, as: V.self)
+                raw.storeBytes(of: raw.loadUnaligned(fromByteOffset: half * 4, as: V.self) + hi,
+                               toByteOffset: half * 4, as: V.self)
             }
         } else {
             for j in 0..<columns {
-                let value = j < 16 ? lo[j] : hi[j - 16]
+                let value = j < half ? lo[j] : hi[j - half]
                 row[j] = overwrite ? value : row[j] + value
             }
         }
-    }
-
-    /// `acc + a * b`, fused into one FMA when the build targets a CPU that has it.
-    ///
-    /// On a baseline x86-64 build (no FMA), `addProduct` would call a software `fma` per lane
-    /// (about 100x slower), so the separate multiply-add is used unless `BACKPROP_FMA` is set.
-    @inline(__always)
-    private static func fused(_ acc: SIMD16<Float>, _ a: SIMD16<Float>, _ b: SIMD16<Float>) -> SIMD16<Float> {
-        #if BACKPROP_FMA
-        return acc.addingProduct(a, b)
-        #else
-        return acc + a * b
-        #endif
     }
 }
 
 extension GEMM {
     /// `C += A · Bᵀ` by dot products of rows, for products with few columns (a classifier's
-    /// `Y = X Wᵀ` with 10 outputs), where packing `Bᵀ` into 32-column panels would cost more
+    /// `Y = X Wᵀ` with 10 outputs), where packing `Bᵀ` into `nr`-column panels would cost more
     /// than the product. `A` is `m x k` (`lda`), `B` is `n x k` (`ldb`), `C` is `m x n` (`ldc`).
     ///
     /// Tiles of 2 rows of `A` × 4 rows of `B` keep 8 vector accumulators; a tile's missing rows
@@ -222,8 +212,8 @@ extension GEMM {
         m: Int, n: Int, k: Int, a: UnsafePointer<Float>, lda: Int, b: UnsafePointer<Float>, ldb: Int,
         c: UnsafeMutablePointer<Float>, ldc: Int
     ) {
-        typealias V = SIMD16<Float>
-        let vectorEnd = k / 16 * 16
+        typealias V = KernelVector
+        let vectorEnd = k / V.scalarCount * V.scalarCount
         var i = 0
         while i < m {
             let a0 = a + i * lda, a1 = a + min(i + 1, m - 1) * lda
@@ -237,10 +227,10 @@ extension GEMM {
                     let x1 = UnsafeRawPointer(a1 + p).loadUnaligned(as: V.self)
                     for t in 0..<4 {
                         let w = UnsafeRawPointer(bs[t] + p).loadUnaligned(as: V.self)
-                        acc[t] = fused(acc[t], x0, w)
-                        acc[t &+ 4] = fused(acc[t &+ 4], x1, w)
+                        acc[t] = acc[t].fusedAdding(x0, w)
+                        acc[t &+ 4] = acc[t &+ 4].fusedAdding(x1, w)
                     }
-                    p &+= 16
+                    p &+= V.scalarCount
                 }
                 for t in 0..<min(4, n - j) {
                     var sum0 = acc[t].sum(), sum1 = acc[t + 4].sum()

@@ -16,7 +16,7 @@
 /// im2col: the image itself is the patch matrix. Groups of images run in parallel
 /// (`Parallel`); results do not depend on the thread count.
 ///
-/// In `Float`, stride-1 convolutions whose output channels fill 16-lane vectors take the
+/// In `Float`, stride-1 convolutions whose output channels fill whole kernel vectors (16 lanes with AVX-512, 8 with AVX2) take the
 /// direct channels-last path instead (`DirectConvolution`: the same sums without the patch
 /// matrix); the im2col path above stays as its reference and serves `Double` and other shapes.
 public final class Conv2D<Scalar: NetworkScalar>: Layer {

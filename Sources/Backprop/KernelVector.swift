@@ -1,0 +1,40 @@
+/// The vector the kernels' register tiles are made of, sized for the register file the build
+/// targets.
+///
+/// A tile only runs at speed when its accumulators, the vectors it loads and a broadcast all
+/// stay in registers:
+/// - AVX-512 has 32 registers of 16 floats: `SIMD16<Float>`, and tiles of 12–16 accumulators.
+/// - AVX2 has 16 registers of 8 floats, and NEON 32 of 4: `SIMD8<Float>` (one AVX2 register,
+///   two NEON ones), with the same tile shapes in vectors. `SIMD16` tiles there spill: the
+///   GEMM ran at a third of the AVX2 machine's speed (BENCHMARKS.md).
+///
+/// The manifest defines `BACKPROP_AVX512` when the build machine has AVX-512.
+#if BACKPROP_AVX512
+typealias KernelVector = SIMD16<Float>
+/// One accumulator per lane: a square tile of `KernelVector.scalarCount` vectors.
+typealias KernelTile = InlineArray<16, SIMD16<Float>>
+/// One offset per lane.
+typealias KernelOffsets = InlineArray<16, Int>
+#else
+typealias KernelVector = SIMD8<Float>
+/// One accumulator per lane: a square tile of `KernelVector.scalarCount` vectors.
+typealias KernelTile = InlineArray<8, SIMD8<Float>>
+/// One offset per lane.
+typealias KernelOffsets = InlineArray<8, Int>
+#endif
+
+extension SIMD where Scalar == Float {
+    /// `self + a * b`, one fused multiply-add per lane where the build targets a CPU that has it.
+    ///
+    /// On a baseline x86-64 build (no FMA), `addingProduct` would call a software `fma` per lane
+    /// (about 100x slower), so the separate multiply and add are used unless `BACKPROP_FMA` is
+    /// set.
+    @inline(__always)
+    func fusedAdding(_ a: Self, _ b: Self) -> Self {
+        #if BACKPROP_FMA
+        return addingProduct(a, b)
+        #else
+        return self + a * b
+        #endif
+    }
+}
