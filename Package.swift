@@ -88,9 +88,10 @@ let package = Package(
         .target(name: "BackpropTestSupport", path: "Tests/BackpropTestSupport"),
         .testTarget(name: "BackpropTests", dependencies: ["Backprop"], exclude: ["Fixtures"]),
         .testTarget(name: "BackpropDataTests", dependencies: ["BackpropData", "BackpropTestSupport"]),
+        /// Also the CLI's pure parts (`@testable import BackpropCLI`: the progress line, messages).
         .testTarget(name: "BackpropTrainingTests",
                     dependencies: ["Backprop", "BackpropData", "BackpropTraining", "BackpropTestSupport",
-                                   "backprop-allocation-probe"]),
+                                   "backprop-allocation-probe", "BackpropCLI"]),
         .testTarget(name: "BackpropReportTests",
                     dependencies: ["Backprop", "BackpropData", "BackpropTraining", "BackpropReport", "BackpropTestSupport"]),
     ]

@@ -14,11 +14,14 @@ struct Bench: ParsableCommand {
             """)
 
     @Option(help: "Presets to measure (comma-separated).") var presets = Experiment.presetNames.joined(separator: ",")
-    @Option(help: "Batch sizes (comma-separated).") var batchSizes = "16,128"
-    @Option(help: "Seconds to measure each row (after a warm-up).") var seconds = 3.0
+    // `.unconditional`: `--seconds -1` reaches the range check instead of reading as a flag.
+    @Option(parsing: .unconditional, help: "Batch sizes (comma-separated).") var batchSizes = "16,128"
+    @Option(parsing: .unconditional, help: "Seconds to measure each row (after a warm-up).") var seconds = 3.0
     @Flag(help: "Skip the GEMM measurements.") var noGemm = false
     @Flag(help: "Measure training only (inference is reported as 0), e.g. to profile it.") var trainingOnly = false
     @Flag(help: "Print JSON instead of a table.") var json = false
+    @Option(help: "Spec files to measure besides the presets (comma-separated).") var specs: String?
+    @Flag(help: "Also time each layer's forward and backward pass on its own.") var layers = false
     @OptionGroup var threading: ThreadOptions
 
     struct Row: Codable {
@@ -38,12 +41,20 @@ struct Bench: ParsableCommand {
 
     func run() throws {
         try threading.apply()
+        guard seconds > 0, seconds.isFinite else { throw UserError.usage("--seconds must be a positive number, got \(seconds)") }
+        let experiments = try presets.split(separator: ",").map { name in
+            guard let experiment = Experiment.preset(named: String(name)) else {
+                throw UserError.usage("unknown preset '\(name)' (known: \(ExperimentChoice.presetList))")
+            }
+            return experiment
+        } + (specs ?? "").split(separator: ",").map { path throws in try Experiment(specFile: URL(fileURLWithPath: String(path))) }
+        let batches = try batchSizes.split(separator: ",").map(parseBatch)
         var rows: [Row] = []
-        for name in presets.split(separator: ",").map(String.init) {
-            guard let experiment = Experiment.preset(named: name) else { throw UserError("unknown preset '\(name)'") }
-            for batch in try batchSizes.split(separator: ",").map(parseBatch) {
+        for experiment in experiments {
+            for batch in batches {
                 rows.append(measure(experiment, batch: batch))
                 if !json { print(format(rows.last!)) }
+                if layers && !json { printLayers(experiment, batch: batch) }
             }
         }
         var gemms: [GEMMRow] = []
@@ -63,13 +74,31 @@ struct Bench: ParsableCommand {
     }
 
     private func parseBatch(_ text: Substring) throws -> Int {
-        guard let b = Int(text), b > 0 else { throw UserError("bad batch size '\(text)'") }
+        guard let b = Int(text), b > 0 else { throw UserError.usage("--batch-sizes: '\(text)' is not a positive whole number") }
         return b
     }
 
     private func format(_ r: Row) -> String {
         pad(r.preset, 17) + String(format: " batch %4d  train %8.0f img/s (%5.1f GFLOP/s)  inference %8.0f img/s (%5.1f GFLOP/s)  peak %6.1f MB",
                r.batchSize, r.trainImagesPerSecond, r.trainGFLOPS, r.inferenceImagesPerSecond, r.inferenceGFLOPS, r.peakMemoryMB)
+    }
+
+    /// One line per leaf layer: milliseconds per batch forward and backward, and the GFLOP/s of
+    /// its products.
+    private func printLayers(_ experiment: Experiment, batch: Int) {
+        var generator = SeededGenerator(seed: 1)
+        let network = try! experiment.network.makeNetwork(Float.self, using: &generator)
+        let timings = LayerProfile.measure(network, batchSize: batch, repetitions: 5)
+        let total = timings.reduce(0) { $0 + $1.forwardSeconds + $1.backwardSeconds }
+        for t in timings {
+            let rate = { (flops: Double, s: Double) in flops > 0 ? String(format: "%6.1f", flops * Double(batch) / s / 1e9) : "     -" }
+            let shape = t.outputShape.map(String.init).joined(separator: "x")
+            print("  " + pad(t.path, 14) + " " + pad(t.kind, 12) + " " + pad(shape, 10)
+                  + String(format: " fwd %8.2f ms %@ GFLOP/s  bwd %8.2f ms %@ GFLOP/s  %4.1f %%",
+                           t.forwardSeconds * 1e3, rate(t.forwardFLOPs, t.forwardSeconds) as NSString,
+                           t.backwardSeconds * 1e3, rate(t.backwardFLOPs, t.backwardSeconds) as NSString,
+                           100 * (t.forwardSeconds + t.backwardSeconds) / total))
+        }
     }
 
     /// Runs `body` repeatedly for about `seconds` after one warm-up call; returns calls per second.
@@ -138,10 +167,17 @@ struct Bench: ParsableCommand {
         var generator = SeededGenerator(seed: 2)
         let a = Tensor<Float>.randomNormal(shape: [m, k], standardDeviation: 1, using: &generator).scalars
         let b = Tensor<Float>.randomNormal(shape: [k, n], standardDeviation: 1, using: &generator).scalars
-        var c = [Float](repeating: 0, count: m * n)
-        let calls = rate {
-            GEMM.multiply(transposeA: false, transposeB: false, m: m, n: n, k: k, a: a, lda: k, b: b, ldb: n,
-                          c: &c, ldc: n, accumulate: false, parallel: true)
+        // Raw pointers taken once: passing arrays in the timed closure copied C (16 MB at 2048²)
+        // on every call, a fifth of the measured time.
+        let c = UnsafeMutablePointer<Float>.allocate(capacity: m * n)
+        defer { c.deallocate() }
+        let calls = a.withUnsafeBufferPointer { a in
+            b.withUnsafeBufferPointer { b in
+                rate {
+                    GEMM.multiply(transposeA: false, transposeB: false, m: m, n: n, k: k, a: a.baseAddress!, lda: k,
+                                  b: b.baseAddress!, ldb: n, c: c, ldc: n, accumulate: false, parallel: true)
+                }
+            }
         }
         return calls * 2 * Double(m * n * k) / 1e9
     }

@@ -5,23 +5,6 @@ import BackpropReport
 import BackpropTraining
 import Foundation
 
-/// A failure the user can fix, printed as one `Error:` line with a non-zero exit.
-struct UserError: Error, CustomStringConvertible {
-    var description: String
-    init(_ description: String) { self.description = description }
-}
-
-/// Turns the libraries' errors into one-line user errors.
-func userFacing<T>(_ body: () throws -> T) throws -> T {
-    do {
-        return try body()
-    } catch let error as CocoaError {
-        throw UserError(error.localizedDescription)
-    } catch let error as CustomStringConvertible {
-        throw UserError(error.description)
-    }
-}
-
 /// `<preset> | --spec FILE [--dataset NAME]`: which experiment a verb works on.
 struct ExperimentChoice: ParsableArguments {
     static let presetList = Experiment.presetNames.joined(separator: ", ")
@@ -37,20 +20,24 @@ struct ExperimentChoice: ParsableArguments {
 
     func resolve() throws -> Experiment {
         switch (preset, spec) {
-        case (nil, nil): throw UserError("name a preset (\(Self.presetList)) or pass --spec FILE")
-        case (.some, .some): throw UserError("give a preset or --spec, not both")
+        case (nil, nil): throw UserError.usage("name a preset (\(Self.presetList)) or pass --spec FILE")
+        case (.some, .some): throw UserError.usage("give a preset or --spec, not both")
         case let (name?, nil):
             guard let experiment = Experiment.preset(named: name) else {
-                throw UserError("unknown preset '\(name)' (known: \(Self.presetList))")
+                let guess = closest(to: name, among: Experiment.presetNames).map { "did you mean '\($0)'? " } ?? ""
+                throw UserError.usage("unknown preset '\(name)' (\(guess)known: \(Self.presetList))")
             }
             return experiment
         case let (nil, path?):
             var fallback: DatasetKind?
             if let dataset {
-                guard let kind = DatasetKind(rawValue: dataset) else { throw UserError("unknown data set '\(dataset)' (mnist or cifar10)") }
+                guard let kind = DatasetKind(rawValue: dataset) else {
+                    throw UserError.usage("unknown data set '\(dataset)' (mnist or cifar10)")
+                }
                 fallback = kind
             }
-            return try userFacing { try Experiment(specFile: URL(fileURLWithPath: path), dataset: fallback) }
+            let file = try nonEmpty(path, "--spec")
+            return try userFacing { try Experiment(specFile: URL(fileURLWithPath: file), dataset: fallback) }
         }
     }
 }

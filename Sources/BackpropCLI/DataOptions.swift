@@ -19,13 +19,13 @@ struct DataOptions: ParsableArguments {
 
 /// `--threads`: how many cores the kernels use.
 struct ThreadOptions: ParsableArguments {
-    @Option(help: ArgumentHelp("Threads for the kernels (default: the machine's cores). Results do not depend on it.", valueName: "n"))
+    @Option(parsing: .unconditional, help: ArgumentHelp("Threads for the kernels (default: the machine's cores). Results do not depend on it.", valueName: "n"))
     var threads: Int?
 
     /// Applies the setting; call first in `run()`.
     func apply() throws {
         if let threads {
-            guard threads > 0 else { throw UserError("--threads must be at least 1") }
+            guard threads > 0 else { throw UserError.usage("--threads must be at least 1, got \(threads)") }
             Parallel.threadCount = threads
         }
     }

@@ -12,11 +12,11 @@ struct Download: ParsableCommand {
     var mirror: String?
 
     func run() throws {
-        guard let kind = DatasetKind(rawValue: dataset) else { throw UserError("unknown data set '\(dataset)' (mnist or cifar10)") }
+        guard let kind = DatasetKind(rawValue: dataset) else { throw UserError.usage("unknown data set '\(dataset)' (mnist or cifar10)") }
         var mirrorURL: URL?
         if let mirror {
             guard let url = URL(string: mirror.hasSuffix("/") ? mirror : mirror + "/"), url.scheme != nil else {
-                throw UserError("--mirror '\(mirror)' is not a URL")
+                throw UserError.usage("--mirror '\(mirror)' is not a URL")
             }
             mirrorURL = url
         }

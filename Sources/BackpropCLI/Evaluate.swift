@@ -16,7 +16,7 @@ struct Evaluate: ParsableCommand {
 
     func run() throws {
         try threading.apply()
-        let folder = URL(fileURLWithPath: runFolder, isDirectory: true)
+        let folder = URL(fileURLWithPath: try nonEmpty(runFolder, "the run folder"), isDirectory: true)
         let model = try userFacing { try ModelArchive.load(from: folder) }
         let dataset = try data.load(model.dataset, trainingLimit: 0)
         let (_, report) = model.evaluate(on: dataset.test)

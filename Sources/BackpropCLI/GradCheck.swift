@@ -17,16 +17,22 @@ struct GradCheck: ParsableCommand {
 
     @OptionGroup var experiment: ExperimentChoice
     @OptionGroup var threading: ThreadOptions
-    @Option(help: "Examples in the random batch.") var batchSize = 4
-    @Option(help: "Entries checked per parameter tensor.") var entries = 40
-    @Option(help: "Finite-difference step h.") var step: Double = 3e-5
-    @Option(help: "Largest accepted max relative error.") var tolerance = 1e-6
-    @Option(help: "Seed for the weights, the batch and the sampled entries.") var seed: UInt64 = 1
-    @Option(help: "Standard deviation of the random inputs (default: that of the preprocessed data set: 0.3 for MNIST, 60 for CIFAR-10).")
+    // `.unconditional`: `--step -1` reaches the range checks instead of reading as a flag.
+    @Option(parsing: .unconditional, help: "Examples in the random batch.") var batchSize = 4
+    @Option(parsing: .unconditional, help: "Entries checked per parameter tensor.") var entries = 40
+    @Option(parsing: .unconditional, help: "Finite-difference step h.") var step: Double = 3e-5
+    @Option(parsing: .unconditional, help: "Largest accepted max relative error.") var tolerance = 1e-6
+    @Option(parsing: .unconditional, help: "Seed for the weights, the batch and the sampled entries.") var seed: UInt64 = 1
+    @Option(parsing: .unconditional, help: "Standard deviation of the random inputs (default: that of the preprocessed data set: 0.3 for MNIST, 60 for CIFAR-10).")
     var inputScale: Double?
 
     func run() throws {
         try threading.apply()
+        guard batchSize > 0 else { throw UserError.usage("--batch-size must be at least 1, got \(batchSize)") }
+        guard entries > 0 else { throw UserError.usage("--entries must be at least 1, got \(entries)") }
+        for (flag, value) in [("--step", step), ("--tolerance", tolerance), ("--input-scale", inputScale ?? 1)] {
+            guard value > 0, value.isFinite else { throw UserError.usage("\(flag) must be a positive number, got \(value)") }
+        }
         let chosen = try experiment.resolve()
         let trained = try makeNetwork(chosen, seed: seed)  // checks the shapes against the data set
         var weights = SeededGenerator(seed: seed)

@@ -23,27 +23,29 @@ struct Train: ParsableCommand {
     @OptionGroup var experiment: ExperimentChoice
     @OptionGroup var data: DataOptions
     @OptionGroup var threading: ThreadOptions
-    @Option(help: "Optimizer steps.") var iterations: Int?
-    @Option(help: "Images per batch.") var batchSize: Int?
-    @Option(help: "Learning rate α (a schedule's base or peak).") var learningRate: Float?
-    @Option(help: "Momentum μ (0: plain SGD with weight decay); AdamW's β1.") var momentum: Float?
-    @Option(help: "Weight decay λ.") var weightDecay: Float?
+    // Numbers are read `.unconditional`ly: by default `--learning-rate -1` takes `-1` for a flag
+    // and reports a missing value; this way it reaches the range checks.
+    @Option(parsing: .unconditional, help: "Optimizer steps.") var iterations: Int?
+    @Option(parsing: .unconditional, help: "Images per batch.") var batchSize: Int?
+    @Option(parsing: .unconditional, help: "Learning rate α (a schedule's base or peak).") var learningRate: Float?
+    @Option(parsing: .unconditional, help: "Momentum μ (0: plain SGD with weight decay); AdamW's β1.") var momentum: Float?
+    @Option(parsing: .unconditional, help: "Weight decay λ.") var weightDecay: Float?
     @Option(help: "course_sgd (the course's momentum SGD), sgd (torch.optim.SGD) or adamw.") var optimizer: String?
     @Flag(help: "Nesterov momentum (sgd).") var nesterov = false
     @Flag(help: "Decoupled weight decay w *= 1 − αλ (sgd; adamw always decouples).") var decoupledWeightDecay = false
     @Option(help: "Learning-rate schedule: constant, step:EVERY:FACTOR, cosine[:MIN], onecycle[:key=value,…], warmup:STEPS+SCHEDULE.")
     var schedule: String?
-    @Option(help: "Label smoothing ε of the loss.") var labelSmoothing: Double?
-    @Option(help: "Decay of a moving average of the weights, used for validation and saved as the model (0: off).") var ema: Double?
+    @Option(parsing: .unconditional, help: "Label smoothing ε of the loss.") var labelSmoothing: Double?
+    @Option(parsing: .unconditional, help: "Decay of a moving average of the weights, used for validation and saved as the model (0: off).") var ema: Double?
     @Option(help: "Augmentation: none, flip, altflip, crop:P[:zero|reflect], translate:K[:zero|reflect], comma-separated.")
     var augment: String?
-    @Option(help: "Training images read from the files; the validation images are held out of these.") var trainSize: Int?
-    @Option(help: "Images held out for validation.") var validationSize: Int?
-    @Option(help: "Measure validation accuracy every N iterations.") var validationInterval: Int?
-    @Option(help: "Smoothing factor of the moving averages.") var movingAverage: Double?
+    @Option(parsing: .unconditional, help: "Training images read from the files; the validation images are held out of these.") var trainSize: Int?
+    @Option(parsing: .unconditional, help: "Images held out for validation.") var validationSize: Int?
+    @Option(parsing: .unconditional, help: "Measure validation accuracy every N iterations.") var validationInterval: Int?
+    @Option(parsing: .unconditional, help: "Smoothing factor of the moving averages.") var movingAverage: Double?
     @Flag(help: "Reshuffle the training images at each pass (the course shuffles once).") var reshuffle = false
-    @Option(help: "Seed for the initial weights, the shuffle, dropout and augmentation.") var seed: UInt64?
-    @Option(help: "Write a checkpoint every K iterations (0: only on an interrupt).") var checkpointInterval: Int?
+    @Option(parsing: .unconditional, help: "Seed for the initial weights, the shuffle, dropout and augmentation.") var seed: UInt64?
+    @Option(parsing: .unconditional, help: "Write a checkpoint every K iterations (0: only on an interrupt).") var checkpointInterval: Int?
     @Flag(help: "Also keep the model with the best validation accuracy (best.safetensors).") var saveBest = false
     @Option(help: ArgumentHelp("The run folder to create.", valueName: "dir")) var out: String?
     @Option(help: ArgumentHelp("Continue the interrupted run in this folder.", valueName: "dir")) var resume: String?
@@ -66,16 +68,16 @@ struct Train: ParsableCommand {
         if let weightDecay { o.weightDecay = weightDecay }
         if let optimizer {
             guard let kind = OptimizerKind(rawValue: optimizer) else {
-                throw UserError("unknown optimizer '\(optimizer)' (course_sgd, sgd or adamw)")
+                throw UserError.usage("unknown optimizer '\(optimizer)' (course_sgd, sgd or adamw)")
             }
             o.optimizer = kind
         }
         if nesterov { o.nesterov = true }
         if decoupledWeightDecay { o.decoupledWeightDecay = true }
-        if let schedule { o.schedule = try userFacing { try Schedule(parsing: schedule) } }
+        if let schedule { o.schedule = try flagValue { try Schedule(parsing: schedule) } }
         if let labelSmoothing { o.labelSmoothing = labelSmoothing }
         if let ema { o.ema = ema }
-        if let augment { o.augmentation = try userFacing { try Augmentation(parsing: augment) } }
+        if let augment { o.augmentation = try flagValue { try Augmentation(parsing: augment) } }
         if let trainSize { o.trainSize = trainSize }
         if let validationSize { o.validationSize = validationSize }
         if let validationInterval { o.validationInterval = validationInterval }
@@ -90,12 +92,15 @@ struct Train: ParsableCommand {
     func run() throws {
         try threading.apply()
         if let resume { return try resumeRun(at: resume) }
-        guard let out else { throw UserError("name the run folder to create with --out DIR (or continue one with --resume DIR)") }
-        guard !out.isEmpty else { throw UserError("--out needs a folder name") }
+        guard let out else { throw UserError.usage("name the run folder to create with --out DIR (or continue one with --resume DIR)") }
+        _ = try nonEmpty(out, "--out")
         var chosen = try experiment.resolve()
+        // A spec file's own options are the file's fault; what fails only with the flags is the
+        // command line's.
+        do { try chosen.options.validate() } catch { throw UserError("\(experiment.spec ?? chosen.name): training: \(error.description)") }
         let o = try options(over: chosen.options)
         chosen.options = o
-        try userFacing { try o.validate() }
+        do { try o.validate() } catch { throw UserError.usage(error.description) }
 
         // Everything that can fail on the user's input fails before the run folder is made.
         let folder = URL(fileURLWithPath: out, isDirectory: true)
@@ -115,7 +120,9 @@ struct Train: ParsableCommand {
         try userFacing {
             try o.validate(availableTrainingImages: dataset.train.count, imageHeight: dataset.train.height, imageWidth: dataset.train.width)
         }
-        try userFacing { try FileManager.default.createDirectory(at: folder, withIntermediateDirectories: true) }
+        try userFacing("create the run folder \(out)") {
+            try FileManager.default.createDirectory(at: folder, withIntermediateDirectories: true)
+        }
         try userFacing {
             try writeAtomically(JSONSerialization.data(withJSONObject: chosen.jsonObject, options: [.prettyPrinted, .sortedKeys]),
                                 to: folder.appendingPathComponent(RunFiles.experiment))
@@ -131,9 +138,9 @@ struct Train: ParsableCommand {
     /// up to the checkpoint's iteration.
     private func resumeRun(at path: String) throws {
         guard experiment.preset == nil, experiment.spec == nil, out == nil, !setsTrainingOptions else {
-            throw UserError("--resume continues a run with the options it was started with; give only --resume DIR (and --data-dir, --threads, --no-test)")
+            throw UserError.usage("--resume continues a run with the options it was started with; give only --resume DIR (and --data-dir, --threads, --no-test)")
         }
-        let folder = URL(fileURLWithPath: path, isDirectory: true)
+        let folder = URL(fileURLWithPath: try nonEmpty(path, "--resume"), isDirectory: true)
         guard FileManager.default.fileExists(atPath: folder.appendingPathComponent(RunFiles.experiment).path) else {
             throw UserError("\(path): not a run folder of `backprop train` (no \(RunFiles.experiment)); nothing to resume")
         }
@@ -261,9 +268,8 @@ struct Train: ParsableCommand {
         if progress.interactive && (failure != nil || interrupted) { print() }
         if let failure { throw UserError("\(failure.description); model saved in \(name)") }
         if interrupted {
-            fflush(nil)
-            FileHandle.standardError.write(Data("Interrupted at iteration \(trainer.progress.iteration) of \(o.iterations); the model and a checkpoint are saved in \(name). Continue with: backprop train --resume \(name)\n".utf8))
-            throw ExitCode(130)
+            printToStandardError("Interrupted at iteration \(trainer.progress.iteration) of \(o.iterations); the model and a checkpoint are saved in \(name). Continue with: backprop train --resume \(name)")
+            throw ExitCode(ExitStatus.interrupted)
         }
         print(String(format: "trained in %.1f s (%.0f img/s)", wall, record.imagesPerSecond)
               + (lastValidation.map { String(format: ", validation accuracy %.2f%%", $0 * 100) } ?? ""))

@@ -18,6 +18,21 @@ private func expectUserError(_ result: ProcessResult, mentioning fragments: [Str
     }
 }
 
+/// Checks the contract for a command line that is wrong (README, "Exit status"): exit status 2,
+/// one `Error:` line, and, when the argument parser could not read the line (`hint`), a second
+/// line pointing at the verb's help.
+private func expectUsageError(_ result: ProcessResult, mentioning fragments: [String] = [], hint: String? = nil,
+                              sourceLocation: SourceLocation = #_sourceLocation) {
+    #expect(result.exited && result.status == 2, "\(result.summary)", sourceLocation: sourceLocation)
+    #expect(result.stderrLines.count == (hint == nil ? 1 : 2), "stderr: \(result.stderr)", sourceLocation: sourceLocation)
+    #expect(result.stderrLines.first?.hasPrefix("Error: ") == true, "stderr: \(result.stderr)", sourceLocation: sourceLocation)
+    if let hint { #expect(result.stderrLines.last == hint, "stderr: \(result.stderr)", sourceLocation: sourceLocation) }
+    for fragment in fragments {
+        #expect(result.stderr.contains(fragment), "stderr lacks \"\(fragment)\": \(result.stderr)", sourceLocation: sourceLocation)
+    }
+    #expect(result.stdout.isEmpty, "stdout: \(result.stdout)", sourceLocation: sourceLocation)
+}
+
 private func expectSuccess(_ result: ProcessResult, sourceLocation: SourceLocation = #_sourceLocation) {
     #expect(result.exited && result.status == 0, "\(result.summary)", sourceLocation: sourceLocation)
 }
@@ -266,6 +281,138 @@ struct CLITests {
         let result = try backprop(["evaluate", folder.url.path, "--data-dir", dataDir])
         expectUserError(result)
     }
+
+    // MARK: Terminal and messages: the command line, exit statuses, stdout and stderr
+
+    @Test("negative numbers are read as values, then range-checked")
+    func negativeNumbers() throws {
+        let folder = try TemporaryFolder()
+        defer { folder.remove() }
+        let run = folder.file("run")
+        let train = ["train", "mnist", "--data-dir", dataDir, "--out", run.path]
+        expectUsageError(try backprop(train + ["--learning-rate", "-1"]), mentioning: ["learning rate", "-1"])
+        expectUsageError(try backprop(train + ["--learning-rate=-1"]), mentioning: ["learning rate", "-1"])
+        expectUsageError(try backprop(train + ["--momentum", "-0.5"]), mentioning: ["momentum", "-0.5"])
+        expectUsageError(try backprop(train + ["--iterations", "-5"]), mentioning: ["iterations", "-5"])
+        expectUsageError(try backprop(train + ["--learning-rate", "inf"]), mentioning: ["learning rate", "inf"])
+        expectUsageError(try backprop(train + ["--threads", "-2"]), mentioning: ["--threads", "-2"])
+        #expect(!FileManager.default.fileExists(atPath: run.path), "a range error created the run folder")
+        expectUsageError(try backprop(["bench", "--seconds", "-1"]), mentioning: ["--seconds", "-1"])
+        expectUsageError(try backprop(["gradcheck", "mnist", "--step", "-1e-5"]), mentioning: ["--step"])
+        expectUsageError(try backprop(["report", run.path, "--per-pair", "-3"]), mentioning: ["--per-pair"])
+        // A value the option's type cannot hold is the argument parser's error: with the hint.
+        expectUsageError(try backprop(train + ["--seed", "-1"]), mentioning: ["'-1'", "--seed"], hint: "See 'backprop train --help'.")
+    }
+
+    @Test("an unknown verb is an error with a suggestion, also after `help`")
+    func unknownVerb() throws {
+        for arguments in [["help", "trian"], ["trian"], ["trian", "mnist", "--out", "x"]] {
+            expectUsageError(try backprop(arguments), mentioning: ["unknown command 'trian'", "did you mean 'train'?"])
+        }
+        expectUsageError(try backprop(["frobnicate"]), mentioning: ["unknown command 'frobnicate'", "train, evaluate"])
+        let help = try backprop(["help", "train"])
+        expectSuccess(help)
+        #expect(help.stdout.contains("USAGE: backprop train"), "\(help.stdout.prefix(300))")
+    }
+
+    @Test("--version prints the version")
+    func version() throws {
+        let result = try backprop(["--version"])
+        expectSuccess(result)
+        #expect(result.stdout.wholeMatch(of: /backprop \d+\.\d+\.\d+\n/) != nil, "\(result.stdout)")
+        #expect(result.stderr.isEmpty, "\(result.stderr)")
+    }
+
+    @Test("a command line the parser cannot read: exit 2, one Error: line and one hint")
+    func parserErrors() throws {
+        expectUsageError(try backprop(["train", "mnist", "--learnig-rate", "0.1"]),
+                         mentioning: ["'--learnig-rate'", "'--learning-rate'"], hint: "See 'backprop train --help'.")
+        expectUsageError(try backprop(["train", "mnist", "--learning-rate"]), mentioning: ["--learning-rate"],
+                         hint: "See 'backprop train --help'.")
+        expectUsageError(try backprop(["--bogus"]), mentioning: ["--bogus"], hint: "See 'backprop --help'.")
+    }
+
+    @Test("an empty path is refused by name")
+    func emptyPaths() throws {
+        let folder = try TemporaryFolder()
+        defer { folder.remove() }
+        expectUsageError(try backprop(["train", "mnist", "--data-dir", dataDir, "--out", ""]), mentioning: ["--out is empty"])
+        expectUsageError(try backprop(["train", "--resume", ""]), mentioning: ["--resume is empty"])
+        expectUsageError(try backprop(["report", folder.url.path, "--out", ""]), mentioning: ["--out is empty"])
+        expectUsageError(try backprop(["evaluate", ""]), mentioning: ["run folder is empty"])
+        expectUsageError(try backprop(["summary", "--spec", ""]), mentioning: ["--spec is empty"])
+        #expect(try FileManager.default.contentsOfDirectory(atPath: folder.url.path).isEmpty)
+    }
+
+    /// Foundation's own text ("The file doesn't exist.", "NSCocoaErrorDomain error 512") names
+    /// no path; the message must name the folder that could not be made.
+    @Test("a run folder that cannot be created: one line naming the path and the reason")
+    func unwritableOut() throws {
+        let result = try backprop(["train", "mnist", "--iterations", "2", "--train-size", "1000", "--validation-size", "100",
+                                   "--data-dir", dataDir, "--out", "/proc/forbidden/x"])
+        expectUserError(result, mentioning: ["cannot create the run folder /proc/forbidden/x ("])
+        #expect(result.status == 1, "\(result.summary)")
+        #if os(Linux)
+        #expect(result.stderr.contains("/proc/forbidden: no such file or directory"), "\(result.stderr)")
+        #endif
+        for foundation in ["Error Domain", "NSCocoaErrorDomain", "could not be completed", "doesn’t exist"] {
+            #expect(!result.stderr.contains(foundation), "\(result.stderr)")
+        }
+    }
+
+    /// With `> log 2>&1` standard output is block-buffered and standard error is not: unless
+    /// the error is written after a flush, it lands above the lines printed before it.
+    @Test("with stdout and stderr in one file, the error comes after the output before it")
+    func outputOrder() throws {
+        let folder = try TemporaryFolder()
+        defer { folder.remove() }
+        // A learning rate of 1000 diverges at iteration 5 (measured), long before the first
+        // progress line (at 50 of 1000 iterations) would flush the two header lines.
+        let (status, output) = try backpropMergingOutput(["train", "mnist", "--learning-rate", "1000", "--iterations", "1000",
+                                                          "--train-size", "1000", "--validation-size", "100",
+                                                          "--data-dir", dataDir, "--out", folder.file("run").path])
+        #expect(status == 1, "\(output)")
+        let lines = output.split(separator: "\n").map(String.init)
+        #expect(lines.count == 3, "\(output)")
+        #expect(lines.first?.hasPrefix("mnist: MNIST") == true, "\(output)")
+        #expect(lines.last?.hasPrefix("Error: training diverged") == true, "\(output)")
+    }
+
+    @Test("an exploding loss is printed in scientific notation")
+    func explodingLoss() throws {
+        let folder = try TemporaryFolder()
+        defer { folder.remove() }
+        // Measured: the loss is 2.5e5 at iteration 2 and 5.8e21 at iteration 4; NaN at 5.
+        let result = try backprop(["train", "mnist", "--learning-rate", "1000", "--iterations", "40",
+                                   "--train-size", "1000", "--validation-size", "100",
+                                   "--data-dir", dataDir, "--out", folder.file("run").path])
+        expectUserError(result, mentioning: ["diverged"])
+        let lines = result.stdout.split(separator: "\n")
+        #expect(lines.contains { $0.contains(#/^it \d+/40  loss \d\.\d{3}e\+\d\d  /#) }, "\(result.stdout)")
+        #expect(!lines.contains { $0.contains(/loss -?\d{7,}\./) }, "\(result.stdout)")
+    }
+}
+
+/// Runs `backprop` with standard output and standard error going to one file, as `> log 2>&1`
+/// does; returns the exit status and the file.
+private func backpropMergingOutput(_ arguments: [String]) throws -> (status: Int32, output: String) {
+    let executable = try #require(backpropExecutable, "the backprop executable was not found beside the test bundle")
+    let folder = try TemporaryFolder()
+    defer { folder.remove() }
+    let logURL = folder.file("log")
+    _ = FileManager.default.createFile(atPath: logURL.path, contents: nil)
+    let log = try FileHandle(forWritingTo: logURL)
+    let process = Process()
+    process.executableURL = executable
+    process.arguments = arguments
+    process.currentDirectoryURL = TestPaths.packageRoot
+    process.standardOutput = log
+    process.standardError = log
+    process.standardInput = FileHandle.nullDevice
+    try process.run()
+    process.waitUntilExit()
+    try log.close()
+    return (process.terminationStatus, String(decoding: try Data(contentsOf: logURL), as: UTF8.self))
 }
 
 /// The decompressed bytes of a gzip file (through the system's `gzip`, which every CI image has).
