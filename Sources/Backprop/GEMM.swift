@@ -42,15 +42,27 @@ public enum GEMM {
                             a: a, lda: lda, b: b, ldb: ldb, c: c, ldc: ldc, accumulate: accumulate)
             return
         }
-        // Contiguous column ranges, each a whole number of micro-kernel tiles.
-        let tiles = (n + nr - 1) / nr
-        let (a, b, c) = (UnsafeSendable(a), UnsafeSendable(b), UnsafeSendable(c))
-        Parallel.forEach(threads) { part in
-            let first = tiles * part / threads * nr, last = min(n, tiles * (part + 1) / threads * nr)
+        // Contiguous column ranges, each a whole number of micro-kernel tiles. A work struct,
+        // not a closure: handing a capturing closure to the pool allocates its context.
+        Parallel.forEach(threads, ColumnRanges(
+            transposeA: transposeA, transposeB: transposeB, m: m, n: n, k: k, a: a, lda: lda, b: b, ldb: ldb,
+            c: c, ldc: ldc, accumulate: accumulate, parts: threads))
+    }
+
+    /// Part `i` of `parts` of a product: a contiguous range of `C`'s columns.
+    private struct ColumnRanges: ParallelWork {
+        let transposeA: Bool, transposeB: Bool, m: Int, n: Int, k: Int
+        let a: UnsafePointer<Float>, lda: Int, b: UnsafePointer<Float>, ldb: Int
+        let c: UnsafeMutablePointer<Float>, ldc: Int, accumulate: Bool
+        let parts: Int
+
+        func callAsFunction(_ part: Int) {
+            let tiles = (n + nr - 1) / nr
+            let first = tiles * part / parts * nr, last = min(n, tiles * (part + 1) / parts * nr)
             guard first < last else { return }
             multiplyColumns(transposeA: transposeA, transposeB: transposeB, m: m, n: last - first, k: k,
-                            a: a.value, lda: lda, b: b.value + (transposeB ? first * ldb : first), ldb: ldb,
-                            c: c.value + first, ldc: ldc, accumulate: accumulate)
+                            a: a, lda: lda, b: b + (transposeB ? first * ldb : first), ldb: ldb,
+                            c: c + first, ldc: ldc, accumulate: accumulate)
         }
     }
 
@@ -100,20 +112,34 @@ public enum GEMM {
         transposed: Bool, b: UnsafePointer<Float>, ldb: Int, rows p0: Int, depth: Int, n: Int,
         into packed: UnsafeMutablePointer<Float>
     ) {
+        typealias V = KernelVector
+        let half = V.scalarCount
         var j0 = 0
         while j0 < n {
             let width = min(nr, n - j0)
             let sliver = packed + j0 * depth
-            for p in 0..<depth {
-                let dst = sliver + p * nr
-                if transposed {
-                    // op(B)[p, j] = B[j, p]
-                    let src = b + j0 * ldb + (p0 + p)
-                    for j in 0..<width { dst[j] = src[j * ldb] }
-                } else {
-                    dst.update(from: b + (p0 + p) * ldb + j0, count: width)
+            if transposed {
+                // op(B)[p, j] = B[j, p]: each row of B is read once, front to back, into a column
+                // of the sliver (which stays in L1).
+                for j in 0..<width {
+                    let src = b + (j0 + j) * ldb + p0
+                    for p in 0..<depth { sliver[p &* nr &+ j] = src[p] }
                 }
-                if width < nr { (dst + width).update(repeating: 0, count: nr - width) }
+                if width < nr { for p in 0..<depth { (sliver + p * nr + width).update(repeating: 0, count: nr - width) } }
+            } else if width == nr {
+                // Two vectors per row (a call to memmove per 64 bytes cost as much as the products
+                // of a GEMM with few rows).
+                for p in 0..<depth {
+                    let src = UnsafeRawPointer(b + (p0 + p) * ldb + j0), dst = UnsafeMutableRawPointer(sliver + p * nr)
+                    dst.storeBytes(of: src.loadUnaligned(as: V.self), as: V.self)
+                    dst.storeBytes(of: src.loadUnaligned(fromByteOffset: half * 4, as: V.self), toByteOffset: half * 4, as: V.self)
+                }
+            } else {
+                for p in 0..<depth {
+                    let dst = sliver + p * nr
+                    dst.update(from: b + (p0 + p) * ldb + j0, count: width)
+                    (dst + width).update(repeating: 0, count: nr - width)
+                }
             }
             j0 += nr
         }
@@ -266,10 +292,4 @@ public func referenceGEMM<Scalar: BinaryFloatingPoint>(
             c[i * ldc + j] = (accumulate ? c[i * ldc + j] : 0) + Scalar(sum)
         }
     }
-}
-
-/// A pointer handed to worker threads that write disjoint parts of what it points to.
-private struct UnsafeSendable<Pointer>: @unchecked Sendable {
-    let value: Pointer
-    init(_ value: Pointer) { self.value = value }
 }

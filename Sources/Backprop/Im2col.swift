@@ -26,12 +26,18 @@ public struct ConvolutionGeometry: Sendable, Equatable {
 ///
 /// Row order `(c, i, j)` matches a weight matrix `[Cout, Cin·kh·kw]` — PyTorch's
 /// `[out, in, kh, kw]` weight read row-major — so `W · col` is the convolution.
+///
+/// `rowStride` (at least `Ho·Wo`, the default) places the rows further apart, so that the patch
+/// matrices of several images can sit side by side in one `[C·kh·kw, images·Ho·Wo]` matrix.
 @_specialize(where Scalar == Float)
 @_specialize(where Scalar == Double)
-public func im2col<Scalar: NetworkScalar>(_ x: UnsafePointer<Scalar>, _ g: ConvolutionGeometry, into col: UnsafeMutablePointer<Scalar>) {
+public func im2col<Scalar: NetworkScalar>(
+    _ x: UnsafePointer<Scalar>, _ g: ConvolutionGeometry, into col: UnsafeMutablePointer<Scalar>, rowStride: Int? = nil
+) {
     let (oh, ow) = (g.outputHeight, g.outputWidth)
+    let rowStride = rowStride ?? oh * ow
     if g.stride == 1 && oh == g.height && ow == g.width {
-        im2colSamePadding(x, g, into: col)
+        im2colSamePadding(x, g, into: col, rowStride: rowStride)
         return
     }
     var row = col
@@ -59,7 +65,7 @@ public func im2col<Scalar: NetworkScalar>(_ x: UnsafePointer<Scalar>, _ g: Convo
                         }
                     }
                 }
-                row += oh * ow
+                row += rowStride
             }
         }
     }
@@ -70,7 +76,7 @@ public func im2col<Scalar: NetworkScalar>(_ x: UnsafePointer<Scalar>, _ g: Convo
 /// row, then zeros where the shift reads outside the plane or wraps around a row's end.
 @inline(__always)
 private func im2colSamePadding<Scalar: NetworkScalar>(
-    _ x: UnsafePointer<Scalar>, _ g: ConvolutionGeometry, into col: UnsafeMutablePointer<Scalar>
+    _ x: UnsafePointer<Scalar>, _ g: ConvolutionGeometry, into col: UnsafeMutablePointer<Scalar>, rowStride: Int
 ) {
     let (h, w) = (g.height, g.width)
     let size = h * w
@@ -86,18 +92,19 @@ private func im2colSamePadding<Scalar: NetworkScalar>(
                 if first > 0 { row.update(repeating: 0, count: first) }
                 if last < size { (row + last).update(repeating: 0, count: size - last) }
                 if first < last { (row + first).update(from: plane + first + shift, count: last - first) }
-                // Columns whose source column x + dx falls off the row's left or right end.
+                // Columns whose source column x + dx falls off the row's left or right end (a
+                // pixel or two per row: stores, not a call to memset each).
                 if dx != 0 {
                     let (zeroFrom, zeroTo) = dx < 0 ? (0, min(w, -dx)) : (max(0, w - dx), w)
                     for y in 0..<h {
-                        (row + y * w + zeroFrom).update(repeating: 0, count: zeroTo - zeroFrom)
+                        for x in zeroFrom..<zeroTo { row[y &* w &+ x] = 0 }
                     }
                 }
                 // Rows whose source row y + dy falls off the top or bottom (covered by the
                 // range above except where a wrapped row end crept in: zero them whole).
                 if dy < 0 { row.update(repeating: 0, count: min(-dy, h) * w) }
                 if dy > 0 { (row + max(h - dy, 0) * w).update(repeating: 0, count: min(dy, h) * w) }
-                row += size
+                row += rowStride
             }
         }
     }
@@ -105,10 +112,14 @@ private func im2colSamePadding<Scalar: NetworkScalar>(
 
 /// Folds a patch matrix back onto the image, **adding** each entry to the pixel it came from —
 /// the adjoint of `im2col`, used to turn `∂L/∂col` into `∂L/∂x`. `x` must be zeroed first.
+/// `rowStride` as in `im2col`.
 @_specialize(where Scalar == Float)
 @_specialize(where Scalar == Double)
-public func col2im<Scalar: NetworkScalar>(_ col: UnsafePointer<Scalar>, _ g: ConvolutionGeometry, into x: UnsafeMutablePointer<Scalar>) {
+public func col2im<Scalar: NetworkScalar>(
+    _ col: UnsafePointer<Scalar>, _ g: ConvolutionGeometry, into x: UnsafeMutablePointer<Scalar>, rowStride: Int? = nil
+) {
     let (oh, ow) = (g.outputHeight, g.outputWidth)
+    let rowStride = rowStride ?? oh * ow
     var row = col
     for c in 0..<g.channels {
         let plane = x + c * g.height * g.width
@@ -132,7 +143,7 @@ public func col2im<Scalar: NetworkScalar>(_ col: UnsafePointer<Scalar>, _ g: Con
                         }
                     }
                 }
-                row += oh * ow
+                row += rowStride
             }
         }
     }

@@ -16,15 +16,34 @@ import Testing
         (24, 24, 3, 1, 7, 7), (8, 8, 3, 1, 3, 3), (24, 8, 3, 1, 15, 15),
     ])
     func matchesTheIm2colPath(inputChannels: Int, outputChannels: Int, kernel: Int, padding: Int, height: Int, width: Int) {
+        for path in [ConvolutionPath.direct, .batchedGEMM] {
+            matches(path, inputChannels: inputChannels, outputChannels: outputChannels, kernel: kernel, padding: padding,
+                    stride: 1, height: height, width: width)
+        }
+    }
+
+    /// The batched GEMM path also takes strides and channel counts the direct kernels cannot.
+    @Test(arguments: [(3, 10, 3, 1, 2, 9, 11), (16, 32, 1, 0, 2, 7, 7), (8, 5, 3, 0, 1, 6, 6)])
+    func batchedPathMatchesTheIm2colPath(inputChannels: Int, outputChannels: Int, kernel: Int, padding: Int, stride: Int,
+                                         height: Int, width: Int) {
+        matches(.batchedGEMM, inputChannels: inputChannels, outputChannels: outputChannels, kernel: kernel, padding: padding,
+                stride: stride, height: height, width: width)
+    }
+
+    private func matches(_ path: ConvolutionPath, inputChannels: Int, outputChannels: Int, kernel: Int, padding: Int,
+                         stride: Int, height: Int, width: Int) {
         var g = SeededGenerator(seed: 3)
         let direct = Conv2D<Float>(inputChannels: inputChannels, outputChannels: outputChannels, kernelSize: kernel,
-                                   padding: padding, using: &g)
+                                   stride: stride, padding: padding, using: &g)
+        direct.path = path
         direct.bias.value = randomTensor([outputChannels], seed: 4)
         let reference = Conv2D<Double>(inputChannels: inputChannels, outputChannels: outputChannels, kernelSize: kernel,
-                                       padding: padding, using: &g)
+                                       stride: stride, padding: padding, using: &g)
         reference.weight.value = direct.weight.value.converted()
         reference.bias.value = direct.bias.value.converted()
-        let batch = 6  // two groups of images, the second one short
+        // Direct: two groups of images, the second one short; batched: chunks of at least
+        // 1,024 patch columns, so planes of 1x1 make chunks of 6 and larger ones more.
+        let batch = 6
         let x: Tensor<Float> = randomTensor([batch, inputChannels, height, width], seed: 5)
 
         var y = Tensor<Float>(shape: []), yReference = Tensor<Double>(shape: [])
@@ -41,14 +60,14 @@ import Testing
         expectClose(direct.bias.gradient.scalars, reference.bias.gradient.scalars, "∂b")
     }
 
-    /// Both paths in `Float` agree too, and the gradients accumulate (a second backward doubles them).
+    /// The three paths in `Float` agree too, and the gradients accumulate (a second backward doubles them).
     @Test func accumulatesLikeTheIm2colPath() {
         var g = SeededGenerator(seed: 7)
         let conv = Conv2D<Float>(inputChannels: 16, outputChannels: 16, kernelSize: 5, padding: 2, using: &g)
         let x: Tensor<Float> = randomTensor([5, 16, 14, 14], seed: 8)
         var gradients: [[Float]] = []
-        for direct in [true, false] {
-            conv.allowsDirectPath = direct
+        for path in [ConvolutionPath.direct, .batchedGEMM, .im2col] {
+            conv.path = path
             conv.weight.gradient.zero()
             var y = Tensor<Float>(shape: [])
             conv.forward(x, into: &y, context: .inference)
@@ -58,7 +77,36 @@ import Testing
             conv.backward(input: x, output: y, outputGradient: dy, inputGradient: &dx, context: .training())
             gradients.append(conv.weight.gradient.scalars)
         }
-        expectClose(gradients[0], gradients[1].map(Double.init), "2·∂W")
+        expectClose(gradients[0], gradients[1].map(Double.init), "2·∂W, direct vs batched")
+        expectClose(gradients[0], gradients[2].map(Double.init), "2·∂W, direct vs im2col")
+    }
+
+    /// Each path gives bit-identical outputs and gradients on 1, 2 and 3 threads: the direct
+    /// path sums fixed groups of images in group order, the batched one fixed chunks in chunk
+    /// order with each GEMM split by columns. 7x7 planes with 256 channels make chunks of 21
+    /// images and GEMMs large enough to be split.
+    @Test(arguments: [ConvolutionPath.direct, .batchedGEMM])
+    func bitIdenticalForAnyThreadCount(_ path: ConvolutionPath) {
+        var g = SeededGenerator(seed: 12)
+        let conv = Conv2D<Float>(inputChannels: 32, outputChannels: 256, kernelSize: 3, padding: 1, using: &g)
+        conv.path = path
+        let x: Tensor<Float> = randomTensor([45, 32, 7, 7], seed: 13)
+        let saved = Parallel.threadCount
+        defer { Parallel.threadCount = saved }
+        var results: [[[UInt32]]] = []
+        for threads in [1, 2, 3] {
+            Parallel.threadCount = threads
+            conv.weight.gradient.zero()
+            conv.bias.gradient.zero()
+            var y = Tensor<Float>(shape: [])
+            conv.forward(x, into: &y, context: .training())
+            let dy: Tensor<Float> = randomTensor(y.shape, seed: 14)
+            var dx: Tensor<Float>? = Tensor(shape: [])
+            conv.backward(input: x, output: y, outputGradient: dy, inputGradient: &dx, context: .training())
+            results.append([y.scalars, dx!.scalars, conv.weight.gradient.scalars, conv.bias.gradient.scalars].map { $0.map(\.bitPattern) })
+        }
+        #expect(results[0] == results[1], "1 vs 2 threads")
+        #expect(results[0] == results[2], "1 vs 3 threads")
     }
 
     private func expectClose(_ fast: [Float], _ reference: [Double], _ what: String) {

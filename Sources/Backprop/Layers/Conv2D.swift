@@ -40,8 +40,9 @@ public final class Conv2D<Scalar: NetworkScalar>: Layer {
     private let columnGradientScratch = Scratch<Scalar>()
     /// Where the direct path's patch entries sit in padded input planes, and in padded `∂Y` planes.
     private let patchOffsets = PatchOffsetTable(), gradientPatchOffsets = PatchOffsetTable()
-    /// Whether `Float` passes take `DirectConvolution` (tests turn it off to compare paths).
-    public var allowsDirectPath = true
+    /// Which kernels compute a `Float` pass (`.automatic` picks by shape; tests force each path
+    /// to compare them). `Double` always takes the per-image im2col path.
+    public var path: ConvolutionPath = .automatic
 
     public var kind: String { "Conv2D" }
     public var settings: String {
@@ -123,9 +124,10 @@ public final class Conv2D<Scalar: NetworkScalar>: Layer {
         let (k, spatial) = (g.patchSize, g.outputHeight * g.outputWidth)
         let (inputStride, outputStride) = (inputChannels * g.height * g.width, outputChannels * spatial)
         output.resize(n, outputChannels, g.outputHeight, g.outputWidth)
-        if usesDirectPath {
-            forwardDirect(input, g, into: &output)
-            return
+        switch resolvedPath(g) {
+        case .direct: forwardDirect(input, g, into: &output); return
+        case .batchedGEMM: forwardBatched(input, g, into: &output); return
+        case .automatic, .im2col: break
         }
         let groups = (n + Self.imagesPerGroup - 1) / Self.imagesPerGroup
         let scratchSize = isPointwise ? 0 : k * spatial
@@ -171,11 +173,18 @@ public final class Conv2D<Scalar: NetworkScalar>: Layer {
         var dxStorage = inputGradient.take()?.scalars ?? []
         if wantsInputGradient && dxStorage.count != input.count { dxStorage = [Scalar](repeating: 0, count: input.count) }
         defer { if wantsInputGradient { inputGradient = Tensor<Scalar>(shape: input.shape, scalars: dxStorage) } }
-        if usesDirectPath {
+        switch resolvedPath(g) {
+        case .direct:
             dxStorage.withUnsafeMutableBufferPointer { dx in
                 backwardDirect(input, g, outputGradient: outputGradient, inputGradient: wantsInputGradient ? dx.baseAddress : nil)
             }
             return
+        case .batchedGEMM:
+            dxStorage.withUnsafeMutableBufferPointer { dx in
+                backwardBatched(input, g, outputGradient: outputGradient, inputGradient: wantsInputGradient ? dx.baseAddress : nil)
+            }
+            return
+        case .automatic, .im2col: break
         }
 
         input.scalars.withUnsafeBufferPointer { x in
@@ -222,12 +231,111 @@ public final class Conv2D<Scalar: NetworkScalar>: Layer {
         }
     }
 
-    // MARK: The direct path (Float)
+    // MARK: Choosing the path
 
-    private var usesDirectPath: Bool {
-        Scalar.self == Float.self && allowsDirectPath
-            && DirectConvolution.supports(outputChannels: outputChannels, kernelSize: kernelSize, stride: stride, padding: padding)
+    /// The path a pass over inputs of geometry `g` takes: never `.automatic`.
+    ///
+    /// `Double` takes im2col. `Float` takes the direct kernels where they apply and an output
+    /// plane has at least `directMinimumPixels` pixels (there they stream the image once,
+    /// without a patch matrix), and the batched GEMM otherwise: small planes and wide channels
+    /// (where one GEMM over many images' patches keeps the register tile full), strides,
+    /// channel counts that do not fill vectors. A forced path that cannot run falls back the same way.
+    func resolvedPath(_ g: ConvolutionGeometry) -> ConvolutionPath {
+        guard Scalar.self == Float.self else { return .im2col }
+        let direct = DirectConvolution.supports(outputChannels: outputChannels, kernelSize: kernelSize, stride: stride, padding: padding)
+        switch path {
+        case .im2col, .batchedGEMM: return path
+        case .direct: return direct ? .direct : .batchedGEMM
+        case .automatic:
+            return direct && g.outputHeight * g.outputWidth >= Self.directMinimumPixels ? .direct : .batchedGEMM
+        }
     }
+
+    /// The smallest output plane the automatic choice sends to the direct kernels (measured:
+    /// BENCHMARKS.md, "Convolution paths").
+    static var directMinimumPixels: Int { 100 }
+
+    // MARK: The batched GEMM path (Float)
+
+    /// Images per chunk of the batched path: at least 1,024 patch columns for the GEMM, fixed by
+    /// the shape alone (so the sums, and the results, do not depend on the thread count).
+    private func chunkImages(_ spatial: Int) -> Int { max(1, min(256, (1024 + spatial - 1) / spatial)) }
+
+    /// `Y = W · col + b` over chunks of images: the chunk's patch matrices side by side
+    /// (`[C·kh·kw, images·Ho·Wo]`, unfolded in parallel), one GEMM split by columns over the
+    /// threads, then each image's planes copied out with the bias added.
+    private func forwardBatched(_ input: Tensor<Scalar>, _ g: ConvolutionGeometry, into output: inout Tensor<Scalar>) {
+        let n = input.batchSize
+        let (k, spatial, cout) = (g.patchSize, g.outputHeight * g.outputWidth, outputChannels)
+        let (inputStride, outputStride) = (inputChannels * g.height * g.width, cout * spatial)
+        let chunk = chunkImages(spatial)
+        let col = floats(patchScratch.reserve(k * chunk * spatial))
+        let product = floats(patchGradientScratch.reserve(cout * chunk * spatial))
+        input.scalars.withUnsafeBufferPointer { xs in
+            weight.value.scalars.withUnsafeBufferPointer { ws in
+                bias.value.scalars.withUnsafeBufferPointer { bs in
+                    output.scalars.withUnsafeMutableBufferPointer { ys in
+                        let (x, w, b, y) = (floats(xs.baseAddress!), floats(ws.baseAddress!), floats(bs.baseAddress!), floats(ys.baseAddress!))
+                        for first in Swift.stride(from: 0, to: n, by: chunk) {
+                            let count = min(chunk, n - first), width = min(chunk, n - first) * spatial
+                            let images = BatchedColumns(x: x + first * inputStride, inputStride: inputStride, col: col,
+                                                        spatial: spatial, width: width, g: g)
+                            Parallel.forEach(count, images)
+                            GEMM.multiply(transposeA: false, transposeB: false, m: cout, n: width, k: k, a: w, lda: k,
+                                          b: col, ldb: width, c: product, ldc: width, accumulate: false, parallel: true)
+                            let scatter = ScatterPlanes(product: product, width: width, spatial: spatial, channels: cout,
+                                                        bias: b, y: y + first * outputStride)
+                            Parallel.forEach(count, scatter)
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    /// Over the same chunks: `∂Y` gathered into `[Cout, images·Ho·Wo]`, `∂W += ∂Y · colᵀ` and
+    /// `∂b +=` its row sums (chunk after chunk: the same order for any thread count), and, when
+    /// wanted, `∂col = Wᵀ · ∂Y` folded back onto each image (`col2im`).
+    private func backwardBatched(
+        _ input: Tensor<Scalar>, _ g: ConvolutionGeometry, outputGradient: Tensor<Scalar>, inputGradient: UnsafeMutablePointer<Scalar>?
+    ) {
+        let n = input.batchSize
+        let (k, spatial, cout) = (g.patchSize, g.outputHeight * g.outputWidth, outputChannels)
+        let (inputStride, outputStride) = (inputChannels * g.height * g.width, cout * spatial)
+        let chunk = chunkImages(spatial)
+        let col = floats(patchScratch.reserve(k * chunk * spatial))
+        let gathered = floats(patchGradientScratch.reserve(cout * chunk * spatial))
+        input.scalars.withUnsafeBufferPointer { xs in
+            outputGradient.scalars.withUnsafeBufferPointer { dys in
+                weight.value.scalars.withUnsafeBufferPointer { ws in
+                    weight.gradient.scalars.withUnsafeMutableBufferPointer { dws in
+                        bias.gradient.scalars.withUnsafeMutableBufferPointer { dbs in
+                            let (x, dy, w) = (floats(xs.baseAddress!), floats(dys.baseAddress!), floats(ws.baseAddress!))
+                            let (dw, db) = (floats(dws.baseAddress!), floats(dbs.baseAddress!))
+                            for first in Swift.stride(from: 0, to: n, by: chunk) {
+                                let count = min(chunk, n - first), width = min(chunk, n - first) * spatial
+                                Parallel.forEach(count, BatchedColumns(x: x + first * inputStride, inputStride: inputStride, col: col,
+                                                                       spatial: spatial, width: width, g: g))
+                                Parallel.forEach(count, GatherPlanes(dy: dy + first * outputStride, width: width, spatial: spatial,
+                                                                     channels: cout, gathered: gathered))
+                                GEMM.multiply(transposeA: false, transposeB: true, m: cout, n: k, k: width, a: gathered, lda: width,
+                                              b: col, ldb: width, c: dw, ldc: k, accumulate: true, parallel: true)
+                                for o in 0..<cout { db[o] += sum(gathered + o * width, count: width) }
+                                guard let dx = inputGradient.map(floats) else { continue }
+                                // ∂col overwrites col (no longer needed), then folds onto each image.
+                                GEMM.multiply(transposeA: true, transposeB: false, m: k, n: width, k: cout, a: w, lda: k,
+                                              b: gathered, ldb: width, c: col, ldc: width, accumulate: false, parallel: true)
+                                Parallel.forEach(count, FoldColumns(col: col, spatial: spatial, width: width, g: g,
+                                                                    dx: dx + first * inputStride, inputStride: inputStride))
+                            }
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    // MARK: The direct path (Float)
 
     /// `Y = conv(X) + b` through `DirectConvolution`, groups of images in parallel.
     private func forwardDirect(_ input: Tensor<Scalar>, _ g: ConvolutionGeometry, into output: inout Tensor<Scalar>) {
@@ -405,6 +513,65 @@ private struct DirectBackwardGroup: ParallelWork {
                 col2im(dcol, g, into: dxi)
             }
         }
+    }
+}
+
+/// Which kernels compute a convolution in `Float` (see `Conv2D.resolvedPath`).
+public enum ConvolutionPath: Sendable, CaseIterable {
+    /// Chosen by shape.
+    case automatic
+    /// `DirectConvolution`: stride 1, output channels in whole vectors.
+    case direct
+    /// One GEMM per chunk of images over their patch matrices side by side.
+    case batchedGEMM
+    /// One GEMM per image (the reference path; `Double` always takes it).
+    case im2col
+}
+
+/// Unfolds image `i` of a chunk into its columns of the chunk's patch matrix.
+private struct BatchedColumns: ParallelWork {
+    let x: UnsafePointer<Float>, inputStride: Int
+    let col: UnsafeMutablePointer<Float>, spatial: Int, width: Int
+    let g: ConvolutionGeometry
+
+    func callAsFunction(_ i: Int) { im2col(x + i * inputStride, g, into: col + i * spatial, rowStride: width) }
+}
+
+/// Copies image `i`'s columns of `[Cout, images·Ho·Wo]` into its NCHW planes, adding the bias.
+private struct ScatterPlanes: ParallelWork {
+    let product: UnsafePointer<Float>, width: Int, spatial: Int, channels: Int
+    let bias: UnsafePointer<Float>, y: UnsafeMutablePointer<Float>
+
+    func callAsFunction(_ i: Int) {
+        for o in 0..<channels {
+            let (source, destination, b) = (product + o * width + i * spatial, y + (i * channels + o) * spatial, bias[o])
+            for p in 0..<spatial { destination[p] = source[p] + b }
+        }
+    }
+}
+
+/// Copies image `i`'s NCHW planes of `∂Y` into its columns of `[Cout, images·Ho·Wo]`.
+private struct GatherPlanes: ParallelWork {
+    let dy: UnsafePointer<Float>, width: Int, spatial: Int, channels: Int
+    let gathered: UnsafeMutablePointer<Float>
+
+    func callAsFunction(_ i: Int) {
+        for o in 0..<channels {
+            (gathered + o * width + i * spatial).update(from: dy + (i * channels + o) * spatial, count: spatial)
+        }
+    }
+}
+
+/// Folds image `i`'s columns of `∂col` back onto its `∂X` (overwriting it).
+private struct FoldColumns: ParallelWork {
+    let col: UnsafePointer<Float>, spatial: Int, width: Int
+    let g: ConvolutionGeometry
+    let dx: UnsafeMutablePointer<Float>, inputStride: Int
+
+    func callAsFunction(_ i: Int) {
+        let dxi = dx + i * inputStride
+        dxi.update(repeating: 0, count: inputStride)
+        col2im(col + i * spatial, g, into: dxi, rowStride: width)
     }
 }
 

@@ -1,0 +1,66 @@
+import Foundation
+
+/// Where a network's training time goes: each leaf layer's forward and backward pass timed on
+/// its own, on random data of its input shape (what `backprop bench --layers` prints).
+public struct LayerTiming: Sendable {
+    /// The layer's dotted path and kind (`"3"`, `"Conv2D"`).
+    public var path: String, kind: String
+    /// One example's input and output shapes.
+    public var inputShape: [Int], outputShape: [Int]
+    /// Seconds per batch.
+    public var forwardSeconds: Double, backwardSeconds: Double
+    /// Multiply-adds × 2 of one example's forward pass (0 for layers without products).
+    public var forwardFLOPs: Double
+    /// Of one example's backward pass: `∂W`, and `∂X` unless the layer is the first.
+    public var backwardFLOPs: Double
+}
+
+extension LayerRow where Scalar == Float {
+    /// Multiply-adds × 2 of one example's forward pass through a convolution or dense layer; 0
+    /// for the others (their work is memory traffic, not products).
+    public var forwardFLOPs: Double {
+        if let conv = layer as? Conv2D<Float> {
+            let perOutput = conv.outputChannels * conv.inputChannels * conv.kernelSize * conv.kernelSize
+            return 2 * Double(perOutput) * Double(outputShape[1] * outputShape[2])
+        }
+        if let dense = layer as? Dense<Float> { return 2 * Double(dense.inputSize * dense.outputSize) }
+        return 0
+    }
+}
+
+public enum LayerProfile {
+    /// Times every leaf layer of `network` on a batch of `batchSize` random examples:
+    /// `repetitions` forward passes, then as many backward passes (after one of each to warm up).
+    /// Parameter gradients are accumulated (and left) as in training.
+    public static func measure(_ network: Network<Float>, batchSize: Int, repetitions: Int) -> [LayerTiming] {
+        var generator = SeededGenerator(seed: 7)
+        var timings: [LayerTiming] = []
+        let rows = network.rows.filter { $0.layer.children.isEmpty }
+        for (index, row) in rows.enumerated() {
+            let layer = row.layer
+            let input = Tensor<Float>.randomNormal(shape: [batchSize] + row.inputShape, standardDeviation: 1, using: &generator)
+            var output = Tensor<Float>(shape: [])
+            let context = StepContext.training(seed: 1, step: 1)
+            let forwardSeconds = seconds(repetitions) { layer.forward(input, into: &output, context: context) }
+            let outputGradient = Tensor<Float>.randomNormal(shape: output.shape, standardDeviation: 1, using: &generator)
+            var inputGradient: Tensor<Float>? = index == 0 ? nil : Tensor(shape: [])
+            let backwardSeconds = seconds(repetitions) {
+                layer.backward(input: input, output: output, outputGradient: outputGradient,
+                               inputGradient: &inputGradient, context: context)
+            }
+            let forward = row.forwardFLOPs
+            timings.append(LayerTiming(path: row.path, kind: layer.kind, inputShape: row.inputShape, outputShape: row.outputShape,
+                                       forwardSeconds: forwardSeconds, backwardSeconds: backwardSeconds,
+                                       forwardFLOPs: forward, backwardFLOPs: forward * (index == 0 ? 1 : 2)))
+        }
+        return timings
+    }
+
+    /// Mean seconds per call of `body` over `repetitions` calls, after one warm-up call.
+    private static func seconds(_ repetitions: Int, _ body: () -> Void) -> Double {
+        body()
+        let start = DispatchTime.now().uptimeNanoseconds
+        for _ in 0..<repetitions { body() }
+        return Double(DispatchTime.now().uptimeNanoseconds - start) / 1e9 / Double(max(repetitions, 1))
+    }
+}
