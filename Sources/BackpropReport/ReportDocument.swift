@@ -9,6 +9,8 @@ public enum ReportFiles {
     public static let html = "report.html"
     public static let accuracy = "accuracy.svg"
     public static let loss = "loss.svg"
+    /// Only for runs whose metrics record the learning rate.
+    public static let learningRate = "learning_rate.svg"
     public static let kernels = "kernels.png"
     public static let misclassified = "misclassified.png"
     public static let confusion = "confusion.svg"
@@ -44,6 +46,7 @@ public struct ReportDocument {
         let dataset = run.model.dataset.displayName
         let accuracy = Self.accuracyChart(run)
         let loss = Self.lossChart(run)
+        let learningRate = Self.learningRateChart(run)
         let confusion = ConfusionMatrixFigure(report: run.evaluation, title: "Confusion matrix — \(dataset) test set")
         let kernelWeight = KernelGrid.firstConvolutionWeight(of: run.model.network)
         let kernels = kernelWeight.map(KernelGrid.init(weight:))
@@ -56,6 +59,7 @@ public struct ReportDocument {
             (ReportFiles.loss, Data(loss.svg(standalone: true, id: "loss").utf8)),
             (ReportFiles.confusion, Data(confusion.svg(standalone: true, linkPairs: false, id: "confusion").utf8)),
         ]
+        if let learningRate { files.append((ReportFiles.learningRate, Data(learningRate.svg(standalone: true, id: "learning-rate").utf8))) }
         let kernelImage = kernels?.image()
         let kernelPNG = try kernelImage?.pngData()
         if let kernelPNG { files.append((ReportFiles.kernels, kernelPNG)) }
@@ -67,7 +71,7 @@ public struct ReportDocument {
 
         var page = PageWriter()
         page.header(run)
-        page.curves(accuracy: accuracy, loss: loss)
+        page.curves(accuracy: accuracy, loss: loss, learningRate: learningRate)
         page.kernels(kernels, image: kernelImage, png: kernelPNG)
         page.misclassified(grid: grid, image: gridImage, png: gridPNG, total: mistakes.count, of: run.evaluation.total)
         page.confusion(confusion, report: run.evaluation)
@@ -126,6 +130,17 @@ public struct ReportDocument {
         let top = m.map(\.totalLoss).filter(\.isFinite).max() ?? 1
         return LineChart(title: "Loss per iteration — \(run.model.dataset.displayName)", xLabel: "iteration",
                          yLabel: "loss", series: series, yRange: 0...max(top, 1e-6))
+    }
+
+    /// The learning rate of every iteration's step (the schedule's shape), when recorded.
+    static func learningRateChart(_ run: RunReport) -> LineChart? {
+        let points = run.metrics.compactMap { m in m.learningRate.map { (x: Double(m.iteration), y: $0) } }
+        guard !points.isEmpty else { return nil }
+        let top = points.map(\.y).filter(\.isFinite).max() ?? 1
+        let series = LineChart.Series(name: String(format: "learning rate (peak %.4g, last %.4g)", top, points.last!.y),
+                                      points: points, color: SeriesColor.blue)
+        return LineChart(title: "Learning rate per iteration — schedule \(run.record.options.schedule.description)", xLabel: "iteration",
+                         yLabel: "learning rate", series: [series], yRange: 0...max(top, 1e-12))
     }
 }
 
@@ -237,12 +252,16 @@ struct PageWriter {
 
     // MARK: Figures
 
-    mutating func curves(accuracy: LineChart, loss: LineChart) {
+    mutating func curves(accuracy: LineChart, loss: LineChart, learningRate: LineChart?) {
         line("<section id=\"curves\"><h2>Training curves</h2><div class=\"two\">")
         let a = nextFigure()
         line("<figure>\(accuracy.svg(standalone: false, id: "accuracy"))<figcaption><b>Figure \(a).</b> Training accuracy (smoothed: mean of the first 19 iterations, then a moving average) and validation accuracy per iteration. File: <code>\(ReportFiles.accuracy)</code>.</figcaption></figure>")
         let l = nextFigure()
         line("<figure>\(loss.svg(standalone: false, id: "loss"))<figcaption><b>Figure \(l).</b> Classification loss (smoothed), weight-decay loss Σ λ/2 ‖w‖² and their sum per iteration. File: <code>\(ReportFiles.loss)</code>.</figcaption></figure>")
+        if let learningRate {
+            let r = nextFigure()
+            line("<figure>\(learningRate.svg(standalone: false, id: "learning-rate"))<figcaption><b>Figure \(r).</b> The learning rate of each iteration's step, as the schedule set it. File: <code>\(ReportFiles.learningRate)</code>.</figcaption></figure>")
+        }
         line("</div></section>")
     }
 

@@ -184,11 +184,23 @@ public struct Experiment: Sendable {
 }
 
 extension Experiment {
-    /// The names of the built-in presets.
-    public static let presetNames = ["mnist", "cifar10", "cifar10-improved"]
+    /// The names of the built-in presets: the seed report's experiments, then the recipes.
+    public static let presetNames = seedPresetNames + recipePresetNames
 
-    /// The seed report's experiments (COURSE-FRAMEWORK.md's table), or nil for another name.
+    /// The seed report's experiments (COURSE-FRAMEWORK.md's table).
+    public static let seedPresetNames = ["mnist", "cifar10", "cifar10-improved"]
+
+    /// A built-in preset (`presetNames`), or nil for another name.
     public static func preset(named name: String) -> Experiment? {
+        if let spec = recipeSpecs[name] {
+            // The recipes are spec files compiled in; `RecipeTests` parses every one.
+            return try? Experiment(specData: Data(spec.utf8), source: name)
+        }
+        return seedPreset(named: name)
+    }
+
+    /// The seed report's experiments, or nil for another name.
+    static func seedPreset(named name: String) -> Experiment? {
         let conv = { (c: Int, k: Int, p: Int, scale: Double) in
             LayerSpec.conv2d(outputChannels: c, kernelSize: k, stride: 1, padding: p, initScale: scale)
         }
@@ -250,8 +262,17 @@ extension Experiment {
         do { data = try Data(contentsOf: url) } catch {
             throw SpecError("\(url.path): cannot read the spec file")
         }
-        guard let object = try NetworkSpec.parseJSON(data, source: url.path) as? [String: Any] else {
-            throw SpecError("\(url.path): the spec must be a JSON object")
+        try self.init(specData: data, source: url.path, dataset: fallback)
+    }
+
+    /// Reads a spec's JSON text (see the type's documentation).
+    /// - Parameters:
+    ///   - source: the file's path (or a preset's name), for messages and the default name.
+    ///   - dataset: used when the spec names none.
+    public init(specData data: Data, source: String, dataset fallback: DatasetKind? = nil) throws(SpecError) {
+        let url = URL(fileURLWithPath: source)
+        guard let object = try NetworkSpec.parseJSON(data, source: source) as? [String: Any] else {
+            throw SpecError("\(source): the spec must be a JSON object")
         }
         func prefixed(_ error: SpecError) -> SpecError { SpecError("\(url.lastPathComponent): \(error.description)") }
         let dataset: DatasetKind

@@ -22,12 +22,15 @@ public struct IterationMetrics: Codable, Sendable {
     public var elapsed: Double
     /// Accuracy on the held-out validation images, on the iterations where it was measured.
     public var validationAccuracy: Double?
+    /// The learning rate of this iteration's step, as the schedule set it (absent in runs made
+    /// before it was recorded).
+    public var learningRate: Double?
 
     enum CodingKeys: String, CodingKey {
         case iteration, loss, accuracy, elapsed
         case smoothedLoss = "smoothed_loss", weightDecayLoss = "weight_decay_loss", totalLoss = "total_loss"
         case smoothedAccuracy = "smoothed_accuracy", imagesPerSecond = "images_per_second"
-        case validationAccuracy = "validation_accuracy"
+        case validationAccuracy = "validation_accuracy", learningRate = "learning_rate"
     }
 }
 
@@ -184,7 +187,8 @@ public final class Trainer {
                 iteration: iteration, loss: result.loss, smoothedLoss: smoothedLoss, weightDecayLoss: decay,
                 totalLoss: smoothedLoss + decay, accuracy: Double(result.correct) / Double(b),
                 smoothedAccuracy: progress.accuracy.add(Double(result.correct) / Double(b)),
-                imagesPerSecond: Double(iteration * b) / max(elapsed, 1e-9), elapsed: elapsed, validationAccuracy: nil)
+                imagesPerSecond: Double(iteration * b) / max(elapsed, 1e-9), elapsed: elapsed, validationAccuracy: nil,
+                learningRate: Double(optimizer.learningRate))
             if !data.validationLabels.isEmpty, iteration % options.validationInterval == 0 || iteration == options.iterations {
                 let validationStart = Date()
                 average?.swapAverages()

@@ -64,7 +64,7 @@ struct ReportCommandTests {
         expectSuccess(report)
         #expect(report.stderr.isEmpty, "\(report.stderr)")
         #expect(report.stdout.contains(String(format: "test accuracy %.2f%% (%d of %d)", evaluated.accuracy * 100, evaluated.correct, evaluated.total)))
-        for name in [ReportFiles.html, ReportFiles.accuracy, ReportFiles.loss, ReportFiles.kernels, ReportFiles.misclassified,
+        for name in [ReportFiles.html, ReportFiles.accuracy, ReportFiles.loss, ReportFiles.learningRate, ReportFiles.kernels, ReportFiles.misclassified,
                      ReportFiles.confusion, EvaluationFiles.confusionCSV, EvaluationFiles.perClassCSV] {
             #expect(FileManager.default.fileExists(atPath: run.appendingPathComponent(name).path), "\(name) missing")
         }
@@ -72,7 +72,7 @@ struct ReportCommandTests {
         #expect(try [EvaluationFiles.confusionCSV, EvaluationFiles.perClassCSV].map { try Data(contentsOf: run.appendingPathComponent($0)) } == evaluateCSV)
 
         // --- The page: well-formed, nothing from outside, no scripts.
-        let xml = try PythonChecks.readXML([ReportFiles.html, ReportFiles.accuracy, ReportFiles.loss, ReportFiles.confusion]
+        let xml = try PythonChecks.readXML([ReportFiles.html, ReportFiles.accuracy, ReportFiles.loss, ReportFiles.confusion, ReportFiles.learningRate]
             .map { run.appendingPathComponent($0) })
         let page = xml[0]
         #expect(page.root == "html")
@@ -107,7 +107,7 @@ struct ReportCommandTests {
             let linked = cell.trueClass != cell.predicted && evaluated.confusion[cell.trueClass][cell.predicted] > 0
             #expect((cell.href != nil) == linked)
         }
-        #expect(page.svgTexts.count == 3, "accuracy, loss and confusion figures inline")
+        #expect(page.svgTexts.count == 4, "accuracy, loss, learning-rate and confusion figures inline")
 
         // --- Parameter table: Table 2's numbers.
         let parameters = try #require(page.tables.first { $0.classes.contains("parameters") })
@@ -116,6 +116,7 @@ struct ReportCommandTests {
         // --- The curves: one point per iteration (100), validation at 25, 50, 75, 100.
         #expect(xml[1].polylines == [100, 4])
         #expect(xml[2].polylines == [100, 100, 100])
+        #expect(xml[4].polylines == [100], "the learning rate: one point per iteration")
 
         // --- PNGs, decoded by Python: the kernels are the model's, the images are the test set's.
         let model = try ModelArchive.load(from: run)

@@ -246,7 +246,7 @@ struct PyTorchInteropTests {
         let folder = try TemporaryFolder()
         defer { folder.remove() }
         var models: [String: (ModelArchive, Tensor<Float>)] = [:]
-        for (index, name) in Experiment.presetNames.enumerated() {
+        for (index, name) in Experiment.seedPresetNames.enumerated() {
             let model = try archive(name, seed: 20 + UInt64(index))
             let sub = folder.url.appendingPathComponent(name, isDirectory: true)
             try FileManager.default.createDirectory(at: sub, withIntermediateDirectories: true)
@@ -262,7 +262,7 @@ struct PyTorchInteropTests {
         let report = try #require(try JSONSerialization.jsonObject(
             with: Data(result.stdout.split(separator: "\n").last.map { Data($0.utf8) } ?? Data())) as? [String: Any])
 
-        for name in Experiment.presetNames {
+        for name in Experiment.seedPresetNames {
             let (model, x) = try #require(models[name])
             let sub = folder.url.appendingPathComponent(name, isDirectory: true)
             let entry = try #require(report[name] as? [String: Any])

@@ -236,6 +236,23 @@ struct TrainerTests {
         #expect(count == 3)
     }
 
+    @Test("each iteration records the learning rate its step used, as the schedule set it")
+    func recordsTheLearningRate() throws {
+        var options = try shortRunOptions(iterations: 12)
+        options.optimizer = .sgd
+        options.schedule = try Schedule(parsing: "onecycle")
+        let data = try prepared(options)
+        let (_, metrics) = try train(options, data: data)
+        #expect(metrics.count == 12)
+        for m in metrics {
+            let expected = options.schedule.learningRate(atStep: m.iteration - 1, totalSteps: 12, base: Double(options.learningRate))
+            #expect(m.learningRate == expected, "iteration \(m.iteration)")
+        }
+        // A one-cycle schedule rises, then falls.
+        let rates = metrics.compactMap(\.learningRate)
+        #expect(rates.max()! > rates.first! && rates.max()! > rates.last!)
+    }
+
     @Test("Smoother: the mean of the first 19 values, then the moving average")
     func smoother() {
         var s = Smoother(factor: 0.5)

@@ -1,0 +1,40 @@
+import Backprop
+import BackpropTestSupport
+import BackpropTraining
+import Foundation
+import Testing
+
+/// The recipe presets, shortened, trained end to end on the real data by the `backprop` command.
+///
+/// Each run is the preset with fewer iterations (its schedule compressed to fit). The floors
+/// are far above what a broken layer, optimizer or augmentation reaches, and below what the
+/// shortened recipe measures (the figures beside each floor), so they hold across CPUs.
+@Suite("Recipe presets, shortened", .serialized)
+struct RecipeTests {
+    @Test("every recipe preset parses, builds and validates against its data set")
+    func recipesParse() throws {
+        #expect(!Experiment.recipePresetNames.isEmpty)
+        for name in Experiment.recipePresetNames {
+            let experiment = try #require(Experiment.preset(named: name), "\(name) does not parse")
+            #expect(experiment.name == name)
+            var generator = SeededGenerator(seed: 1)
+            _ = try experiment.network.makeNetwork(Float.self, using: &generator)
+            try experiment.options.validate(availableTrainingImages: experiment.dataset == .mnist ? 60_000 : 50_000)
+        }
+    }
+
+    /// mnist-fast for one epoch (469 batches of 128).
+    @Test("mnist-fast, one epoch: test accuracy ≥ 98.5 %")
+    func mnistFastOneEpoch() throws {
+        let folder = try TemporaryFolder()
+        defer { folder.remove() }
+        let run = folder.url.appendingPathComponent("run")
+        let result = try backprop(["train", "mnist-fast", "--iterations", "469", "--data-dir", TestPaths.dataRoot.path,
+                                   "--out", run.path])
+        #expect(result.exited && result.status == 0, "\(result.summary)")
+        let record = try JSONDecoder().decode(RunRecord.self, from: Data(contentsOf: run.appendingPathComponent(RunFiles.record)))
+        let accuracy = try #require(record.testAccuracy)
+        #expect(record.iterationsCompleted == 469)
+        #expect(accuracy >= 0.985, "test accuracy \(accuracy)")
+    }
+}
