@@ -13,8 +13,11 @@ extension Experiment {
         "mnist-fast": mnistFast,
     ]
 
-    /// MNIST to ≥ 99.5 % in under 3 minutes: three conv–BatchNorm–ReLU–pool stages (24, 48, 96
-    /// channels), Nesterov SGD on a one-cycle schedule, label smoothing, ±2 px translations.
+    /// MNIST to ≥ 99.5 % in under 3 minutes: three stages of conv 3x3 → max pool → BatchNorm →
+    /// ReLU (24, 48, 96 channels; pooling before the normalisation, as airbench does, so that
+    /// BatchNorm and ReLU touch a quarter of the pixels), a linear classifier; Nesterov SGD on a
+    /// one-cycle schedule over 5 epochs, label smoothing 0.1, ±2 px translations, and an
+    /// exponential moving average of the weights (the saved model).
     static let mnistFast = """
         {
           "name": "mnist-fast",
@@ -22,11 +25,11 @@ extension Experiment {
           "input": [1, 28, 28],
           "layers": [
             {"type": "conv2d", "out_channels": 24, "kernel_size": 3, "padding": 1, "bias": false},
-            {"type": "batchnorm2d"}, {"type": "relu"}, {"type": "maxpool2d"},
+            {"type": "maxpool2d"}, {"type": "batchnorm2d"}, {"type": "relu"},
             {"type": "conv2d", "out_channels": 48, "kernel_size": 3, "padding": 1, "bias": false},
-            {"type": "batchnorm2d"}, {"type": "relu"}, {"type": "maxpool2d"},
+            {"type": "maxpool2d"}, {"type": "batchnorm2d"}, {"type": "relu"},
             {"type": "conv2d", "out_channels": 96, "kernel_size": 3, "padding": 1, "bias": false},
-            {"type": "batchnorm2d"}, {"type": "relu"}, {"type": "maxpool2d"},
+            {"type": "maxpool2d"}, {"type": "batchnorm2d"}, {"type": "relu"},
             {"type": "flatten"},
             {"type": "dense", "out_features": 10},
             {"type": "softmaxloss"}
@@ -34,7 +37,7 @@ extension Experiment {
           "training": {
             "iterations": 2344, "batch_size": 128, "train_size": 60000, "validation_size": 0,
             "optimizer": "sgd", "learning_rate": 0.2, "momentum": 0.9, "nesterov": true, "weight_decay": 0.0005,
-            "schedule": "onecycle", "label_smoothing": 0.1, "augmentation": "crop:2",
+            "schedule": "onecycle", "label_smoothing": 0.1, "augmentation": "crop:2", "ema": 0.995,
             "validation_interval": 100000
           }
         }
