@@ -529,7 +529,7 @@ def preprocess(model_or_preprocessing, images):
 COMMON_DEFAULTS = {
     "seed": 42, "validation_interval": 200, "moving_average": 0.99, "reshuffle_each_epoch": False,
     "optimizer": "course_sgd", "nesterov": False, "decoupled_weight_decay": False, "beta2": 0.999,
-    "epsilon": 1e-8, "schedule": "constant", "label_smoothing": 0.0, "ema": 0.0, "augmentation": "none",
+    "epsilon": 1e-8, "schedule": "constant", "label_smoothing": 0.0, "ema": 0.0, "ema_warmup": False, "augmentation": "none",
     "checkpoint_interval": 1000, "save_best": False,
 }
 DATASET_DEFAULTS = {
@@ -812,15 +812,22 @@ class BackpropOptimizer:
 class ExponentialMovingAverage:
     """Backprop's EMA: a copy of the model whose parameters *and* float buffers follow
     `a += (1 − d)(w − a)` after each step (integer buffers — num_batches_tracked — copied);
-    `averaged` is the model Backprop validates and saves."""
+    `averaged` is the model Backprop validates and saves. With `warm_up` the decay is
+    `min(decay, (1 + n)/(10 + n))` after `n` updates (computed in double, as Backprop does)."""
 
-    def __init__(self, model, decay):
+    def __init__(self, model, decay, warm_up=False):
         self.decay = decay
+        self.warm_up = warm_up
+        self.updates = 0
         self.averaged = copy.deepcopy(model)
         self.rate = float(np.float32(1 - decay))
 
     @torch.no_grad()
     def update(self, model):
+        if self.warm_up:
+            n = float(self.updates)
+            self.rate = float(np.float32(1 - min(self.decay, (1 + n) / (10 + n))))
+        self.updates += 1
         live = model.state_dict()
         for name, average in self.averaged.state_dict().items():
             value = live[name]

@@ -37,6 +37,7 @@ struct Train: ParsableCommand {
     var schedule: String?
     @Option(parsing: .unconditional, help: "Label smoothing ε of the loss.") var labelSmoothing: Double?
     @Option(parsing: .unconditional, help: "Decay of a moving average of the weights, used for validation and saved as the model (0: off).") var ema: Double?
+    @Flag(help: "Warm the moving average's decay up as min(ema, (1 + n)/(10 + n)) after n steps.") var emaWarmup = false
     @Option(help: "Augmentation: none, flip, altflip, crop:P[:zero|reflect], translate:K[:zero|reflect], comma-separated.")
     var augment: String?
     @Option(parsing: .unconditional, help: "Training images read from the files; the validation images are held out of these.") var trainSize: Int?
@@ -55,7 +56,7 @@ struct Train: ParsableCommand {
     private var setsTrainingOptions: Bool {
         let values: [Any?] = [iterations, batchSize, learningRate, momentum, weightDecay, optimizer, schedule, labelSmoothing,
                               ema, augment, trainSize, validationSize, validationInterval, movingAverage, seed, checkpointInterval]
-        return values.contains { $0 != nil } || nesterov || decoupledWeightDecay || reshuffle || saveBest
+        return values.contains { $0 != nil } || nesterov || decoupledWeightDecay || reshuffle || saveBest || emaWarmup
     }
 
     /// The options the flags set, over the experiment's.
@@ -77,6 +78,7 @@ struct Train: ParsableCommand {
         if let schedule { o.schedule = try flagValue { try Schedule(parsing: schedule) } }
         if let labelSmoothing { o.labelSmoothing = labelSmoothing }
         if let ema { o.ema = ema }
+        if emaWarmup { o.emaWarmUp = true }
         if let augment { o.augmentation = try flagValue { try Augmentation(parsing: augment) } }
         if let trainSize { o.trainSize = trainSize }
         if let validationSize { o.validationSize = validationSize }
@@ -179,7 +181,7 @@ struct Train: ParsableCommand {
         print(String(format: "%d iterations, batch %d, %@, lr %g%@, momentum %g, weight decay %g, seed %llu",
                      o.iterations, o.batchSize, o.optimizer.rawValue, o.learningRate,
                      o.schedule == .constant ? "" : " (\(o.schedule))", o.momentum, o.weightDecay, o.seed)
-              + (o.augmentation.isIdentity ? "" : ", augment \(o.augmentation)") + (o.ema > 0 ? ", ema \(o.ema)" : "")
+              + (o.augmentation.isIdentity ? "" : ", augment \(o.augmentation)") + (o.ema > 0 ? ", ema \(o.ema)" + (o.emaWarmUp ? " (warm-up)" : "") : "")
               + (o.labelSmoothing > 0 ? ", label smoothing \(o.labelSmoothing)" : ""))
 
         let metricsURL = folder.appendingPathComponent(RunFiles.metrics)

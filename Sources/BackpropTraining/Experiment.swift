@@ -58,6 +58,9 @@ public struct TrainingOptions: Codable, Sendable, Equatable {
     /// The decay of an exponential moving average of the weights used for validation and saved
     /// as the model; 0 turns it off.
     public var ema = 0.0
+    /// Warm the average's decay up as `min(ema, (1 + n)/(10 + n))` after `n` updates, so that
+    /// the initial weights do not linger in the average of a short run.
+    public var emaWarmUp = false
     /// Random changes to each training image.
     public var augmentation = Augmentation()
     /// A checkpoint is written every this many iterations (and on an interrupt); 0: only on an
@@ -88,7 +91,7 @@ public struct TrainingOptions: Codable, Sendable, Equatable {
         case trainSize = "train_size", validationSize = "validation_size", validationInterval = "validation_interval"
         case movingAverage = "moving_average", reshuffleEachEpoch = "reshuffle_each_epoch"
         case optimizer, nesterov, decoupledWeightDecay = "decoupled_weight_decay", beta2, epsilon, schedule
-        case labelSmoothing = "label_smoothing", ema, augmentation, checkpointInterval = "checkpoint_interval"
+        case labelSmoothing = "label_smoothing", ema, emaWarmUp = "ema_warmup", augmentation, checkpointInterval = "checkpoint_interval"
         case saveBest = "save_best"
     }
 
@@ -109,6 +112,7 @@ public struct TrainingOptions: Codable, Sendable, Equatable {
         schedule = try c.decodeIfPresent(Schedule.self, forKey: .schedule) ?? schedule
         labelSmoothing = try c.decodeIfPresent(Double.self, forKey: .labelSmoothing) ?? labelSmoothing
         ema = try c.decodeIfPresent(Double.self, forKey: .ema) ?? ema
+        emaWarmUp = try c.decodeIfPresent(Bool.self, forKey: .emaWarmUp) ?? emaWarmUp
         if let text = try? c.decode(String.self, forKey: .augmentation) {
             do { augmentation = try Augmentation(parsing: text) } catch {
                 throw DecodingError.dataCorruptedError(forKey: .augmentation, in: c, debugDescription: error.description)
@@ -141,6 +145,7 @@ public struct TrainingOptions: Codable, Sendable, Equatable {
         guard epsilon > 0, epsilon.isFinite else { throw fail("epsilon must be a positive number, got \(epsilon)") }
         guard labelSmoothing >= 0, labelSmoothing <= 1 else { throw fail("label smoothing must be in [0, 1], got \(labelSmoothing)") }
         guard ema >= 0, ema < 1 else { throw fail("ema must be in [0, 1) (0 turns it off), got \(ema)") }
+        if emaWarmUp && ema == 0 { throw fail("ema_warmup needs an ema decay above 0") }
         guard checkpointInterval >= 0 else { throw fail("checkpoint interval must be >= 0 (0: only on an interrupt)") }
         if nesterov && (optimizer != .sgd || momentum == 0) { throw fail("nesterov needs the sgd optimizer with momentum > 0") }
         if decoupledWeightDecay && optimizer != .sgd { throw fail("decoupled weight decay is an option of the sgd optimizer (adamw always decouples)") }

@@ -17,7 +17,8 @@ extension Experiment {
     /// ReLU (24, 48, 96 channels; pooling before the normalisation, as airbench does, so that
     /// BatchNorm and ReLU touch a quarter of the pixels), a linear classifier; Nesterov SGD on a
     /// one-cycle schedule over 5 epochs, label smoothing 0.1, ±2 px translations, and an
-    /// exponential moving average of the weights (the saved model).
+    /// exponential moving average of the weights (the saved model), its decay warmed up so that
+    /// a shortened run (`--iterations`) does not keep the initial weights in it.
     static let mnistFast = """
         {
           "name": "mnist-fast",
@@ -37,7 +38,7 @@ extension Experiment {
           "training": {
             "iterations": 2344, "batch_size": 128, "train_size": 60000, "validation_size": 0,
             "optimizer": "sgd", "learning_rate": 0.2, "momentum": 0.9, "nesterov": true, "weight_decay": 0.0005,
-            "schedule": "onecycle", "label_smoothing": 0.1, "augmentation": "crop:2", "ema": 0.995,
+            "schedule": "onecycle", "label_smoothing": 0.1, "augmentation": "crop:2", "ema": 0.995, "ema_warmup": true,
             "validation_interval": 100000
           }
         }

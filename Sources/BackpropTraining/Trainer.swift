@@ -117,7 +117,8 @@ public final class Trainer {
         self.data = data
         optimizer = options.makeOptimizer()
         average = options.ema > 0
-            ? ExponentialMovingAverage(parameters: network.parameters, buffers: network.namedBuffers.map(\.buffer), decay: options.ema)
+            ? ExponentialMovingAverage(parameters: network.parameters, buffers: network.namedBuffers.map(\.buffer), decay: options.ema,
+                                    warmUp: options.emaWarmUp)
             : nil
         loss = SoftmaxCrossEntropy(labelSmoothing: options.labelSmoothing)
         progress = TrainingProgress(movingAverage: options.movingAverage)

@@ -287,5 +287,20 @@ struct TrainerTests {
         #expect(rejected({ $0.trainSize = 70_000 }, 60_000))
         #expect(rejected { $0.validationInterval = 0 })
         #expect(rejected { $0.movingAverage = 1 })
+        #expect(rejected { $0.emaWarmUp = true })  // without an ema decay
+    }
+
+    @Test("ema_warmup reaches the trainer's moving average, and round-trips through JSON")
+    func emaWarmUp() throws {
+        var options = try shortRunOptions(iterations: 10)
+        options.ema = 0.99
+        options.emaWarmUp = true
+        try options.validate(availableTrainingImages: 60_000)
+        let decoded = try JSONDecoder().decode(TrainingOptions.self, from: JSONEncoder().encode(options))
+        #expect(decoded == options)
+        let network: Network<Float> = try makeNetwork(try preset("mnist"), seed: 1)
+        let trainer = Trainer(network: network, options: options, data: try prepared(options))
+        #expect(trainer.average?.warmUp == true)
+        #expect(trainer.average?.decay == 0.99)
     }
 }
