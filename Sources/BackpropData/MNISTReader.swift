@@ -42,8 +42,11 @@ enum MNISTReader {
             }
             return url
         }
-        var train = try readPair(images: file(trainImages), labels: file(trainLabels))
         let test = try readPair(images: file(testImages), labels: file(testLabels))
+        // A limit of 0 (evaluating a saved model) needs no training files at all.
+        var train = trainingLimit == 0
+            ? LabeledImages(count: 0, channels: 1, height: side, width: side, pixels: [], labels: [])
+            : try readPair(images: file(trainImages), labels: file(trainLabels))
         if let trainingLimit { train = train.prefix(trainingLimit) }
         return Dataset(kind: .mnist, train: train, test: test, classNames: classNames)
     }

@@ -63,6 +63,21 @@ struct MNISTTests {
             .contains("training limit"))
     }
 
+    /// `evaluate` and `report` read with a limit of 0: the test files alone must do.
+    @Test("a training limit of 0 needs only the test files; any other limit names the missing training file")
+    func testFilesAlone() throws {
+        let folder = try TemporaryFolder()
+        defer { folder.remove() }
+        for name in MNISTReader.officialNames where name.hasPrefix("t10k") {
+            try folder.write(TestData.content(of: TestData.mnist.appendingPathComponent(name + ".gz")), to: name)
+        }
+        let alone = try Dataset.load(.mnist, from: folder.url, trainingLimit: 0)
+        #expect(alone.train.count == 0)
+        #expect(alone.test == (try Dataset.load(.mnist, from: TestData.mnist, trainingLimit: 0)).test)
+        #expect(dataErrorMessage { _ = try Dataset.load(.mnist, from: folder.url, trainingLimit: 10) }
+            .contains("missing train-images-idx3-ubyte"))
+    }
+
     @Test("reads uncompressed files spelled train-images.idx3-ubyte")
     func uncompressedDottedSpelling() throws {
         let folder = try TemporaryFolder()
