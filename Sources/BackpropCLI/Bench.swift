@@ -138,16 +138,8 @@ struct Bench: ParsableCommand {
     private func flopsPerImage(_ network: Network<Float>) -> (forward: Double, training: Double) {
         var forward = 0.0, training = 0.0
         for (index, row) in network.rows.enumerated() {
-            var f = 0.0
-            if let conv = row.layer as? Conv2D<Float> {
-                let out = row.outputShape
-                let perOutput = conv.outputChannels * conv.inputChannels * conv.kernelSize * conv.kernelSize
-                f = 2 * Double(perOutput) * Double(out[1] * out[2])
-            } else if let dense = row.layer as? Dense<Float> {
-                f = 2 * Double(dense.inputSize * dense.outputSize)
-            }
-            forward += f
-            training += f * (index == 0 ? 2 : 3)  // forward, ∂W, and ∂X except for the first layer
+            forward += row.forwardFLOPs
+            training += row.forwardFLOPs * (index == 0 ? 2 : 3)  // forward, ∂W, and ∂X except for the first layer
         }
         return (forward, training)
     }
