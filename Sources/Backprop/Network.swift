@@ -49,8 +49,29 @@ public final class Network<Scalar: NetworkScalar> {
         }
         namedParameters = parameters
         namedBuffers = buffers
+        // Weights set from data see the network's input as it is: only the first layer may.
+        var allRows: [LayerRow<Scalar>] = []
+        body.appendRows(inputShape: inputShape, path: "", depth: 0, into: &allRows)
+        let leaves = allRows.filter { $0.layer.children.isEmpty }
+        if let late = leaves.dropFirst().first(where: { ($0.layer as? Conv2D<Scalar>)?.awaitsData == true }) {
+            throw ShapeError("layer \(late.path): init \"whitening\" is only for the network's first layer (it whitens the input images)")
+        }
         self.parameters = parameters.map(\.1)
         couplesExamples = body.couplesExamples
+    }
+
+    /// Whether some weights are still to be set from training data (`initializeFromData`).
+    public var awaitsData: Bool {
+        rows.contains { ($0.layer as? Conv2D<Scalar>)?.awaitsData == true }
+    }
+
+    /// Sets the weights that come from data — a first-layer `Conv2DInitialization.whitening`
+    /// convolution — from `inputs`, a sample of training inputs (`[N] + inputShape`).
+    public func initializeFromData(_ inputs: Tensor<Scalar>) {
+        precondition(Array(inputs.shape.dropFirst()) == inputShape, "initializeFromData: inputs of shape \(inputs.shape)")
+        for row in rows {
+            if let conv = row.layer as? Conv2D<Scalar>, conv.awaitsData { conv.initializeWhitening(from: inputs) }
+        }
     }
 
     /// Builds a network whose body is a `Sequential` of `layers` (named `0`, `1`, …).

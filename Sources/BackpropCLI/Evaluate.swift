@@ -13,11 +13,17 @@ struct Evaluate: ParsableCommand {
     @Argument(help: ArgumentHelp("The run folder.", valueName: "run")) var runFolder: String
     @OptionGroup var data: DataOptions
     @OptionGroup var threading: ThreadOptions
+    @Option(help: "Test-time augmentation instead of the model's own: none, flip, translate:K[:fill], shift:K[:fill], grid:K[:fill], comma-separated.")
+    var tta: String?
 
     func run() throws {
         try threading.apply()
         let folder = URL(fileURLWithPath: try nonEmpty(runFolder, "the run folder"), isDirectory: true)
-        let model = try userFacing { try ModelArchive.load(from: folder) }
+        var model = try userFacing { try ModelArchive.load(from: folder) }
+        if let tta {
+            model.testTimeAugmentation = try flagValue { try TestTimeAugmentation(parsing: tta) }
+            try flagValue { try model.testTimeAugmentation.validate(height: model.dataset.imageShape[1], width: model.dataset.imageShape[2]) }
+        }
         let dataset = try data.load(model.dataset, trainingLimit: 0)
         let (_, report) = model.evaluate(on: dataset.test)
         if let data = try? Data(contentsOf: folder.appendingPathComponent(RunFiles.record)),
@@ -25,7 +31,9 @@ struct Evaluate: ParsableCommand {
             print("note: training \(record.status) after \(record.iterationsCompleted) of \(record.options.iterations) iterations; this is the model saved then"
                   + (record.status == "interrupted" ? " (continue with `backprop train --resume \(runFolder)`)" : ""))
         }
-        print(String(format: "test accuracy %.2f%% (%d of %d)", report.accuracy * 100, report.correct, report.total))
+        let views = model.testTimeAugmentation.views.count
+        print(String(format: "test accuracy %.2f%% (%d of %d)", report.accuracy * 100, report.correct, report.total)
+              + (views > 1 ? ", logits averaged over \(views) views (test-time augmentation \(model.testTimeAugmentation))" : ""))
         print()
         printConfusion(report)
         print()

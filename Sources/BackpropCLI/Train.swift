@@ -40,6 +40,8 @@ struct Train: ParsableCommand {
     @Flag(help: "Warm the moving average's decay up as min(ema, (1 + n)/(10 + n)) after n steps.") var emaWarmup = false
     @Option(help: "Augmentation: none, flip, altflip, crop:P[:zero|reflect], translate:K[:zero|reflect], comma-separated.")
     var augment: String?
+    @Option(help: "Test-time augmentation of the saved model: none, flip, translate:K[:fill], shift:K[:fill], grid:K[:fill], comma-separated.")
+    var tta: String?
     @Option(parsing: .unconditional, help: "Training images read from the files; the validation images are held out of these.") var trainSize: Int?
     @Option(parsing: .unconditional, help: "Images held out for validation.") var validationSize: Int?
     @Option(parsing: .unconditional, help: "Measure validation accuracy every N iterations.") var validationInterval: Int?
@@ -55,7 +57,7 @@ struct Train: ParsableCommand {
     /// Whether any flag that changes the training options was given.
     private var setsTrainingOptions: Bool {
         let values: [Any?] = [iterations, batchSize, learningRate, momentum, weightDecay, optimizer, schedule, labelSmoothing,
-                              ema, augment, trainSize, validationSize, validationInterval, movingAverage, seed, checkpointInterval]
+                              ema, augment, tta, trainSize, validationSize, validationInterval, movingAverage, seed, checkpointInterval]
         return values.contains { $0 != nil } || nesterov || decoupledWeightDecay || reshuffle || saveBest || emaWarmup
     }
 
@@ -80,6 +82,7 @@ struct Train: ParsableCommand {
         if let ema { o.ema = ema }
         if emaWarmup { o.emaWarmUp = true }
         if let augment { o.augmentation = try flagValue { try Augmentation(parsing: augment) } }
+        if let tta { o.testTimeAugmentation = try flagValue { try TestTimeAugmentation(parsing: tta) } }
         if let trainSize { o.trainSize = trainSize }
         if let validationSize { o.validationSize = validationSize }
         if let validationInterval { o.validationInterval = validationInterval }
@@ -182,7 +185,8 @@ struct Train: ParsableCommand {
                      o.iterations, o.batchSize, o.optimizer.rawValue, o.learningRate,
                      o.schedule == .constant ? "" : " (\(o.schedule))", o.momentum, o.weightDecay, o.seed)
               + (o.augmentation.isIdentity ? "" : ", augment \(o.augmentation)") + (o.ema > 0 ? ", ema \(o.ema)" + (o.emaWarmUp ? " (warm-up)" : "") : "")
-              + (o.labelSmoothing > 0 ? ", label smoothing \(o.labelSmoothing)" : ""))
+              + (o.labelSmoothing > 0 ? ", label smoothing \(o.labelSmoothing)" : "")
+              + (o.testTimeAugmentation.isIdentity ? "" : ", test-time augmentation \(o.testTimeAugmentation)"))
 
         let metricsURL = folder.appendingPathComponent(RunFiles.metrics)
         let log = try userFacing { try FileHandle(forWritingTo: metricsURL) }
@@ -197,7 +201,8 @@ struct Train: ParsableCommand {
         }
         func model() -> ModelArchive {
             ModelArchive(network: network, spec: chosen.network, dataset: dataset.kind,
-                         preprocessing: prepared.preprocessing, classNames: dataset.classNames)
+                         preprocessing: prepared.preprocessing, classNames: dataset.classNames,
+                         testTimeAugmentation: o.testTimeAugmentation)
         }
 
         var progress = ProgressDisplay(total: o.iterations)

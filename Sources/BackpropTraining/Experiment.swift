@@ -63,6 +63,8 @@ public struct TrainingOptions: Codable, Sendable, Equatable {
     public var emaWarmUp = false
     /// Random changes to each training image.
     public var augmentation = Augmentation()
+    /// The views of each test image whose logits the saved model averages (`TestTimeAugmentation`).
+    public var testTimeAugmentation = TestTimeAugmentation()
     /// A checkpoint is written every this many iterations (and on an interrupt); 0: only on an
     /// interrupt.
     public var checkpointInterval = 1000
@@ -92,6 +94,7 @@ public struct TrainingOptions: Codable, Sendable, Equatable {
         case movingAverage = "moving_average", reshuffleEachEpoch = "reshuffle_each_epoch"
         case optimizer, nesterov, decoupledWeightDecay = "decoupled_weight_decay", beta2, epsilon, schedule
         case labelSmoothing = "label_smoothing", ema, emaWarmUp = "ema_warmup", augmentation, checkpointInterval = "checkpoint_interval"
+        case testTimeAugmentation = "test_time_augmentation"
         case saveBest = "save_best"
     }
 
@@ -121,6 +124,7 @@ public struct TrainingOptions: Codable, Sendable, Equatable {
             augmentation = try c.decodeIfPresent(Augmentation.self, forKey: .augmentation) ?? augmentation
         }
         checkpointInterval = try c.decodeIfPresent(Int.self, forKey: .checkpointInterval) ?? checkpointInterval
+        testTimeAugmentation = try c.decodeIfPresent(TestTimeAugmentation.self, forKey: .testTimeAugmentation) ?? testTimeAugmentation
         saveBest = try c.decodeIfPresent(Bool.self, forKey: .saveBest) ?? saveBest
     }
 
@@ -150,7 +154,10 @@ public struct TrainingOptions: Codable, Sendable, Equatable {
         if nesterov && (optimizer != .sgd || momentum == 0) { throw fail("nesterov needs the sgd optimizer with momentum > 0") }
         if decoupledWeightDecay && optimizer != .sgd { throw fail("decoupled weight decay is an option of the sgd optimizer (adamw always decouples)") }
         do { try schedule.validate(totalSteps: iterations) } catch { throw fail(error.description) }
-        if let imageHeight, let imageWidth { try augmentation.validate(height: imageHeight, width: imageWidth) }
+        if let imageHeight, let imageWidth {
+            try augmentation.validate(height: imageHeight, width: imageWidth)
+            try testTimeAugmentation.validate(height: imageHeight, width: imageWidth)
+        }
     }
 
     /// The optimizer these options describe, in `Float`.

@@ -15,13 +15,17 @@ public struct ModelArchive {
     public var dataset: DatasetKind
     public var preprocessing: Preprocessing
     public var classNames: [String]
+    /// The views whose logits a prediction averages (none: one forward pass).
+    public var testTimeAugmentation: TestTimeAugmentation
 
-    public init(network: Network<Float>, spec: NetworkSpec, dataset: DatasetKind, preprocessing: Preprocessing, classNames: [String]) {
+    public init(network: Network<Float>, spec: NetworkSpec, dataset: DatasetKind, preprocessing: Preprocessing, classNames: [String],
+                testTimeAugmentation: TestTimeAugmentation = TestTimeAugmentation()) {
         self.network = network
         self.spec = spec
         self.dataset = dataset
         self.preprocessing = preprocessing
         self.classNames = classNames
+        self.testTimeAugmentation = testTimeAugmentation
     }
 
     /// The file names inside a run folder.
@@ -34,7 +38,7 @@ public struct ModelArchive {
     }
 
     var descriptionObject: [String: Any] {
-        [
+        var object: [String: Any] = [
             "format": "backprop-model", "version": 1,
             "dataset": dataset.rawValue,
             "class_names": classNames,
@@ -42,6 +46,9 @@ public struct ModelArchive {
                               "formula": "x = byte * scale - mean[channel]; images NCHW"],
             "network": spec.jsonObject,
         ]
+        // Written only when there is one, so files without it stay as they were.
+        if !testTimeAugmentation.isIdentity { object["test_time_augmentation"] = testTimeAugmentation.description }
+        return object
     }
 
     /// Writes both files into `folder` (atomically each).
@@ -96,6 +103,14 @@ public struct ModelArchive {
         guard mean.count == 1 || mean.count == dataset.imageShape[0], scale.isFinite, mean.allSatisfy(\.isFinite) else {
             throw fail("the preprocessing has \(mean.count) means for \(dataset.imageShape[0]) channels")
         }
+        var testTimeAugmentation = TestTimeAugmentation()
+        if let text = object["test_time_augmentation"] {
+            guard let text = text as? String else { throw fail("test_time_augmentation must be a string") }
+            do {
+                testTimeAugmentation = try TestTimeAugmentation(parsing: text)
+                try testTimeAugmentation.validate(height: dataset.imageShape[1], width: dataset.imageShape[2])
+            } catch { throw fail(error.description) }
+        }
         for (name, parameter) in network.namedParameters {
             guard let tensor = decoded.tensors[name] else { throw fail("tensor \(name) is missing") }
             guard tensor.shape == parameter.value.shape else {
@@ -111,6 +126,7 @@ public struct ModelArchive {
             buffer.value = tensor
         }
         return ModelArchive(network: network, spec: spec, dataset: dataset,
-                            preprocessing: Preprocessing(scale: Float(scale), mean: mean.map(Float.init)), classNames: classNames)
+                            preprocessing: Preprocessing(scale: Float(scale), mean: mean.map(Float.init)), classNames: classNames,
+                            testTimeAugmentation: testTimeAugmentation)
     }
 }

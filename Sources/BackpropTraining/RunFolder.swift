@@ -80,9 +80,11 @@ public struct EvaluationRecord: Codable, Sendable {
 }
 
 extension ModelArchive {
-    /// Preprocesses `images` as at training and classifies them.
+    /// Preprocesses `images` as at training and classifies them (averaging the logits over the
+    /// test-time augmentation's views, when the model has one).
     public func evaluate(on images: LabeledImages) -> (predictions: Predictions, report: ClassificationReport) {
-        let predictions = Predictions(network: network, inputs: preprocessing.apply(to: images))
+        let predictions = Predictions(network: network, images: images, preprocessing: preprocessing,
+                                      augmentation: testTimeAugmentation)
         let report = ClassificationReport(labels: images.labels.map(Int.init), predicted: predictions.classes,
                                           classNames: classNames)
         return (predictions, report)
