@@ -12,11 +12,12 @@ import PackageDescription
 /// code is generated for a CPU that has them (Sources/_CPUFeatures asks the compiler), and
 /// AVX-512 register tiles when `BACKPROP_AVX512` is defined. arm64 always has FMA.
 ///
-/// SwiftPM refuses compiler flags (`unsafeFlags`) in a package used as a versioned dependency
-/// (`.package(url:, from:)`). There, checked out under the client's `.build/checkouts/`, the
-/// manifest adds none: the build runs on any CPU of its architecture, and a client gets the fast
-/// kernels by building with `-Xswiftc -target-cpu -Xswiftc native` (README, "Backprop as a
-/// dependency"). `BACKPROP_PORTABLE=1` gives the portable build at the root too.
+/// Used as a dependency (checked out under the client's `.build/checkouts/`), the manifest adds
+/// no compiler flags: SwiftPM has refused `unsafeFlags` in versioned dependencies, and a library
+/// should not make its users' binaries CPU-specific behind their backs. There the build runs on
+/// any CPU of its architecture, and a client gets the fast kernels by building with
+/// `-Xswiftc -target-cpu -Xswiftc native` (README, "Backprop as a dependency").
+/// `BACKPROP_PORTABLE=1` gives the portable build at the root too.
 let portable = ProcessInfo.processInfo.environment["BACKPROP_PORTABLE"].map { $0 != "0" } ?? false
 let isCheckedOutDependency = Context.packageDirectory.contains("/checkouts/")
 
