@@ -32,6 +32,12 @@ struct Bench: ParsableCommand {
         var trainGFLOPS: Double
         var inferenceGFLOPS: Double
         var peakMemoryMB: Double
+
+        enum CodingKeys: String, CodingKey {
+            case preset, batchSize = "batch_size"
+            case trainImagesPerSecond = "train_images_per_second", inferenceImagesPerSecond = "inference_images_per_second"
+            case trainGFLOPS = "train_gflops", inferenceGFLOPS = "inference_gflops", peakMemoryMB = "peak_memory_mb"
+        }
     }
 
     struct GEMMRow: Codable {
@@ -67,8 +73,10 @@ struct Bench: ParsableCommand {
         if json {
             let encoder = JSONEncoder()
             encoder.outputFormatting = [.prettyPrinted, .sortedKeys]
-            let object = ["rows": try JSONSerialization.jsonObject(with: encoder.encode(rows)),
-                          "gemm": try JSONSerialization.jsonObject(with: encoder.encode(gemms))]
+            let object = FileFormat.bench.jsonObject.merging([
+                "rows": try JSONSerialization.jsonObject(with: encoder.encode(rows)),
+                "gemm": try JSONSerialization.jsonObject(with: encoder.encode(gemms)),
+            ]) { a, _ in a }
             print(String(decoding: try JSONSerialization.data(withJSONObject: object, options: [.prettyPrinted, .sortedKeys]), as: UTF8.self))
         }
     }

@@ -50,7 +50,8 @@ struct Train: ParsableCommand {
     @Option(parsing: .unconditional, help: "Seed for the initial weights, the shuffle, dropout and augmentation.") var seed: UInt64?
     @Option(parsing: .unconditional, help: "Write a checkpoint every K iterations (0: only on an interrupt).") var checkpointInterval: Int?
     @Flag(help: "Also keep the model with the best validation accuracy (best.safetensors).") var saveBest = false
-    @Option(help: ArgumentHelp("The run folder to create.", valueName: "dir")) var out: String?
+    @Option(help: ArgumentHelp("The run folder to create (default: runs/<preset>-<date>-<time>, a new folder each time).", valueName: "dir"))
+    var out: String?
     @Option(help: ArgumentHelp("Continue the interrupted run in this folder.", valueName: "dir")) var resume: String?
     @Flag(help: "Skip the test-set evaluation at the end.") var noTest = false
 
@@ -97,8 +98,7 @@ struct Train: ParsableCommand {
     func run() throws {
         try threading.apply()
         if let resume { return try resumeRun(at: resume) }
-        guard let out else { throw UserError.usage("name the run folder to create with --out DIR (or continue one with --resume DIR)") }
-        _ = try nonEmpty(out, "--out")
+        if let out { _ = try nonEmpty(out, "--out") }
         var chosen = try experiment.resolve()
         // A spec file's own options are the file's fault; what fails only with the flags is the
         // command line's.
@@ -108,13 +108,14 @@ struct Train: ParsableCommand {
         do { try o.validate() } catch { throw UserError.usage(error.description) }
 
         // Everything that can fail on the user's input fails before the run folder is made.
-        let folder = URL(fileURLWithPath: out, isDirectory: true)
-        var isFolder: ObjCBool = false
-        if FileManager.default.fileExists(atPath: folder.path, isDirectory: &isFolder), !isFolder.boolValue {
-            throw UserError("\(out) is a file, not a folder; choose another --out")
-        }
-        if let contents = try? FileManager.default.contentsOfDirectory(atPath: folder.path), !contents.isEmpty {
-            throw UserError("\(out) already exists and is not empty; choose another --out (nothing was overwritten)")
+        if let out {
+            var isFolder: ObjCBool = false
+            if FileManager.default.fileExists(atPath: out, isDirectory: &isFolder), !isFolder.boolValue {
+                throw UserError("\(out) is a file, not a folder; choose another --out")
+            }
+            if let contents = try? FileManager.default.contentsOfDirectory(atPath: out), !contents.isEmpty {
+                throw UserError("\(out) already exists and is not empty; choose another --out (nothing was overwritten)")
+            }
         }
         let network = try makeNetwork(chosen, seed: o.seed)
         // BatchNorm normalises over the batch (and the plane): it needs two values per channel.
@@ -125,9 +126,17 @@ struct Train: ParsableCommand {
         try userFacing {
             try o.validate(availableTrainingImages: dataset.train.count, imageHeight: dataset.train.height, imageWidth: dataset.train.width)
         }
-        try userFacing("create the run folder \(out)") {
-            try FileManager.default.createDirectory(at: folder, withIntermediateDirectories: true)
+        let out: String
+        if let chosenOut = self.out {
+            out = chosenOut
+            try userFacing("create the run folder \(out)") {
+                try FileManager.default.createDirectory(atPath: out, withIntermediateDirectories: true)
+            }
+        } else {
+            out = try makeDefaultRunFolder(named: chosen.name)
+            print("run folder: \(out)")
         }
+        let folder = URL(fileURLWithPath: out, isDirectory: true)
         try userFacing {
             try writeAtomically(JSONSerialization.data(withJSONObject: chosen.jsonObject, options: [.prettyPrinted, .sortedKeys]),
                                 to: folder.appendingPathComponent(RunFiles.experiment))
@@ -137,6 +146,30 @@ struct Train: ParsableCommand {
         let prepared = PreparedData(dataset: dataset, options: o)
         let trainer = Trainer(network: network, options: o, data: prepared)
         try train(trainer, experiment: chosen, dataset: dataset, folder: folder, name: out)
+    }
+
+    /// Creates `runs/<name>-<yyyyMMdd-HHmmss>` (local time), or with `-2`, `-3`, … appended when
+    /// that exists: a folder that did not exist before, so a run without `--out` never
+    /// overwrites one (even two started in the same second).
+    private func makeDefaultRunFolder(named name: String) throws -> String {
+        try userFacing("create the folder runs") {
+            try FileManager.default.createDirectory(atPath: "runs", withIntermediateDirectories: true)
+        }
+        let formatter = DateFormatter()
+        formatter.locale = Locale(identifier: "en_US_POSIX")
+        formatter.dateFormat = "yyyyMMdd-HHmmss"
+        // A spec file's name may hold characters a folder name should not.
+        let safe = String(name.map { $0.isLetter || $0.isNumber || $0 == "-" || $0 == "_" || $0 == "." ? $0 : "_" })
+        let base = "runs/\(safe.isEmpty ? "run" : safe)-\(formatter.string(from: Date()))"
+        for attempt in 1...1000 {
+            let path = attempt == 1 ? base : "\(base)-\(attempt)"
+            // mkdir fails with EEXIST rather than reuse a folder: no check-then-create race.
+            if mkdir(path, 0o777) == 0 { return path }
+            guard errno == EEXIST else {
+                throw UserError("cannot create the run folder \(path) (\(String(cString: strerror(errno))))")
+            }
+        }
+        throw UserError("cannot create a new run folder: \(base) and 999 more exist; choose one with --out")
     }
 
     /// `--resume DIR`: the experiment and options of the run, its checkpoint, and the metrics

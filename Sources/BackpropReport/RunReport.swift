@@ -134,6 +134,8 @@ public struct RunReport {
         case let DecodingError.keyNotFound(key, _): return "missing key \"\(key.stringValue)\""
         case let DecodingError.typeMismatch(_, context), let DecodingError.valueNotFound(_, context):
             return "wrong value at \"\(context.codingPath.map(\.stringValue).joined(separator: "."))\""
+        case let DecodingError.dataCorrupted(context) where !context.codingPath.isEmpty:
+            return "\"\(context.codingPath.map(\.stringValue).joined(separator: "."))\": \(context.debugDescription)"
         case DecodingError.dataCorrupted: return "not valid JSON"
         case let error as CocoaError: return error.localizedDescription
         case let error as CustomStringConvertible: return error.description

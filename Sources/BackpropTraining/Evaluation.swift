@@ -99,4 +99,29 @@ public struct ClassificationReport: Codable, Sendable, Equatable {
         total = labels.count
         accuracy = total == 0 ? 0 : Double(correct) / Double(total)
     }
+
+    enum CodingKeys: String, CodingKey {
+        case classNames = "class_names", confusion, precision, recall, f1, support, accuracy, correct, total
+    }
+
+    /// The key `evaluation.json` used for the class names before every key was snake_case.
+    private enum OldKeys: String, CodingKey { case classNames }
+
+    /// Reads the snake_case keys (and `classNames`, as files written before them have it).
+    public init(from decoder: any Decoder) throws {
+        let c = try decoder.container(keyedBy: CodingKeys.self)
+        if c.contains(.classNames) {
+            classNames = try c.decode([String].self, forKey: .classNames)
+        } else {
+            classNames = try decoder.container(keyedBy: OldKeys.self).decode([String].self, forKey: .classNames)
+        }
+        confusion = try c.decode([[Int]].self, forKey: .confusion)
+        precision = try c.decode([Double].self, forKey: .precision)
+        recall = try c.decode([Double].self, forKey: .recall)
+        f1 = try c.decode([Double].self, forKey: .f1)
+        support = try c.decode([Int].self, forKey: .support)
+        accuracy = try c.decode(Double.self, forKey: .accuracy)
+        correct = try c.decode(Int.self, forKey: .correct)
+        total = try c.decode(Int.self, forKey: .total)
+    }
 }

@@ -287,6 +287,10 @@ extension Experiment {
             throw SpecError("\(source): the spec must be a JSON object")
         }
         func prefixed(_ error: SpecError) -> SpecError { SpecError("\(url.lastPathComponent): \(error.description)") }
+        do {
+            try FileFormat.experiment.check(format: try Self.optional(String.self, "format", in: object),
+                                            version: try Self.optional(Int.self, "version", in: object))
+        } catch { throw prefixed(error) }
         let dataset: DatasetKind
         if let name = object["dataset"] {
             guard let name = name as? String, let kind = DatasetKind(rawValue: name) else {
@@ -319,7 +323,7 @@ extension Experiment {
                 throw prefixed(SpecError("training: a value has the wrong type"))
             }
         }
-        let known: Set<String> = ["dataset", "input", "layers", "training", "name"]
+        let known: Set<String> = ["format", "version", "dataset", "input", "layers", "training", "name"]
         if let unknown = Set(object.keys).subtracting(known).sorted().first {
             throw prefixed(SpecError("unknown key \"\(unknown)\""))
         }
@@ -327,9 +331,17 @@ extension Experiment {
                   dataset: dataset, network: network, options: options)
     }
 
-    /// The spec file form of this experiment (round-trips through `init(specFile:)`).
+    /// A key that may be missing but, when present, must hold a `T`.
+    private static func optional<T>(_ type: T.Type, _ key: String, in object: [String: Any]) throws(SpecError) -> T? {
+        guard let value = object[key] else { return nil }
+        guard let typed = value as? T else { throw SpecError("\"\(key)\" has the wrong type") }
+        return typed
+    }
+
+    /// The spec file form of this experiment (round-trips through `init(specFile:)`), with
+    /// `"format": "backprop-experiment"` and `"version": 1` (`FileFormat`).
     public var jsonObject: [String: Any] {
-        var object = network.jsonObject
+        var object = network.jsonObject.merging(FileFormat.experiment.jsonObject) { a, _ in a }
         object["name"] = name
         object["dataset"] = dataset.rawValue
         object["training"] = (try? JSONSerialization.jsonObject(with: JSONEncoder().encode(options))) ?? [:]

@@ -23,7 +23,8 @@ public enum RunFiles {
     public static let best = "best.safetensors"
 }
 
-/// What a training run did, written when it ends (or stops).
+/// What a training run did, written when it ends (or stops): `training.json`, with
+/// `"format": "backprop-training-record"` and `"version": 1` (`FileFormat`).
 public struct RunRecord: Codable, Sendable {
     public var name: String
     public var dataset: String
@@ -59,14 +60,52 @@ public struct RunRecord: Codable, Sendable {
     }
 
     enum CodingKeys: String, CodingKey {
+        case format, version
         case name, dataset, options, status
         case iterationsCompleted = "iterations_completed", trainImages = "train_images", validationImages = "validation_images"
         case wallSeconds = "wall_seconds", imagesPerSecond = "images_per_second"
         case finalValidationAccuracy = "final_validation_accuracy", testAccuracy = "test_accuracy", parameterCount = "parameter_count"
     }
+
+    /// Reads a record; one without `format`/`version` (written before they existed) is version 1.
+    public init(from decoder: any Decoder) throws {
+        let c = try decoder.container(keyedBy: CodingKeys.self)
+        try FileFormat.trainingRecord.check(c, format: .format, version: .version)
+        name = try c.decode(String.self, forKey: .name)
+        dataset = try c.decode(String.self, forKey: .dataset)
+        options = try c.decode(TrainingOptions.self, forKey: .options)
+        status = try c.decode(String.self, forKey: .status)
+        iterationsCompleted = try c.decode(Int.self, forKey: .iterationsCompleted)
+        trainImages = try c.decode(Int.self, forKey: .trainImages)
+        validationImages = try c.decode(Int.self, forKey: .validationImages)
+        wallSeconds = try c.decode(Double.self, forKey: .wallSeconds)
+        imagesPerSecond = try c.decode(Double.self, forKey: .imagesPerSecond)
+        finalValidationAccuracy = try c.decodeIfPresent(Double.self, forKey: .finalValidationAccuracy)
+        testAccuracy = try c.decodeIfPresent(Double.self, forKey: .testAccuracy)
+        parameterCount = try c.decode(Int.self, forKey: .parameterCount)
+    }
+
+    public func encode(to encoder: any Encoder) throws {
+        var c = encoder.container(keyedBy: CodingKeys.self)
+        try c.encode(FileFormat.trainingRecord.name, forKey: .format)
+        try c.encode(FileFormat.trainingRecord.version, forKey: .version)
+        try c.encode(name, forKey: .name)
+        try c.encode(dataset, forKey: .dataset)
+        try c.encode(options, forKey: .options)
+        try c.encode(status, forKey: .status)
+        try c.encode(iterationsCompleted, forKey: .iterationsCompleted)
+        try c.encode(trainImages, forKey: .trainImages)
+        try c.encode(validationImages, forKey: .validationImages)
+        try c.encode(wallSeconds, forKey: .wallSeconds)
+        try c.encode(imagesPerSecond, forKey: .imagesPerSecond)
+        try c.encodeIfPresent(finalValidationAccuracy, forKey: .finalValidationAccuracy)
+        try c.encodeIfPresent(testAccuracy, forKey: .testAccuracy)
+        try c.encode(parameterCount, forKey: .parameterCount)
+    }
 }
 
-/// A model's evaluation on the test set.
+/// A model's evaluation on the test set: `evaluation.json`, with
+/// `"format": "backprop-evaluation"` and `"version": 1` (`FileFormat`).
 public struct EvaluationRecord: Codable, Sendable {
     public var dataset: String
     public var images: Int
@@ -76,6 +115,26 @@ public struct EvaluationRecord: Codable, Sendable {
         self.dataset = dataset
         self.images = images
         self.report = report
+    }
+
+    enum CodingKeys: String, CodingKey { case format, version, dataset, images, report }
+
+    /// Reads a record; one without `format`/`version` (written before they existed) is version 1.
+    public init(from decoder: any Decoder) throws {
+        let c = try decoder.container(keyedBy: CodingKeys.self)
+        try FileFormat.evaluation.check(c, format: .format, version: .version)
+        dataset = try c.decode(String.self, forKey: .dataset)
+        images = try c.decode(Int.self, forKey: .images)
+        report = try c.decode(ClassificationReport.self, forKey: .report)
+    }
+
+    public func encode(to encoder: any Encoder) throws {
+        var c = encoder.container(keyedBy: CodingKeys.self)
+        try c.encode(FileFormat.evaluation.name, forKey: .format)
+        try c.encode(FileFormat.evaluation.version, forKey: .version)
+        try c.encode(dataset, forKey: .dataset)
+        try c.encode(images, forKey: .images)
+        try c.encode(report, forKey: .report)
     }
 }
 
