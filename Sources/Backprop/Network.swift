@@ -204,3 +204,11 @@ public final class Network<Scalar: NetworkScalar> {
         return lambda / 2 * sum
     }
 }
+
+extension Network {
+    /// The most values one example has between two layers, the input included: a batch of N
+    /// needs about N times this per stored activation.
+    public var largestActivation: Int {
+        rows.reduce(elementCount(inputShape) ?? .max) { max($0, elementCount($1.outputShape) ?? .max) }
+    }
+}

@@ -55,6 +55,16 @@ func makeNetwork(_ experiment: Experiment, seed: UInt64) throws -> Network<Float
     return network
 }
 
+/// Refuses a batch whose activations would not fit: `batchSize` examples of the network's
+/// largest activation must stay within 2^31 values (8 GiB of `Float`), checked before any
+/// batch is allocated.
+func checkBatchMemory(_ network: Network<Float>, batchSize: Int, flag: String) throws {
+    let largest = network.largestActivation
+    guard let values = elementCount([batchSize, largest]), values <= 1 << 31 else {
+        throw UserError.usage("\(flag) \(batchSize) is too large for this network: \(batchSize) examples of its largest activation (\(grouped(largest)) values) exceed \(grouped(1 << 31)) values")
+    }
+}
+
 /// Formats an integer with thousands separators: 14,682.
 func grouped(_ n: Int) -> String {
     let digits = String(abs(n))

@@ -8,7 +8,7 @@ import Foundation
 struct Evaluate: ParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "Evaluate a run's model on the test set: accuracy, confusion matrix, precision and recall.",
-        discussion: "Writes evaluation.json, confusion.csv and per_class.csv into the run folder.")
+        discussion: "Writes evaluation.json, confusion.csv and per_class.csv into the run folder (given a .safetensors file instead, only prints them).")
 
     @Argument(help: ArgumentHelp("The run folder.", valueName: "run")) var runFolder: String
     @OptionGroup var data: DataOptions
@@ -26,7 +26,7 @@ struct Evaluate: ParsableCommand {
         }
         let dataset = try data.load(model.dataset, trainingLimit: 0)
         let (_, report) = model.evaluate(on: dataset.test)
-        if let data = try? Data(contentsOf: folder.appendingPathComponent(RunFiles.record)),
+        if let data = try? readRegularFile(folder.appendingPathComponent(RunFiles.record), limit: 1 << 24),
            let record = try? JSONDecoder().decode(RunRecord.self, from: data), record.status != "finished" {
             print("note: training \(record.status) after \(record.iterationsCompleted) of \(record.options.iterations) iterations; this is the model saved then"
                   + (record.status == "interrupted" ? " (continue with `backprop train --resume \(runFolder)`)" : ""))
@@ -38,6 +38,8 @@ struct Evaluate: ParsableCommand {
         printConfusion(report)
         print()
         printPerClass(report)
+        // A model file rather than a run folder: nothing is written beside it.
+        guard folder.pathExtension != "safetensors" else { return }
         try userFacing { try EvaluationFiles.write(report, dataset: model.dataset.rawValue, to: folder) }
     }
 }

@@ -113,11 +113,12 @@ struct Train: ParsableCommand {
             if FileManager.default.fileExists(atPath: out, isDirectory: &isFolder), !isFolder.boolValue {
                 throw UserError("\(out) is a file, not a folder; choose another --out")
             }
-            if let contents = try? FileManager.default.contentsOfDirectory(atPath: out), !contents.isEmpty {
+            if isFolder.boolValue, !RunFolderLock.isUnused(URL(fileURLWithPath: out, isDirectory: true)) {
                 throw UserError("\(out) already exists and is not empty; choose another --out (nothing was overwritten)")
             }
         }
         let network = try makeNetwork(chosen, seed: o.seed)
+        try checkBatchMemory(network, batchSize: o.batchSize, flag: "--batch-size")
         // BatchNorm normalises over the batch (and the plane): it needs two values per channel.
         for row in network.rows where row.layer is BatchNorm<Float> && o.batchSize * row.inputShape.dropFirst().reduce(1, *) < 2 {
             throw UserError("layer \(row.path) (\(row.layer.kind)) needs more than one value per channel in a training batch; use --batch-size 2 or more")
@@ -137,6 +138,11 @@ struct Train: ParsableCommand {
             print("run folder: \(out)")
         }
         let folder = URL(fileURLWithPath: out, isDirectory: true)
+        // Claim the folder, then look again: another run may have started into it meanwhile.
+        let lock = try userFacing { try RunFolderLock(folder: folder) }
+        guard RunFolderLock.isUnused(folder) else {
+            throw UserError("\(out) already exists and is not empty; choose another --out (nothing was overwritten)")
+        }
         try userFacing {
             try writeAtomically(JSONSerialization.data(withJSONObject: chosen.jsonObject, options: [.prettyPrinted, .sortedKeys]),
                                 to: folder.appendingPathComponent(RunFiles.experiment))
@@ -145,7 +151,9 @@ struct Train: ParsableCommand {
         _ = FileManager.default.createFile(atPath: metricsURL.path, contents: nil)
         let prepared = PreparedData(dataset: dataset, options: o)
         let trainer = Trainer(network: network, options: o, data: prepared)
-        try train(trainer, experiment: chosen, dataset: dataset, folder: folder, name: out)
+        try withExtendedLifetime(lock) {
+            try train(trainer, experiment: chosen, dataset: dataset, folder: folder, name: out)
+        }
     }
 
     /// Creates `runs/<name>-<yyyyMMdd-HHmmss>` (local time), or with `-2`, `-3`, … appended when
@@ -182,6 +190,8 @@ struct Train: ParsableCommand {
         guard FileManager.default.fileExists(atPath: folder.appendingPathComponent(RunFiles.experiment).path) else {
             throw UserError("\(path): not a run folder of `backprop train` (no \(RunFiles.experiment)); nothing to resume")
         }
+        let lock = try userFacing { try RunFolderLock(folder: folder) }
+        removeStaleTemporaryFiles(in: folder)
         let chosen = try userFacing { try Experiment(specFile: folder.appendingPathComponent(RunFiles.experiment)) }
         let checkpoint = try userFacing { try Checkpoint.load(from: folder) }
         guard checkpoint.options == chosen.options else {
@@ -195,16 +205,18 @@ struct Train: ParsableCommand {
         try userFacing { try checkpoint.restore(into: trainer) }
         // The metrics file keeps the lines of the iterations the checkpoint covers.
         let metricsURL = folder.appendingPathComponent(RunFiles.metrics)
-        let text = (try? String(contentsOf: metricsURL, encoding: .utf8)) ?? ""
+        let text = String(decoding: try userFacing { try readRegularFile(metricsURL, limit: 1 << 30) }, as: UTF8.self)
         let kept = text.split(separator: "\n", omittingEmptySubsequences: true).prefix(checkpoint.progress.iteration)
         guard kept.count == checkpoint.progress.iteration else {
             throw UserError("\(metricsURL.path) has \(kept.count) lines for the checkpoint's \(checkpoint.progress.iteration) iterations")
         }
         try userFacing { try writeAtomically(Data((kept.joined(separator: "\n") + (kept.isEmpty ? "" : "\n")).utf8), to: metricsURL) }
-        let earlier = (try? Data(contentsOf: folder.appendingPathComponent(RunFiles.record)))
+        let earlier = (try? readRegularFile(folder.appendingPathComponent(RunFiles.record), limit: 1 << 24))
             .flatMap { try? JSONDecoder().decode(RunRecord.self, from: $0) }
         print("resuming \(path) at iteration \(checkpoint.progress.iteration + 1) of \(o.iterations)")
-        try train(trainer, experiment: chosen, dataset: dataset, folder: folder, name: path, earlierWall: earlier?.wallSeconds ?? 0)
+        try withExtendedLifetime(lock) {
+            try train(trainer, experiment: chosen, dataset: dataset, folder: folder, name: path, earlierWall: earlier?.wallSeconds ?? 0)
+        }
     }
 
     /// Runs the trainer, writing metrics, checkpoints and, at the end or on an interrupt, the
@@ -229,7 +241,9 @@ struct Train: ParsableCommand {
         let encoder = JSONEncoder()
         encoder.outputFormatting = [.sortedKeys]
         func flush() throws {
-            try log.write(contentsOf: pending)
+            do { try log.write(contentsOf: pending) } catch {
+                throw FileError(path: metricsURL.path, reason: plainDescription(of: error))
+            }
             pending.removeAll(keepingCapacity: true)
         }
         func model() -> ModelArchive {
@@ -277,6 +291,17 @@ struct Train: ParsableCommand {
             }
         } catch let error as DivergenceError {
             failure = error
+        } catch {
+            // A write failed (a full disk): the run stops. The last checkpoint and the metrics
+            // up to it were written before (atomically), so `--resume` continues from there
+            // once there is space; try to save the model as it is now too.
+            let problem = plainDescription(of: error)
+            trainer.average?.swapAverages()
+            let saved = (try? model().save(to: folder)) != nil
+            throw UserError("\(problem); training stopped at iteration \(trainer.progress.iteration) of \(o.iterations)"
+                            + (saved ? "; the model so far is saved in \(name)" : "")
+                            + (FileManager.default.fileExists(atPath: folder.appendingPathComponent(Checkpoint.fileName).path)
+                               ? "; continue from the last checkpoint with: backprop train --resume \(name)" : ""))
         }
         try userFacing { try flush() }
         let wall = Date().timeIntervalSince(start)

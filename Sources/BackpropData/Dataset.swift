@@ -15,6 +15,9 @@ public enum DatasetKind: String, Sendable, CaseIterable {
         }
     }
 
+    /// The number of classes (labels are `0..<classCount`): 10 for both.
+    public var classCount: Int { 10 }
+
     /// The name people write, e.g. "CIFAR-10".
     public var displayName: String {
         switch self {

@@ -33,14 +33,28 @@ public struct Downloader: Sendable {
     /// A base URL that replaces both official locations, or `nil` for the official ones. The official
     /// file names are appended to it: `<mirror>/train-images-idx3-ubyte.gz`, `<mirror>/cifar-10-binary.tar.gz`.
     public var mirror: URL?
-    /// Seconds a download may go without receiving data before it fails.
+    /// Seconds a download may go with less than `minimumProgress` bytes arriving before it fails:
+    /// a stalled server, or one that trickles data too slowly to ever finish.
     public var idleTimeout: TimeInterval
+    /// The bytes that must arrive within each `idleTimeout` (1 KiB).
+    public static let minimumProgress: Int64 = 1024
+    /// Checked about five times a second while a download runs; when it returns true the download
+    /// stops, its temporary file is removed, and `download` throws (`backprop download` sets it
+    /// from SIGINT and SIGTERM).
+    public var isCancelled: @Sendable () -> Bool
+
+    /// The most bytes fetched for one file: a server that sends more (an endless stream) is cut
+    /// off. The official files are 9.9 MB (MNIST's largest) and 170 MB (CIFAR-10's tarball).
+    static let maximumMNISTFileBytes: Int64 = 1 << 26
+    static let maximumCIFAR10ArchiveBytes: Int64 = 1 << 28
 
     /// Creates a downloader into `dataDirectory`, from the official locations or from `mirror`.
-    public init(dataDirectory: URL, mirror: URL? = nil, idleTimeout: TimeInterval = 60) {
+    public init(dataDirectory: URL, mirror: URL? = nil, idleTimeout: TimeInterval = 60,
+                isCancelled: @escaping @Sendable () -> Bool = { false }) {
         self.dataDirectory = dataDirectory
         self.mirror = mirror
         self.idleTimeout = idleTimeout
+        self.isCancelled = isCancelled
     }
 
     /// The SHA-256 of each official MNIST file, as served (gzip-compressed).
@@ -96,7 +110,7 @@ public struct Downloader: Sendable {
             let source = remoteURL(name, official: Self.officialMNISTBaseURL.appendingPathComponent(name))
             let temporary = temporaryURL(for: target)
             defer { try? FileManager.default.removeItem(at: temporary) }
-            let digest = try fetch(source, to: temporary, fileName: name, hashing: true, progress: progress)
+            let digest = try fetch(source, to: temporary, fileName: name, hashing: true, limit: Self.maximumMNISTFileBytes, progress: progress)
             try check(digest, expected: sha256, target: target, source: source.absoluteString)
             try moveIntoPlace(temporary, target)
             progress(.verified(file: name))
@@ -119,7 +133,8 @@ public struct Downloader: Sendable {
         let source = remoteURL(archiveName, official: Self.officialCIFAR10URL)
         let archive = temporaryURL(for: folder.appendingPathComponent(archiveName))
         defer { try? FileManager.default.removeItem(at: archive) }
-        _ = try fetch(source, to: archive, fileName: archiveName, hashing: false, progress: progress)  // members are checked below
+        _ = try fetch(source, to: archive, fileName: archiveName, hashing: false, limit: Self.maximumCIFAR10ArchiveBytes,
+                      progress: progress)  // members are checked below
 
         // Extract the batches and batches.meta.txt, each to a temporary file checked before any is moved.
         let wanted = Set(Self.cifar10Batches.map(\.key) + [CIFAR10Reader.metaName])
@@ -127,12 +142,13 @@ public struct Downloader: Sendable {
         defer { for url in extracted.values { try? FileManager.default.removeItem(at: url) } }
         do {
             try forEachTarMember(in: ContentReader(url: archive)) { member in
-                guard wanted.contains(member.fileName), extracted[member.fileName] == nil else { return }
-                let target = batchFolder.appendingPathComponent(member.fileName)
+                guard let fileName = member.fileName(within: CIFAR10Reader.folderName),
+                      wanted.contains(fileName), extracted[fileName] == nil else { return }
+                let target = batchFolder.appendingPathComponent(fileName)
                 let temporary = temporaryURL(for: target)
-                extracted[member.fileName] = temporary
+                extracted[fileName] = temporary
                 let digest = try copy(member, to: temporary)
-                if let sha256 = Self.cifar10Batches.first(where: { $0.key == member.fileName })?.value {
+                if let sha256 = Self.cifar10Batches.first(where: { $0.key == fileName })?.value {
                     try check(digest, expected: sha256, target: target, source: "\(source.absoluteString) member \(member.name)")
                 }
             }
@@ -201,17 +217,38 @@ public struct Downloader: Sendable {
 
     /// Downloads `url` into a new file at `destination`; returns the SHA-256 in hex of what arrived
     /// when `hashing`, else `nil`.
-    private func fetch(_ url: URL, to destination: URL, fileName: String, hashing: Bool,
+    /// - Parameter limit: the most bytes accepted; a larger response fails.
+    private func fetch(_ url: URL, to destination: URL, fileName: String, hashing: Bool, limit: Int64,
                        progress: @escaping @Sendable (DownloadEvent) -> Void) throws -> String? {
         let output = try createFile(destination)
         defer { try? output.close() }
-        let delegate = DownloadDelegate(url: url, fileName: fileName, output: output, progress: progress)
+        let delegate = DownloadDelegate(url: url, fileName: fileName, output: output, limit: limit, progress: progress)
         if hashing { delegate.hasher = SHA256() }
         let configuration = URLSessionConfiguration.ephemeral
         configuration.timeoutIntervalForRequest = idleTimeout
-        let session = URLSession(configuration: configuration, delegate: delegate, delegateQueue: nil)
-        session.dataTask(with: url).resume()
-        delegate.finished.wait()
+        // The delegate's callbacks and the checks below share one serial queue.
+        let queue = OperationQueue()
+        queue.maxConcurrentOperationCount = 1
+        queue.underlyingQueue = delegate.queue
+        let session = URLSession(configuration: configuration, delegate: delegate, delegateQueue: queue)
+        let task = session.dataTask(with: url)
+        task.resume()
+        var windowStart = Date(), bytesAtWindowStart: Int64 = 0
+        while delegate.finished.wait(timeout: .now() + 0.2) == .timedOut {
+            let cancelled = isCancelled()
+            delegate.queue.sync {
+                guard delegate.failure == nil else { return }
+                if cancelled {
+                    delegate.fail("the download was interrupted; its partial file is removed", task)
+                } else if Date().timeIntervalSince(windowStart) >= idleTimeout {
+                    if delegate.receivedBytes - bytesAtWindowStart < Self.minimumProgress {
+                        delegate.fail(String(format: "download stalled: less than %lld bytes in %.0f s", Self.minimumProgress, idleTimeout), task)
+                    }
+                    windowStart = Date()
+                    bytesAtWindowStart = delegate.receivedBytes
+                }
+            }
+        }
         session.finishTasksAndInvalidate()
         if let failure = delegate.failure { throw failure }
         return delegate.hasher.map { SHA256.hexString($0.finalize()) }
@@ -245,15 +282,20 @@ private final class DownloadDelegate: NSObject, URLSessionDataDelegate, @uncheck
     let output: FileHandle
     let progress: @Sendable (DownloadEvent) -> Void
     let finished = DispatchSemaphore(value: 0)
+    /// The serial queue of every callback and of `fetch`'s checks.
+    let queue = DispatchQueue(label: "backprop.download")
+    /// The most bytes accepted.
+    let limit: Int64
     var hasher: SHA256?
     var receivedBytes: Int64 = 0
     var reportedBytes: Int64 = -1
     var failure: DataError?
 
-    init(url: URL, fileName: String, output: FileHandle, progress: @escaping @Sendable (DownloadEvent) -> Void) {
+    init(url: URL, fileName: String, output: FileHandle, limit: Int64, progress: @escaping @Sendable (DownloadEvent) -> Void) {
         self.url = url
         self.fileName = fileName
         self.output = output
+        self.limit = limit
         self.progress = progress
     }
 
@@ -261,6 +303,10 @@ private final class DownloadDelegate: NSObject, URLSessionDataDelegate, @uncheck
         guard failure == nil else { return }
         if let problem = statusProblem(dataTask.response) {
             fail(problem, dataTask)
+            return
+        }
+        guard receivedBytes + Int64(data.count) <= limit, (expectedBytes(dataTask.response) ?? 0) <= limit else {
+            fail("the server sends more than \(limit) bytes, more than the official file has; stopped", dataTask)
             return
         }
         do { try output.write(contentsOf: data) } catch {
@@ -290,7 +336,7 @@ private final class DownloadDelegate: NSObject, URLSessionDataDelegate, @uncheck
         finished.signal()
     }
 
-    private func fail(_ reason: String, _ task: URLSessionTask) {
+    func fail(_ reason: String, _ task: URLSessionTask) {
         failure = DataError(path: url.absoluteString, reason: reason)
         task.cancel()
     }

@@ -6,6 +6,8 @@ import Foundation
 /// then N x 28 x 28 bytes; magic `0x00000801` for labels, then N as UInt32, then N bytes.
 enum MNISTReader {
     static let classNames = (0 ... 9).map(String.init)
+    /// The most images (or labels) an IDX file may hold: 2^20, 822 MB of 28 x 28 images.
+    static let maximumItems = 1 << 20
     static let side = 28
 
     /// The four files by their official names, without `.gz`.
@@ -43,6 +45,9 @@ enum MNISTReader {
             return url
         }
         let test = try readPair(images: file(testImages), labels: file(testLabels))
+        guard test.count > 0 else {
+            throw DataError(try file(testImages), "holds no images; a test set needs at least one")
+        }
         // A limit of 0 (evaluating a saved model) needs no training files at all.
         var train = trainingLimit == 0
             ? LabeledImages(count: 0, channels: 1, height: side, width: side, pixels: [], labels: [])
@@ -86,18 +91,23 @@ enum MNISTReader {
             throw DataError(url, "not an MNIST IDX file: magic number is \(hex(words[0])), expected \(hex(Int(magic)))")
         }
         let count = words[1]
+        // The count is a 32-bit field; a larger one than any MNIST-format set has is refused
+        // before anything is read for it (EMNIST's largest file holds 731,668 images).
+        guard count <= maximumItems else {
+            throw DataError(url, "holds \(count) items by its header; at most \(maximumItems) are read")
+        }
         guard Array(words[2...]) == itemShape else {
             let found = words[2...].map(String.init).joined(separator: "x")
             throw DataError(url, "items are \(found), expected \(itemShape.map(String.init).joined(separator: "x"))")
         }
-        let bodySize = count * itemShape.reduce(1, *)  // < 2^32 x 784: no overflow
+        let bodySize = count * itemShape.reduce(1, *)  // <= 2^20 x 784: no overflow
         let body = try reader.read(bodySize + 1)  // one more, to notice extra bytes
         guard body.count == bodySize else {
             let expected = headerSize + bodySize
             if body.count < bodySize {
                 throw DataError(url, "truncated: expected \(expected) bytes, found \(headerSize + body.count)")
             }
-            try reader.skip(Int.max)  // a corrupt .gz says so first
+            try reader.skip(1 << 26)  // a corrupt .gz says so first (reading a bounded amount more)
             throw DataError(url, "longer than expected: the header promises \(expected) bytes, the file has more")
         }
         return (count, body)

@@ -11,6 +11,8 @@ public struct Predictions: Sendable {
     /// Runs `network` over `inputs` (`[N, …]`) in batches.
     public init(network: Network<Float>, inputs: Tensor<Float>, batchSize: Int = 250) {
         let n = inputs.batchSize
+        // A network with large activations runs in smaller batches (at most 2^26 values per activation).
+        let batchSize = max(1, min(batchSize, (1 << 26) / max(network.largestActivation, 1)))
         let exampleSize = inputs.count / max(n, 1)
         classes = []
         confidences = []
@@ -83,6 +85,7 @@ public struct ClassificationReport: Codable, Sendable, Equatable {
     public init(labels: [Int], predicted: [Int], classNames: [String]) {
         precondition(labels.count == predicted.count)
         let k = classNames.count
+        precondition((labels + predicted).allSatisfy { (0..<k).contains($0) }, "a label or prediction outside the \(k) classes")
         var confusion = Array(repeating: Array(repeating: 0, count: k), count: k)
         for (t, p) in zip(labels, predicted) { confusion[t][p] += 1 }
         let support = confusion.map { $0.reduce(0, +) }

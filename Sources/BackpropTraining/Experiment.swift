@@ -271,8 +271,8 @@ extension Experiment {
     /// - Parameter dataset: used when the file names none.
     public init(specFile url: URL, dataset fallback: DatasetKind? = nil) throws(SpecError) {
         let data: Data
-        do { data = try Data(contentsOf: url) } catch {
-            throw SpecError("\(url.path): cannot read the spec file")
+        do { data = try readRegularFile(url, limit: 1 << 24) } catch {
+            throw SpecError("\(error.path): cannot read the spec file (\(error.reason))")
         }
         try self.init(specData: data, source: url.path, dataset: fallback)
     }

@@ -70,15 +70,26 @@ public struct ModelArchive {
 
     /// Reads a model from a run folder (or a `.safetensors` file), rebuilding the network and
     /// checking that every weight is present with the shape the architecture needs.
+    ///
+    /// Memory stays bounded by what a valid file of the same size needs: the header is read
+    /// first (at most `Safetensors.maximumHeaderSize` bytes) and checked against the file's
+    /// size, the network is built only up to as many values as the file's tensors hold, and
+    /// each tensor is read only once its name and shape are known to be needed. `model.json`
+    /// beside the weights, when present, must hold the same description (it is the same text,
+    /// pretty-printed, for people and other tools).
     public static func load(from location: URL) throws(LoadError) -> ModelArchive {
         let file = location.pathExtension == "safetensors" ? location : location.appendingPathComponent(weightsFile)
         func fail(_ message: String) -> LoadError { LoadError(description: "\(file.path): \(message)") }
-        guard let data = try? Data(contentsOf: file) else {
+        var isFolder: ObjCBool = false
+        guard FileManager.default.fileExists(atPath: file.path, isDirectory: &isFolder) else {
             throw fail("no model file here (train one with `backprop train … --out \(location.path)`)")
         }
-        let decoded: (tensors: [String: Tensor<Float>], metadata: [String: String])
-        do { decoded = try Safetensors.decode(data) } catch { throw fail(error.description) }
-        guard let text = decoded.metadata["backprop.model"],
+        let weights: Safetensors.File
+        do { weights = try Safetensors.File(url: file) } catch {
+            if let error = error as? FileError { throw LoadError(description: error.description) }
+            throw fail(String(describing: error))
+        }
+        guard let text = weights.header.metadata["backprop.model"],
               let object = try? JSONSerialization.jsonObject(with: Data(text.utf8)) as? [String: Any] else {
             throw fail("no backprop.model description in the safetensors metadata")
         }
@@ -90,18 +101,28 @@ public struct ModelArchive {
         }
         let spec: NetworkSpec
         do { spec = try NetworkSpec(jsonObject: networkObject) } catch { throw fail(error.description) }
-        var generator = SeededGenerator(seed: 0)
-        let network: Network<Float>
-        do { network = try spec.makeNetwork(Float.self, using: &generator) } catch { throw fail(error.description) }
         // The description must fit the data set it names, or evaluation would index past it.
         guard spec.input == dataset.imageShape else {
             throw fail("the network's input \(describe(shape: spec.input)) does not match \(dataset.displayName) images (\(describe(shape: dataset.imageShape)))")
         }
+        guard classNames.count == dataset.classCount else {
+            throw fail("the description names \(classNames.count) classes; \(dataset.displayName) has \(dataset.classCount)")
+        }
+        guard mean.count == 1 || mean.count == dataset.imageShape[0] else {
+            throw fail("the preprocessing has \(mean.count) means for \(dataset.imageShape[0]) channels")
+        }
+        // Finite as Double is not enough: the network computes in Float.
+        guard Float(scale).isFinite, scale > 0, mean.allSatisfy({ Float($0).isFinite }) else {
+            throw fail("the preprocessing's scale and means must be finite Float numbers (scale > 0)")
+        }
+        let stored = weights.header.entries.reduce(0) { $0 + $1.count }
+        var generator = SeededGenerator(seed: 0)
+        let network: Network<Float>
+        do {
+            network = try spec.makeNetwork(Float.self, parameterLimit: stored + (1 << 20), reason: " (the file holds \(stored) values)", using: &generator)
+        } catch { throw fail(error.description) }
         guard network.outputShape == [classNames.count] else {
             throw fail("the network has \(describe(shape: network.outputShape)) outputs for \(classNames.count) class names")
-        }
-        guard mean.count == 1 || mean.count == dataset.imageShape[0], scale.isFinite, mean.allSatisfy(\.isFinite) else {
-            throw fail("the preprocessing has \(mean.count) means for \(dataset.imageShape[0]) channels")
         }
         var testTimeAugmentation = TestTimeAugmentation()
         if let text = object["test_time_augmentation"] {
@@ -111,19 +132,34 @@ public struct ModelArchive {
                 try testTimeAugmentation.validate(height: dataset.imageShape[1], width: dataset.imageShape[2])
             } catch { throw fail(error.description) }
         }
-        for (name, parameter) in network.namedParameters {
-            guard let tensor = decoded.tensors[name] else { throw fail("tensor \(name) is missing") }
-            guard tensor.shape == parameter.value.shape else {
-                throw fail("tensor \(name) has shape \(tensor.shape), the architecture needs \(parameter.value.shape)")
+        func read(_ name: String, shape: [Int]) throws(LoadError) -> Tensor<Float> {
+            guard let entry = weights.header.entry(name) else { throw fail("tensor \(name) is missing") }
+            guard entry.shape == shape else {
+                throw fail("tensor \(name) has shape \(entry.shape), the architecture needs \(shape)")
             }
-            parameter.value = tensor
+            let tensor: Tensor<Float>
+            do { tensor = try weights.tensor(entry) } catch { throw LoadError(description: error.description) }
+            guard tensor.scalars.allSatisfy(\.isFinite) else { throw fail("tensor \(name) holds NaN or infinite values") }
+            return tensor
         }
-        for (name, buffer) in network.namedBuffers {
-            guard let tensor = decoded.tensors[name] else { throw fail("tensor \(name) is missing") }
-            guard tensor.shape == buffer.value.shape else {
-                throw fail("tensor \(name) has shape \(tensor.shape), the architecture needs \(buffer.value.shape)")
+        for (name, parameter) in network.namedParameters { parameter.value = try read(name, shape: parameter.value.shape) }
+        for (name, buffer) in network.namedBuffers { buffer.value = try read(name, shape: buffer.value.shape) }
+        let description = location.pathExtension == "safetensors" ? nil : location.appendingPathComponent(descriptionFile)
+        if let description, FileManager.default.fileExists(atPath: description.path) {
+            let same: Bool
+            do {
+                let data = try readRegularFile(description, limit: Safetensors.maximumHeaderSize)
+                let besides = try JSONSerialization.jsonObject(with: data)
+                let canonical = { (value: Any) throws -> Data in try JSONSerialization.data(withJSONObject: value, options: [.sortedKeys]) }
+                same = try canonical(besides) == canonical(object)
+            } catch let error as FileError {
+                throw LoadError(description: error.description)
+            } catch {
+                throw LoadError(description: "\(description.path): not valid JSON; it should hold the description in \(file.lastPathComponent)'s metadata (delete it, or put it back)")
             }
-            buffer.value = tensor
+            guard same else {
+                throw LoadError(description: "\(description.path): differs from the description in \(file.lastPathComponent)'s metadata; the folder was changed by hand (delete \(descriptionFile) to use the weights file's)")
+            }
         }
         return ModelArchive(network: network, spec: spec, dataset: dataset,
                             preprocessing: Preprocessing(scale: Float(scale), mean: mean.map(Float.init)), classNames: classNames,

@@ -149,3 +149,41 @@ extension ModelArchive {
         return (predictions, report)
     }
 }
+
+/// A process's exclusive claim on a run folder, held while it trains into it: a second
+/// `train --out` or `train --resume` on the same folder fails at once instead of mixing its
+/// files with the first's. The claim is an advisory `flock` on `.backprop.lock` in the folder;
+/// the system drops it when the process ends, however it ends (a kill included), so a stale
+/// lock file never blocks anything.
+public final class RunFolderLock {
+    /// The lock file's name (hidden; it holds nothing).
+    public static let fileName = ".backprop.lock"
+    private let descriptor: Int32
+
+    /// Takes the lock of `folder`, which must exist.
+    /// - Throws: `FileError` when another process holds it, or the lock file cannot be made.
+    public init(folder: URL) throws(FileError) {
+        let path = folder.appendingPathComponent(Self.fileName).path
+        let descriptor = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0o644)
+        guard descriptor >= 0 else { throw FileError(path: path, errno: errno) }
+        guard flock(descriptor, LOCK_EX | LOCK_NB) == 0 else {
+            let code = errno
+            close(descriptor)
+            if code == EWOULDBLOCK {
+                throw FileError(path: folder.path, reason: "another `backprop train` is using this run folder")
+            }
+            throw FileError(path: path, errno: code)
+        }
+        self.descriptor = descriptor
+    }
+
+    deinit { close(descriptor) }
+
+    /// Whether `folder` holds nothing of a run: no entries besides the lock file and temporary
+    /// files of writes that a killed process left (those are removed).
+    public static func isUnused(_ folder: URL) -> Bool {
+        removeStaleTemporaryFiles(in: folder)
+        guard let names = try? FileManager.default.contentsOfDirectory(atPath: folder.path) else { return true }
+        return names.allSatisfy { $0 == fileName }
+    }
+}

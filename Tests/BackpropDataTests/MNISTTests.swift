@@ -182,7 +182,7 @@ struct MNISTTests {
 
         try writeSmallMNIST(in: folder) { $0["t10k-images-idx3-ubyte"]!.replaceSubrange(4 ..< 8, with: [0xff, 0xff, 0xff, 0xff]) }
         #expect(dataErrorMessage { _ = try Dataset.load(.mnist, from: folder.url) }
-            .contains("t10k-images-idx3-ubyte: truncated: expected 3367254359296 bytes, found 39216"))
+            .contains("t10k-images-idx3-ubyte: holds 4294967295 items by its header; at most 1048576 are read"))
 
         try folder.write([0, 0, 8], to: "t10k-images-idx3-ubyte")
         #expect(dataErrorMessage { _ = try Dataset.load(.mnist, from: folder.url) }

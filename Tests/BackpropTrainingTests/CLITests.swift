@@ -83,8 +83,9 @@ struct CLITests {
         #expect(training.stderr.isEmpty, "\(training.stderr)")
 
         let files = try FileManager.default.contentsOfDirectory(atPath: run.path).sorted()
-        #expect(files == ["confusion.csv", "evaluation.json", "experiment.json", "metrics.jsonl", "model.json", "model.safetensors",
-                          "per_class.csv", "training.json"])
+        // .backprop.lock: the run's lock file (empty; the lock itself went with the process).
+        #expect(files == [".backprop.lock", "confusion.csv", "evaluation.json", "experiment.json", "metrics.jsonl", "model.json",
+                          "model.safetensors", "per_class.csv", "training.json"])
 
         // metrics.jsonl: 200 JSON objects, iterations 1...200, validation at 200 (the preset's interval and the last).
         let lines = try String(decoding: Data(contentsOf: run.appendingPathComponent("metrics.jsonl")), as: UTF8.self)

@@ -657,8 +657,15 @@ public struct Conv2DSpec: LayerSpecKind {
 
     public func makeLayer<Scalar: NetworkScalar>(inputShape: [Int], path: String, using generator: inout SeededGenerator) throws(ShapeError) -> any Layer<Scalar> {
         guard inputShape.count == 3 else { throw ShapeError("conv2d needs a CxHxW input, got \(describe(shape: inputShape))") }
-        guard inputShape[0].multipliedReportingOverflow(by: outputChannels * kernelSize * kernelSize).partialValue <= 1 << 28 else {
-            throw ShapeError("conv2d with \(inputShape[0]) input channels, \(outputChannels) output channels and \(kernelSize)x\(kernelSize) kernels has too many weights")
+        try NetworkSpec.reserveParameters(elementCount([inputShape[0], outputChannels, kernelSize, kernelSize]),
+                                          for: "conv2d with \(inputShape[0]) input channels, \(outputChannels) output channels and \(kernelSize)x\(kernelSize) kernels")
+        // One example's patch matrix (im2col: C·k·k rows, one column per output pixel) is the
+        // layer's largest buffer; bound it before anything runs.
+        let outputHeight = (inputShape[1] + 2 * padding - kernelSize) / stride + 1
+        let outputWidth = (inputShape[2] + 2 * padding - kernelSize) / stride + 1
+        if outputHeight > 0, outputWidth > 0,
+           elementCount([inputShape[0], kernelSize, kernelSize, outputHeight, outputWidth]).map({ $0 > 1 << 28 }) ?? true {
+            throw ShapeError("conv2d's patch matrix (\(inputShape[0])x\(kernelSize)x\(kernelSize) by \(outputHeight)x\(outputWidth)) is over \(1 << 28) values")
         }
         if initialization == .whitening {
             let d = inputShape[0] * kernelSize * kernelSize
