@@ -18,7 +18,7 @@ struct Evaluate: ParsableCommand {
         try threading.apply()
         let folder = URL(fileURLWithPath: try nonEmpty(runFolder, "the run folder"), isDirectory: true)
         let model = try userFacing { try ModelArchive.load(from: folder) }
-        let dataset = try data.load(model.dataset, trainingLimit: 0)
+        let dataset = try data.load(model.dataset, trainingLimit: 0, imageShape: model.spec.input)
         let (_, report) = model.evaluate(on: dataset.test)
         if let data = try? Data(contentsOf: folder.appendingPathComponent(RunFiles.record)),
            let record = try? JSONDecoder().decode(RunRecord.self, from: data), record.status != "finished" {

@@ -87,14 +87,14 @@ public struct ModelArchive {
         let network: Network<Float>
         do { network = try spec.makeNetwork(Float.self, using: &generator) } catch { throw fail(error.description) }
         // The description must fit the data set it names, or evaluation would index past it.
-        guard spec.input == dataset.imageShape else {
-            throw fail("the network's input \(describe(shape: spec.input)) does not match \(dataset.displayName) images (\(describe(shape: dataset.imageShape)))")
+        if let shape = dataset.imageShape, spec.input != shape {
+            throw fail("the network's input \(describe(shape: spec.input)) does not match \(dataset.displayName) images (\(describe(shape: shape)))")
         }
         guard network.outputShape == [classNames.count] else {
             throw fail("the network has \(describe(shape: network.outputShape)) outputs for \(classNames.count) class names")
         }
-        guard mean.count == 1 || mean.count == dataset.imageShape[0], scale.isFinite, mean.allSatisfy(\.isFinite) else {
-            throw fail("the preprocessing has \(mean.count) means for \(dataset.imageShape[0]) channels")
+        guard mean.count == 1 || mean.count == spec.input.first, scale.isFinite, mean.allSatisfy(\.isFinite) else {
+            throw fail("the preprocessing has \(mean.count) means for \(spec.input.first ?? 0) channels")
         }
         for (name, parameter) in network.namedParameters {
             guard let tensor = decoded.tensors[name] else { throw fail("tensor \(name) is missing") }
