@@ -62,8 +62,9 @@ let package = Package(
         /// Tensors, layers, networks, losses, optimizers, model files. Knows nothing of data sets or the CLI.
         .target(name: "Backprop", dependencies: ["_CPUFeatures"], swiftSettings: vectorSettings),
 
-        /// MNIST and CIFAR-10 readers, the data folder, and the downloader.
-        .target(name: "BackpropData", dependencies: ["_CZlib"]),
+        /// MNIST, Fashion-MNIST and CIFAR-10 readers, image folders, PNG and JPEG decoding, the data
+        /// folder, and the downloader.
+        .target(name: "BackpropData", dependencies: ["_CZlib", "_CImage"]),
 
         /// Presets, preprocessing, the training loop, evaluation and run folders.
         .target(name: "BackpropTraining", dependencies: ["Backprop", "BackpropData"]),
@@ -87,6 +88,14 @@ let package = Package(
 
         /// The system zlib (inflate for `.gz` files).
         .systemLibrary(name: "_CZlib", providers: [.apt(["zlib1g-dev"]), .brew(["zlib"])]),
+        /// The system libpng (PNG decoding).
+        .systemLibrary(name: "_CPNG", pkgConfig: "libpng", providers: [.apt(["libpng-dev"]), .brew(["libpng"])]),
+        /// The system libjpeg, libjpeg-turbo on Debian (JPEG decoding).
+        .systemLibrary(name: "_CJPEG", pkgConfig: "libjpeg", providers: [.apt(["libjpeg62-turbo-dev"]), .brew(["jpeg-turbo"])]),
+        /// PNG and JPEG decoding in C: libpng and libjpeg report errors by longjmp, which must not
+        /// cross Swift frames, so the setjmp and every library call sit in one C function each.
+        .target(name: "_CImage", dependencies: ["_CPNG", "_CJPEG"],
+                linkerSettings: [.linkedLibrary("png16"), .linkedLibrary("jpeg")]),
 
         // MARK: - Tests
 
@@ -100,11 +109,12 @@ let package = Package(
         /// Paths, temporary folders and running `backprop`, shared by the test targets.
         .target(name: "BackpropTestSupport", path: "Tests/BackpropTestSupport"),
         .testTarget(name: "BackpropTests", dependencies: ["Backprop"], exclude: ["Fixtures"]),
-        .testTarget(name: "BackpropDataTests", dependencies: ["BackpropData", "BackpropTestSupport"]),
+        .testTarget(name: "BackpropDataTests", dependencies: ["BackpropData", "BackpropTestSupport"], exclude: ["Fixtures"]),
         /// Also the CLI's pure parts (`@testable import BackpropCLI`: the progress line, messages).
         .testTarget(name: "BackpropTrainingTests",
                     dependencies: ["Backprop", "BackpropData", "BackpropTraining", "BackpropTestSupport",
-                                   "backprop-allocation-probe", "BackpropCLI"]),
+                                   "backprop-allocation-probe", "BackpropCLI", "BackpropReport"],
+                    exclude: ["Fixtures"]),
         .testTarget(name: "BackpropReportTests",
                     dependencies: ["Backprop", "BackpropData", "BackpropTraining", "BackpropReport", "BackpropTestSupport"]),
     ]

@@ -7,15 +7,18 @@ nonisolated(unsafe) private var downloadInterrupted: sig_atomic_t = 0
 
 struct Download: ParsableCommand {
     static let configuration = CommandConfiguration(
-        abstract: "Fetch MNIST or CIFAR-10 (binary version) into the data folder, verifying SHA-256.")
+        abstract: "Fetch MNIST, Fashion-MNIST or CIFAR-10 (binary version) into the data folder, verifying SHA-256.")
 
-    @Argument(help: "mnist or cifar10.") var dataset: String
+    @Argument(help: "\(DatasetKind.downloadable.map(\.rawValue).joined(separator: ", ")).") var dataset: String
     @OptionGroup var data: DataOptions
     @Option(help: ArgumentHelp("A base URL to fetch the official file names from instead of the official hosts.", valueName: "url"))
     var mirror: String?
 
     func run() throws {
-        guard let kind = DatasetKind(rawValue: dataset) else { throw UserError.usage("unknown data set '\(dataset)' (mnist or cifar10)") }
+        let names = DatasetKind.downloadable.map(\.rawValue).joined(separator: ", ")
+        guard let kind = DatasetKind(rawValue: dataset), DatasetKind.downloadable.contains(kind) else {
+            throw UserError.usage("unknown data set '\(dataset)' (\(names))")
+        }
         var mirrorURL: URL?
         if let mirror {
             guard let url = URL(string: mirror.hasSuffix("/") ? mirror : mirror + "/"), url.scheme != nil else {

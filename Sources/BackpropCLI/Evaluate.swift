@@ -22,9 +22,9 @@ struct Evaluate: ParsableCommand {
         var model = try userFacing { try ModelArchive.load(from: folder) }
         if let tta {
             model.testTimeAugmentation = try flagValue { try TestTimeAugmentation(parsing: tta) }
-            try flagValue { try model.testTimeAugmentation.validate(height: model.dataset.imageShape[1], width: model.dataset.imageShape[2]) }
+            try flagValue { try model.testTimeAugmentation.validate(height: model.spec.input[1], width: model.spec.input[2]) }
         }
-        let dataset = try data.load(model.dataset, trainingLimit: 0)
+        let dataset = try data.load(model.dataset, trainingLimit: 0, imageShape: model.spec.input)
         let (_, report) = model.evaluate(on: dataset.test)
         if let data = try? readRegularFile(folder.appendingPathComponent(RunFiles.record), limit: 1 << 24),
            let record = try? JSONDecoder().decode(RunRecord.self, from: data), record.status != "finished" {

@@ -40,7 +40,7 @@ struct GradCheck: ParsableCommand {
         let network = try userFacing { try chosen.network.makeNetwork(Double.self, using: &weights) }
         network.loadState(from: trained)
         var generator = SeededGenerator(seed: seed ^ 0xC4EC4)
-        let inputs = Tensor<Double>.randomNormal(shape: [batchSize] + network.inputShape, standardDeviation: inputScale ?? (chosen.dataset == .mnist ? 0.3 : 60), using: &generator)
+        let inputs = Tensor<Double>.randomNormal(shape: [batchSize] + network.inputShape, standardDeviation: inputScale ?? (chosen.dataset == .cifar10 ? 60 : 0.3), using: &generator)
         let labels = (0..<batchSize).map { _ in generator.nextInt(below: 10) }
         let results = GradientCheck.check(network: network, inputs: inputs, labels: labels, entriesPerTensor: entries,
                                           step: step, using: &generator)

@@ -103,7 +103,7 @@ struct Train: ParsableCommand {
         // A spec file's own options are the file's fault; what fails only with the flags is the
         // command line's.
         do { try chosen.options.validate() } catch { throw UserError("\(experiment.spec ?? chosen.name): training: \(error.description)") }
-        let o = try options(over: chosen.options)
+        var o = try options(over: chosen.options)
         chosen.options = o
         do { try o.validate() } catch { throw UserError.usage(error.description) }
 
@@ -123,7 +123,13 @@ struct Train: ParsableCommand {
         for row in network.rows where row.layer is BatchNorm<Float> && o.batchSize * row.inputShape.dropFirst().reduce(1, *) < 2 {
             throw UserError("layer \(row.path) (\(row.layer.kind)) needs more than one value per channel in a training batch; use --batch-size 2 or more")
         }
-        let dataset = try data.load(chosen.dataset, trainingLimit: o.trainSize)
+        let dataset = try data.load(chosen.dataset, trainingLimit: o.trainSize, imageShape: chosen.network.input)
+        try checkClasses(of: network, fit: dataset)
+        if chosen.dataset == .imageFolder && o.trainSize > dataset.train.count {
+            // An image folder's size is known only now: a larger train size means all its images.
+            o.trainSize = dataset.train.count
+            chosen.options = o
+        }
         try userFacing {
             try o.validate(availableTrainingImages: dataset.train.count, imageHeight: dataset.train.height, imageWidth: dataset.train.width)
         }
@@ -199,7 +205,8 @@ struct Train: ParsableCommand {
         }
         let o = chosen.options
         let network = try makeNetwork(chosen, seed: o.seed)
-        let dataset = try data.load(chosen.dataset, trainingLimit: o.trainSize)
+        let dataset = try data.load(chosen.dataset, trainingLimit: o.trainSize, imageShape: chosen.network.input)
+        try checkClasses(of: network, fit: dataset)
         try userFacing { try o.validate(availableTrainingImages: dataset.train.count) }
         let trainer = Trainer(network: network, options: o, data: PreparedData(dataset: dataset, options: o))
         try userFacing { try checkpoint.restore(into: trainer) }

@@ -14,10 +14,10 @@ public enum DownloadEvent: Sendable, Equatable {
     case verified(file: String)
 }
 
-/// Fetches the official MNIST and CIFAR-10 files over HTTP(S) into a data folder, checking each
-/// file's SHA-256 before it is moved into place.
+/// Fetches the official MNIST, Fashion-MNIST and CIFAR-10 files over HTTP(S) into a data folder,
+/// checking each file's SHA-256 before it is moved into place.
 ///
-/// Files land in `<dataDirectory>/mnist/` (the four `.gz` IDX files) and
+/// Files land in `<dataDirectory>/mnist/` and `<dataDirectory>/fashion-mnist/` (the four `.gz` IDX files) and
 /// `<dataDirectory>/cifar10/cifar-10-batches-bin/` (the six `.bin` batches and `batches.meta.txt`),
 /// where `Dataset.load(_:from:)` finds them. Every file is written under a temporary name in its
 /// final folder and renamed only once verified, so an interrupted or corrupt download never leaves a
@@ -25,6 +25,9 @@ public enum DownloadEvent: Sendable, Equatable {
 public struct Downloader: Sendable {
     /// Where MNIST is fetched from by default: torchvision's mirror of the original files.
     public static let officialMNISTBaseURL = URL(string: "https://ossci-datasets.s3.amazonaws.com/mnist/")!
+    /// Where Fashion-MNIST is fetched from by default: Zalando's own bucket (plain HTTP only; the
+    /// SHA-256 check below is what vouches for the files).
+    public static let officialFashionMNISTBaseURL = URL(string: "http://fashion-mnist.s3-website.eu-central-1.amazonaws.com/")!
     /// Where CIFAR-10 (binary version) is fetched from by default.
     public static let officialCIFAR10URL = URL(string: "https://www.cs.toronto.edu/~kriz/cifar-10-binary.tar.gz")!
 
@@ -65,6 +68,20 @@ public struct Downloader: Sendable {
         "t10k-labels-idx1-ubyte.gz": "f7ae60f92e00ec6debd23a6088c31dbd2371eca3ffa0defaefb259924204aec6",
     ]
 
+    /// The SHA-256 of each official Fashion-MNIST file, as served (gzip-compressed).
+    ///
+    /// Not computed here (no copy was at hand offline): two public libraries that check the
+    /// downloads list these same values (Britefury's batchup `fashion_mnist.py` and a data-set
+    /// fetching script whose MNIST values match `mnistFiles` above). zalandoresearch/fashion-mnist
+    /// publishes MD5s: 8d4fb7e6c68d591d4c3dfef9ec88bf0d, 25c81989df183df01b3e8a0aad5dffbe,
+    /// bef4ecab320f06d8554ea6380940ec79 and bb300cfdad3c16e7a12a480ee83cd310 in this order.
+    static let fashionMNISTFiles: KeyValuePairs = [
+        "train-images-idx3-ubyte.gz": "08dc20ab1689590a0bcd66e874647b6ee8464e2d501b5a3f1f78831db19a3fdc",
+        "train-labels-idx1-ubyte.gz": "b0197879cbda89f3dc7b894f9fd52b858e68ea4182b6947c9d8c2b67e5f18dcc",
+        "t10k-images-idx3-ubyte.gz": "78dcbbfb5a27efaf1b6c1d616caca68560be8766c5bffcb2791df9273a534229",
+        "t10k-labels-idx1-ubyte.gz": "42bd18137a62d5998cdeae52bf3a0676ac6b706f5cf8439b47bb5b151ae3dccf",
+    ]
+
     /// The SHA-256 of each CIFAR-10 batch as stored, uncompressed, inside `cifar-10-binary.tar.gz`.
     ///
     /// The members are checked rather than the tarball because no SHA-256 of the tarball was at hand
@@ -93,21 +110,27 @@ public struct Downloader: Sendable {
                          progress: @escaping @Sendable (DownloadEvent) -> Void = { _ in }) throws -> URL {
         let folder = dataDirectory.appendingPathComponent(kind.rawValue, isDirectory: true)
         switch kind {
-        case .mnist: try downloadMNIST(into: folder, progress: progress)
+        case .mnist:
+            try downloadIDX(Self.mnistFiles, from: Self.officialMNISTBaseURL, into: folder, progress: progress)
+        case .fashionMNIST:
+            try downloadIDX(Self.fashionMNISTFiles, from: Self.officialFashionMNISTBaseURL, into: folder, progress: progress)
         case .cifar10: try downloadCIFAR10(into: folder, progress: progress)
+        case .imageFolder: throw DataError(path: nil, reason: "an image folder is your own; there is nothing to download")
         }
         return folder
     }
 
-    private func downloadMNIST(into folder: URL, progress: @escaping @Sendable (DownloadEvent) -> Void) throws {
+    /// Fetches the four `.gz` IDX files of MNIST or Fashion-MNIST.
+    private func downloadIDX(_ files: KeyValuePairs<String, String>, from base: URL, into folder: URL,
+                             progress: @escaping @Sendable (DownloadEvent) -> Void) throws {
         try makeFolder(folder)
-        for (name, sha256) in Self.mnistFiles {
+        for (name, sha256) in files {
             let target = folder.appendingPathComponent(name)
             if isFile(target), (try? sha256Hex(ofFileAt: target)) == sha256 {
                 progress(.alreadyPresent(file: name))
                 continue
             }
-            let source = remoteURL(name, official: Self.officialMNISTBaseURL.appendingPathComponent(name))
+            let source = remoteURL(name, official: base.appendingPathComponent(name))
             let temporary = temporaryURL(for: target)
             defer { try? FileManager.default.removeItem(at: temporary) }
             let digest = try fetch(source, to: temporary, fileName: name, hashing: true, limit: Self.maximumMNISTFileBytes, progress: progress)

@@ -1,6 +1,6 @@
 import Foundation
 
-/// Reads MNIST from its four IDX files.
+/// Reads MNIST, or Fashion-MNIST (the same format), from its four IDX files.
 ///
 /// IDX format (big-endian): magic `0x00000803` for images, then N, H = 28, W = 28 as UInt32,
 /// then N x 28 x 28 bytes; magic `0x00000801` for labels, then N as UInt32, then N bytes.
@@ -8,6 +8,9 @@ enum MNISTReader {
     static let classNames = (0 ... 9).map(String.init)
     /// The most images (or labels) an IDX file may hold: 2^20, 822 MB of 28 x 28 images.
     static let maximumItems = 1 << 20
+    /// Fashion-MNIST's classes, from its README (zalandoresearch/fashion-mnist), label 0 first.
+    static let fashionClassNames = ["T-shirt/top", "Trouser", "Pullover", "Dress", "Coat",
+                                    "Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot"]
     static let side = 28
 
     /// The four files by their official names, without `.gz`.
@@ -23,24 +26,26 @@ enum MNISTReader {
         return [officialName + ".gz", officialName, dotted + ".gz", dotted]
     }
 
-    static func load(from directory: URL, trainingLimit: Int?) throws -> Dataset {
+    static func load(_ kind: DatasetKind, from directory: URL, trainingLimit: Int?) throws -> Dataset {
+        precondition(kind == .mnist || kind == .fashionMNIST, "MNISTReader reads MNIST and Fashion-MNIST")
+        let name = kind.displayName
         if isFile(directory) {
-            throw DataError(directory, "is a file; give the folder that holds the MNIST files")
+            throw DataError(directory, "is a file; give the folder that holds the \(name) files")
         }
-        let candidates = [directory, directory.appendingPathComponent("mnist")]
+        let candidates = [directory, directory.appendingPathComponent(kind.rawValue)]
         let hasAnyFile = { (folder: URL) in
             officialNames.flatMap(spellings).contains { isFile(folder.appendingPathComponent($0)) }
         }
         guard let folder = candidates.first(where: hasAnyFile) else {
             let looked = candidates.map { $0.appendingPathComponent(trainImages).path + "[.gz]" }.joined(separator: ", ")
             throw DataError(path: directory.path,
-                            reason: "no MNIST files found (looked for \(looked)); \(missingDataHint(.mnist))")
+                            reason: "no \(name) files found (looked for \(looked)); \(missingDataHint(kind))")
         }
         func file(_ officialName: String) throws -> URL {
             let urls = spellings(of: officialName).map { folder.appendingPathComponent($0) }
             guard let url = urls.first(where: isFile) else {
                 throw DataError(folder, "missing \(officialName)[.gz] (or \(spellings(of: officialName)[3])); "
-                                + missingDataHint(.mnist))
+                                + missingDataHint(kind))
             }
             return url
         }
@@ -53,7 +58,7 @@ enum MNISTReader {
             ? LabeledImages(count: 0, channels: 1, height: side, width: side, pixels: [], labels: [])
             : try readPair(images: file(trainImages), labels: file(trainLabels))
         if let trainingLimit { train = train.prefix(trainingLimit) }
-        return Dataset(kind: .mnist, train: train, test: test, classNames: classNames)
+        return Dataset(kind: kind, train: train, test: test, classNames: kind == .mnist ? classNames : fashionClassNames)
     }
 
     /// Reads an image file and its label file and checks that they agree.

@@ -84,7 +84,7 @@ public struct RunReport {
         do { model = try ModelArchive.load(from: runFolder) } catch { throw ReportError(error.description) }
 
         let dataset: Dataset
-        do { dataset = try Dataset.load(model.dataset, from: dataDirectory, trainingLimit: 0) } catch {
+        do { dataset = try Dataset.load(model.dataset, from: dataDirectory, trainingLimit: 0, imageShape: model.spec.input) } catch {
             throw ReportError("cannot read the \(model.dataset.displayName) test set: \(Self.reason(error))")
         }
         testImages = dataset.test

@@ -178,7 +178,7 @@ public struct TrainingOptions: Codable, Sendable, Equatable {
 /// Everything one training run needs besides data: the dataset, the network and the options.
 ///
 /// A preset is an experiment; so is a spec file: the JSON of `NetworkSpec` with two optional
-/// keys, `"dataset": "mnist" | "cifar10"` and `"training": {…}` (keys as `TrainingOptions`'
+/// keys, `"dataset": "mnist" | "cifar10" | "fashion-mnist"` and `"training": {…}` (keys as `TrainingOptions`'
 /// snake_case names; missing keys take the dataset's seed defaults).
 public struct Experiment: Sendable {
     /// The name shown in summaries (`mnist`, or the spec file's name).
@@ -258,12 +258,17 @@ extension Experiment {
     /// The seed's options for a dataset (used by presets and to fill a spec's missing keys).
     public static func defaultOptions(for dataset: DatasetKind) -> TrainingOptions {
         switch dataset {
-        case .mnist:
+        case .mnist, .fashionMNIST:
             TrainingOptions(iterations: 3000, batchSize: 16, learningRate: 0.1, momentum: 0.9, weightDecay: 0.005,
                             trainSize: 60_000, validationSize: 2000)
         case .cifar10:
             TrainingOptions(iterations: 5000, batchSize: 16, learningRate: 1e-3, momentum: 0.95, weightDecay: 0.001,
                             trainSize: 20_000, validationSize: 2000)
+        case .imageFolder:
+            // All the folder's training images (`train` lowers a train size above them to their
+            // number for an image folder), none held out: the test split measures accuracy.
+            TrainingOptions(iterations: 1000, batchSize: 16, learningRate: 0.01, momentum: 0.9, weightDecay: 0.0005,
+                            trainSize: 1 << 30, validationSize: 0)
         }
     }
 
@@ -294,7 +299,7 @@ extension Experiment {
         let dataset: DatasetKind
         if let name = object["dataset"] {
             guard let name = name as? String, let kind = DatasetKind(rawValue: name) else {
-                throw prefixed(SpecError("\"dataset\" must be \"mnist\" or \"cifar10\""))
+                throw prefixed(SpecError("\"dataset\" must be one of \(DatasetKind.nameList)"))
             }
             dataset = kind
         } else if let fallback {

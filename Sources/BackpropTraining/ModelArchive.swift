@@ -102,14 +102,19 @@ public struct ModelArchive {
         let spec: NetworkSpec
         do { spec = try NetworkSpec(jsonObject: networkObject) } catch { throw fail(error.description) }
         // The description must fit the data set it names, or evaluation would index past it.
-        guard spec.input == dataset.imageShape else {
-            throw fail("the network's input \(describe(shape: spec.input)) does not match \(dataset.displayName) images (\(describe(shape: dataset.imageShape)))")
+        if let shape = dataset.imageShape, spec.input != shape {
+            throw fail("the network's input \(describe(shape: spec.input)) does not match \(dataset.displayName) images (\(describe(shape: shape)))")
         }
-        guard classNames.count == dataset.classCount else {
-            throw fail("the description names \(classNames.count) classes; \(dataset.displayName) has \(dataset.classCount)")
+        // An image folder has as many classes as subfolders (at most 256); the others have 10.
+        if dataset == .imageFolder {
+            guard (2...256).contains(classNames.count) else {
+                throw fail("the description names \(classNames.count) classes; an image folder has 2 to 256")
+            }
+        } else if classNames.count != 10 {
+            throw fail("the description names \(classNames.count) classes; \(dataset.displayName) has 10")
         }
-        guard mean.count == 1 || mean.count == dataset.imageShape[0] else {
-            throw fail("the preprocessing has \(mean.count) means for \(dataset.imageShape[0]) channels")
+        guard spec.input.count == 3, mean.count == 1 || mean.count == spec.input[0] else {
+            throw fail("the preprocessing has \(mean.count) means for \(spec.input.first ?? 0) channels")
         }
         // Finite as Double is not enough: the network computes in Float.
         guard Float(scale).isFinite, scale > 0, mean.allSatisfy({ Float($0).isFinite }) else {
@@ -129,7 +134,7 @@ public struct ModelArchive {
             guard let text = text as? String else { throw fail("test_time_augmentation must be a string") }
             do {
                 testTimeAugmentation = try TestTimeAugmentation(parsing: text)
-                try testTimeAugmentation.validate(height: dataset.imageShape[1], width: dataset.imageShape[2])
+                try testTimeAugmentation.validate(height: spec.input[1], width: spec.input[2])
             } catch { throw fail(error.description) }
         }
         func read(_ name: String, shape: [Int]) throws(LoadError) -> Tensor<Float> {

@@ -157,6 +157,27 @@ struct DownloaderTests {
         #expect(message.contains("t10k-labels-idx1-ubyte.gz: download failed"), "\(message)")
     }
 
+    /// The MNIST files served under Fashion-MNIST's (identical) names fail Fashion-MNIST's own
+    /// checksums, and nothing lands in `fashion-mnist/`.
+    @Test("Fashion-MNIST is checked against its own SHA-256 values and goes to fashion-mnist/")
+    func fashionMNIST() throws {
+        let folder = try TemporaryFolder()
+        defer { folder.remove() }
+        let served = folder.file("served"), data = folder.file("data")
+        try FileManager.default.createDirectory(at: served, withIntermediateDirectories: true)
+        for (name, _) in Downloader.fashionMNISTFiles {
+            try FileManager.default.createSymbolicLink(
+                at: served.appendingPathComponent(name), withDestinationURL: TestData.mnist.appendingPathComponent(name))
+        }
+        let server = try LocalHTTPServer(serving: served)
+        defer { server.stop() }
+        let message = dataErrorMessage { try Downloader(dataDirectory: data, mirror: server.url).download(.fashionMNIST) }
+        #expect(message.contains("fashion-mnist/train-images-idx3-ubyte.gz: SHA-256 mismatch, so nothing was saved: expected 08dc20ab"), "\(message)")
+        #expect(message.contains("got 440fcabf"), "\(message)")  // MNIST's own hash
+        #expect(((try? FileManager.default.contentsOfDirectory(atPath: data.appendingPathComponent("fashion-mnist").path)) ?? []).isEmpty)
+        #expect(Set(Downloader.fashionMNISTFiles.map(\.key)) == Set(Downloader.mnistFiles.map(\.key)))
+    }
+
     @Test("CIFAR-10 from a local mirror serving a tarball built with tar and gzip")
     func cifar10() throws {
         let folder = try TemporaryFolder()
