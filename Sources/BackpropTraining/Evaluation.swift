@@ -31,18 +31,21 @@ public struct Predictions: Sendable {
             let logits = network.forward(batch)
             let k = logits.count / (end - start)
             logits.scalars.withUnsafeBufferPointer { scores in
-                for row in 0..<(end - start) {
-                    let r = scores.baseAddress! + row * k
-                    var best = 0
-                    for j in 1..<k where r[j] > r[best] { best = j }
-                    var sum = 0.0
-                    for j in 0..<k { sum += exp(Double(r[j] - r[best])) }
-                    classes.append(best)
-                    confidences.append(Float(1 / sum))
-                }
+                for row in 0..<(end - start) { append(scores: scores.baseAddress! + row * k, count: k) }
             }
             start = end
         }
+    }
+
+    /// Appends the prediction for one example's `count` logits: the first largest, and its
+    /// softmax probability.
+    mutating func append(scores r: UnsafePointer<Float>, count k: Int) {
+        var best = 0
+        for j in 1..<k where r[j] > r[best] { best = j }
+        var sum = 0.0
+        for j in 0..<k { sum += exp(Double(r[j] - r[best])) }
+        classes.append(best)
+        confidences.append(Float(1 / sum))
     }
 
     /// The fraction of `labels` predicted correctly.

@@ -193,7 +193,7 @@ extension Predictions {
                                        means: ExampleRenderer.channelMeans(preprocessing, channels: images.channels),
                                        fill: augmentation.fill)
         let n = images.count, exampleSize = images.bytesPerImage
-        var classes: [Int] = [], confidences: [Float] = []
+        self.init(classes: [], confidences: [])
         classes.reserveCapacity(n)
         confidences.reserveCapacity(n)
         var batch = Tensor<Float>(shape: [0])
@@ -219,17 +219,10 @@ extension Predictions {
                 }
                 for i in 0..<sum.count { sum[i] += weight * logits.scalars[i] }
             }
-            for row in 0..<rows {
-                let r = sum[(row * k)..<((row + 1) * k)]
-                var best = r.startIndex
-                for j in r.indices where r[j] > r[best] { best = j }
-                var total = 0.0
-                for j in r.indices { total += exp(Double(r[j] - r[best])) }
-                classes.append(best - r.startIndex)
-                confidences.append(Float(1 / total))
+            sum.withUnsafeBufferPointer { scores in
+                for row in 0..<rows { append(scores: scores.baseAddress! + row * k, count: k) }
             }
             start = end
         }
-        self.init(classes: classes, confidences: confidences)
     }
 }
