@@ -74,6 +74,25 @@ struct HostileCLITests {
         }
     }
 
+    /// The race above is mostly settled by creating the folder exclusively; this one can only be
+    /// settled by the lock: the folder exists and is empty, and another process holds it.
+    @Test("a run folder whose lock another process holds is refused by train, and taken once it is released")
+    func heldLock() throws {
+        let folder = try TemporaryFolder()
+        defer { folder.remove() }
+        let run = folder.file("run")
+        try FileManager.default.createDirectory(at: run, withIntermediateDirectories: true)
+        let arguments = ["train", "mnist", "--iterations", "2", "--train-size", "600", "--validation-size", "100",
+                         "--no-test", "--data-dir", dataDir, "--out", run.path]
+        var holder: RunFolderLock? = try RunFolderLock(folder: run)
+        expectOneLineError(try backprop(arguments), "another `backprop train` is using this run folder")
+        #expect(!FileManager.default.fileExists(atPath: run.appendingPathComponent(ModelArchive.weightsFile).path))
+        holder = nil
+        _ = holder
+        let result = try backprop(arguments)
+        #expect(result.exited && result.status == 0, "\(result.summary)")
+    }
+
     @Test("a temporary file that a killed save left does not block a new run in that folder")
     func staleTemporaryFile() throws {
         let folder = try TemporaryFolder()
