@@ -50,13 +50,17 @@ struct Train: ParsableCommand {
     @Flag(help: "Also keep the model with the best validation accuracy (best.safetensors).") var saveBest = false
     @Option(help: ArgumentHelp("The run folder to create.", valueName: "dir")) var out: String?
     @Option(help: ArgumentHelp("Continue the interrupted run in this folder.", valueName: "dir")) var resume: String?
+    @Option(name: .customLong("init"), help: ArgumentHelp(
+        "Start from the weights of this run folder's model (the same architecture; e.g. one made by `backprop import`) instead of fresh ones.",
+        valueName: "dir"))
+    var initialModel: String?
     @Flag(help: "Skip the test-set evaluation at the end.") var noTest = false
 
     /// Whether any flag that changes the training options was given.
     private var setsTrainingOptions: Bool {
         let values: [Any?] = [iterations, batchSize, learningRate, momentum, weightDecay, optimizer, schedule, labelSmoothing,
                               ema, augment, trainSize, validationSize, validationInterval, movingAverage, seed, checkpointInterval]
-        return values.contains { $0 != nil } || nesterov || decoupledWeightDecay || reshuffle || saveBest || emaWarmup
+        return values.contains { $0 != nil } || initialModel != nil || nesterov || decoupledWeightDecay || reshuffle || saveBest || emaWarmup
     }
 
     /// The options the flags set, over the experiment's.
@@ -114,6 +118,15 @@ struct Train: ParsableCommand {
             throw UserError("\(out) already exists and is not empty; choose another --out (nothing was overwritten)")
         }
         let network = try makeNetwork(chosen, seed: o.seed)
+        if let initialModel {
+            let path = try nonEmpty(initialModel, "--init")
+            let source = try userFacing { try ModelArchive.load(from: URL(fileURLWithPath: path, isDirectory: true)) }
+            guard source.network.namedParameters.map(\.parameter.value.shape) == network.namedParameters.map(\.parameter.value.shape),
+                  source.network.namedBuffers.map(\.buffer.value.shape) == network.namedBuffers.map(\.buffer.value.shape) else {
+                throw UserError("--init: the model in \(path) has another architecture than \(chosen.name)'s network")
+            }
+            network.loadState(from: source.network)
+        }
         // BatchNorm normalises over the batch (and the plane): it needs two values per channel.
         for row in network.rows where row.layer is BatchNorm<Float> && o.batchSize * row.inputShape.dropFirst().reduce(1, *) < 2 {
             throw UserError("layer \(row.path) (\(row.layer.kind)) needs more than one value per channel in a training batch; use --batch-size 2 or more")
