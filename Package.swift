@@ -1,33 +1,42 @@
-// swift-tools-version: 6.0
+// swift-tools-version: 6.2
+// 6.2: the kernels use `InlineArray` (Swift 6.2) and the thread pool `Atomic` (Synchronization).
 import Foundation
 import PackageDescription
 
 // MARK: - Vector code generation
 
 /// Backprop's kernels are written with Swift SIMD types; how fast they run depends on the
-/// instructions the compiler may use. A default x86-64 build targets SSE2 without FMA, where a
-/// fused multiply-add becomes a library call per lane (see ../shared/notes). So when the build
-/// machine has FMA, the package is compiled for that machine's CPU (`-target-cpu native`) and
-/// the kernels use fused multiply-adds (`BACKPROP_FMA`). arm64 always has FMA.
+/// instructions the compiler may use. A default x86-64 build targets SSE2 without FMA (see
+/// ../shared/notes). So when the build machine has FMA and AVX2, the package is compiled for that
+/// machine's CPU (`-target-cpu native`). The kernels use fused multiply-adds exactly when the
+/// code is generated for a CPU that has them (Sources/_CPUFeatures asks the compiler), and
+/// AVX-512 register tiles when `BACKPROP_AVX512` is defined. arm64 always has FMA.
 ///
-/// Set `BACKPROP_PORTABLE=1` for a binary that runs on any CPU of its architecture (and for
-/// using Backprop as a versioned dependency, where SwiftPM refuses compiler flags).
+/// Used as a dependency (checked out under the client's `.build/checkouts/`), the manifest adds
+/// no compiler flags: SwiftPM has refused `unsafeFlags` in versioned dependencies, and a library
+/// should not make its users' binaries CPU-specific behind their backs. There the build runs on
+/// any CPU of its architecture, and a client gets the fast kernels by building with
+/// `-Xswiftc -target-cpu -Xswiftc native` (README, "Backprop as a dependency").
+/// `BACKPROP_PORTABLE=1` gives the portable build at the root too.
 let portable = ProcessInfo.processInfo.environment["BACKPROP_PORTABLE"].map { $0 != "0" } ?? false
+let isCheckedOutDependency = Context.packageDirectory.contains("/checkouts/")
 
 let vectorSettings: [SwiftSetting] = {
-    if portable { return [] }
-    #if arch(arm64)
-    return [.define("BACKPROP_FMA")]
-    #elseif arch(x86_64) && os(Linux)
+    if portable || isCheckedOutDependency { return [] }
+    #if arch(x86_64) && os(Linux)
     let flags = (try? String(contentsOfFile: "/proc/cpuinfo", encoding: .utf8))?
         .split(separator: "\n").first { $0.hasPrefix("flags") }?.split(separator: " ") ?? []
     guard flags.contains("fma") && flags.contains("avx2") else { return [] }
     // The kernels' register tiles are sized for the vector registers (Sources/Backprop/KernelVector.swift).
     let wide: [SwiftSetting] = flags.contains("avx512f") ? [.define("BACKPROP_AVX512")] : []
-    return wide + [.define("BACKPROP_FMA"), .unsafeFlags(["-target-cpu", "native"]),
+    return wide + [.unsafeFlags(["-target-cpu", "native"]),
             // The kernels are unusably slow unoptimized (a debug MNIST step takes ~0.6 s), so the
-            // core module is optimized in debug builds too.
-            .unsafeFlags(["-O"], .when(configuration: .debug))]
+            // core module is optimized in debug builds too, as one module: without
+            // whole-module optimization the generic `fusedAdding` (KernelVector.swift) is not
+            // inlined into the kernels of other files, and each lane goes through the SIMD
+            // protocol's witnesses (the MNIST net then trains at under 1 img/s).
+            // Multi-threaded WMO keeps one object file per source file, as SwiftPM expects.
+            .unsafeFlags(["-O", "-wmo", "-num-threads", "2"], .when(configuration: .debug))]
     #else
     return []
     #endif
@@ -35,7 +44,8 @@ let vectorSettings: [SwiftSetting] = {
 
 let package = Package(
     name: "Backprop",
-    platforms: [.macOS(.v13)],
+    // Atomic needs macOS 15, InlineArray macOS 26.
+    platforms: [.macOS(.v26)],
     products: [
         .library(name: "Backprop", targets: ["Backprop"]),
         .library(name: "BackpropData", targets: ["BackpropData"]),
@@ -51,10 +61,11 @@ let package = Package(
         // MARK: - Public modules
 
         /// Tensors, layers, networks, losses, optimizers, model files. Knows nothing of data sets or the CLI.
-        .target(name: "Backprop", swiftSettings: vectorSettings),
+        .target(name: "Backprop", dependencies: ["_CPUFeatures"], swiftSettings: vectorSettings),
 
-        /// MNIST and CIFAR-10 readers, the data folder, and the downloader.
-        .target(name: "BackpropData", dependencies: ["_CZlib"]),
+        /// MNIST, Fashion-MNIST and CIFAR-10 readers, image folders, PNG and JPEG decoding, the data
+        /// folder, and the downloader.
+        .target(name: "BackpropData", dependencies: ["_CZlib", "_CImage"]),
 
         /// Presets, preprocessing, the training loop, evaluation and run folders.
         .target(name: "BackpropTraining", dependencies: ["Backprop", "BackpropData"]),
@@ -77,8 +88,19 @@ let package = Package(
 
         // MARK: - Internal support
 
+        /// What the target CPU can do (fused multiply-add), from the C compiler's macros.
+        .systemLibrary(name: "_CPUFeatures"),
+
         /// The system zlib (inflate for `.gz` files).
         .systemLibrary(name: "_CZlib", providers: [.apt(["zlib1g-dev"]), .brew(["zlib"])]),
+        /// The system libpng (PNG decoding).
+        .systemLibrary(name: "_CPNG", pkgConfig: "libpng", providers: [.apt(["libpng-dev"]), .brew(["libpng"])]),
+        /// The system libjpeg, libjpeg-turbo on Debian (JPEG decoding).
+        .systemLibrary(name: "_CJPEG", pkgConfig: "libjpeg", providers: [.apt(["libjpeg62-turbo-dev"]), .brew(["jpeg-turbo"])]),
+        /// PNG and JPEG decoding in C: libpng and libjpeg report errors by longjmp, which must not
+        /// cross Swift frames, so the setjmp and every library call sit in one C function each.
+        .target(name: "_CImage", dependencies: ["_CPNG", "_CJPEG"],
+                linkerSettings: [.linkedLibrary("png16"), .linkedLibrary("jpeg")]),
 
         // MARK: - Tests
 
@@ -92,11 +114,12 @@ let package = Package(
         /// Paths, temporary folders and running `backprop`, shared by the test targets.
         .target(name: "BackpropTestSupport", path: "Tests/BackpropTestSupport"),
         .testTarget(name: "BackpropTests", dependencies: ["Backprop"], exclude: ["Fixtures"]),
-        .testTarget(name: "BackpropDataTests", dependencies: ["BackpropData", "BackpropTestSupport"]),
+        .testTarget(name: "BackpropDataTests", dependencies: ["BackpropData", "BackpropTestSupport"], exclude: ["Fixtures"]),
         /// Also the CLI's pure parts (`@testable import BackpropCLI`: the progress line, messages).
         .testTarget(name: "BackpropTrainingTests",
                     dependencies: ["Backprop", "BackpropData", "BackpropTraining", "BackpropTestSupport",
-                                   "backprop-allocation-probe", "BackpropCLI"]),
+                                   "backprop-allocation-probe", "BackpropCLI", "BackpropReport"],
+                    exclude: ["Fixtures"]),
         .testTarget(name: "BackpropONNXTests",
                     dependencies: ["Backprop", "BackpropData", "BackpropTraining", "BackpropONNX", "BackpropTestSupport"],
                     exclude: ["Fixtures"]),

@@ -69,6 +69,7 @@ import numpy as np
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
+import torch.nn.functional as F
 
 MASK64 = (1 << 64) - 1
 
@@ -295,7 +296,7 @@ KEYS = {
     "maxpool2d": {"size", "stride"}, "avgpool2d": {"size", "stride"},
     "dense": {"out_features", "bias", "init_scale", "frozen"},
     "sequential": {"layers"}, "residual": {"main", "shortcut", "main_name", "shortcut_name"},
-    "batchnorm2d": {"momentum", "eps", "affine"}, "batchnorm1d": {"momentum", "eps", "affine"},
+    "batchnorm2d": {"momentum", "eps", "affine", "bias_lr_scale"}, "batchnorm1d": {"momentum", "eps", "affine", "bias_lr_scale"},
     "dropout": {"p"}, "dropout2d": {"p"}, "gelu": {"approximate"}, "scale": {"factor"},
 }
 
@@ -337,9 +338,11 @@ def _make_layer(kind, layer, shape, gen, context, where):
         conv = nn.Conv2d(cin, cout, k, stride=stride, padding=padding, bias=bool(get("bias", True)))
         weight = _he_weight((cout, cin, k, k), k * k * cin, float(get("init_scale", 1)), gen)
         init = get("init", "he")
-        if init not in ("he", "dirac", "he_dirac"):
-            raise SpecError(f"layer {where}: init must be he, dirac or he_dirac")
-        if init != "he":
+        if init not in ("he", "dirac", "he_dirac", "whitening"):
+            raise SpecError(f"layer {where}: init must be he, dirac, he_dirac or whitening")
+        if init == "whitening" and cout not in (cin * k * k, 2 * cin * k * k):
+            raise SpecError(f"layer {where}: init whitening needs {cin * k * k} or {2 * cin * k * k} output channels")
+        if init in ("dirac", "he_dirac"):
             identities = cout if init == "dirac" else min(cout, cin)
             weight[:identities] = 0
             for o in range(min(cout, cin)):
@@ -350,6 +353,7 @@ def _make_layer(kind, layer, shape, gen, context, where):
                 conv.bias.zero_()
         if get("frozen", False):
             conv.requires_grad_(False)
+        conv.awaits_whitening = init == "whitening"
         h = (shape[1] + 2 * padding - k) // stride + 1
         w = (shape[2] + 2 * padding - k) // stride + 1
         return conv, [cout, h, w]
@@ -384,6 +388,8 @@ def _make_layer(kind, layer, shape, gen, context, where):
             bn.weight.requires_grad_(False)
         if affine == "weight":
             bn.bias.requires_grad_(False)
+        if bn.bias is not None:
+            bn.bias.backprop_lr_scale = float(get("bias_lr_scale", 1))
         return bn, shape
     if kind in ("dropout", "dropout2d"):
         if kind == "dropout2d" and len(shape) != 3:
@@ -483,6 +489,40 @@ def build_model(spec, seed=42, init="backprop", exact_dropout=True):
     return model
 
 
+def whitening_filters(inputs, k, filters, relative_epsilon=5e-4):
+    """`Whitening.filters` (Sources/Backprop/Whitening.swift): ±eigenvectors / sqrt(λ + ε) of the
+    k×k patches' second-moment matrix of float32 `inputs` [N, C, H, W], in float64; each
+    eigenvector's largest-magnitude entry made positive; ε = relative_epsilon · trace / d."""
+    x = torch.as_tensor(np.asarray(inputs), dtype=torch.float64)
+    n, c = x.shape[:2]
+    patches = x.unfold(2, k, 1).unfold(3, k, 1)            # [N, C, Ho, Wo, k, k]
+    patches = patches.permute(0, 2, 3, 1, 4, 5).reshape(-1, c * k * k)
+    sigma = patches.T @ patches / patches.shape[0]
+    values, vectors = torch.linalg.eigh(sigma)             # ascending; columns are vectors
+    values, vectors = values.flip(0), vectors.flip(1).T    # descending; rows are vectors
+    d = c * k * k
+    largest = vectors.abs().argmax(dim=1)
+    signs = torch.sign(vectors[torch.arange(d), largest])
+    vectors = vectors * signs[:, None]
+    epsilon = relative_epsilon * float(values.sum()) / d
+    scaled = vectors / torch.sqrt(values.clamp(min=0) + epsilon)[:, None]
+    weight = torch.cat([scaled, -scaled]) if filters == 2 * d else scaled
+    return weight.reshape(filters, c, k, k).float()
+
+
+def initialize_from_data(model, inputs):
+    """`Network.initializeFromData`: sets every whitening convolution (the first layer only)
+    from `inputs`, float32 [N, C, H, W]."""
+    for module in model.modules():
+        if isinstance(module, nn.Conv2d) and getattr(module, "awaits_whitening", False):
+            with torch.no_grad():
+                module.weight.copy_(whitening_filters(inputs, module.kernel_size[0], module.out_channels))
+            module.awaits_whitening = False
+
+
+WHITENING_SAMPLE_SIZE = 5000  # Trainer.whiteningSampleSize
+
+
 def decaying_parameters(model):
     """The names of the parameters Backprop marks `decays` (the weights of conv and dense
     layers; not biases, not BatchNorm's γ/β)."""
@@ -530,7 +570,7 @@ COMMON_DEFAULTS = {
     "seed": 42, "validation_interval": 200, "moving_average": 0.99, "reshuffle_each_epoch": False,
     "optimizer": "course_sgd", "nesterov": False, "decoupled_weight_decay": False, "beta2": 0.999,
     "epsilon": 1e-8, "schedule": "constant", "label_smoothing": 0.0, "ema": 0.0, "ema_warmup": False, "augmentation": "none",
-    "checkpoint_interval": 1000, "save_best": False,
+    "checkpoint_interval": 1000, "save_best": False, "test_time_augmentation": "none",
 }
 DATASET_DEFAULTS = {
     "mnist": dict(iterations=3000, batch_size=16, learning_rate=0.1, momentum=0.9, weight_decay=0.005,
@@ -772,16 +812,21 @@ class BackpropOptimizer:
         trainable = [(n, p) for n, p in model.named_parameters() if p.requires_grad]
         decaying = decaying_parameters(model)
         decay = [p for n, p in trainable if n in decaying]
-        plain = [p for n, p in trainable if n not in decaying]
         self.decaying = decay
+        # Parameters with a learning-rate scale (BatchNorm's bias_lr_scale) get groups of their own;
+        # they never decay.
+        scales = sorted({getattr(p, "backprop_lr_scale", 1.0) for n, p in trainable if n not in decaying} - {1.0})
+        plain = [p for n, p in trainable if n not in decaying and getattr(p, "backprop_lr_scale", 1.0) == 1.0]
+        scaled = [dict(params=[p for n, p in trainable if n not in decaying and getattr(p, "backprop_lr_scale", 1.0) == s],
+                       weight_decay=0.0, lr_scale=s) for s in scales]
         if self.kind == "course_sgd":
             self.optimizer = CourseSGD([p for _, p in trainable], lr=lr, momentum=mu, weight_decay=lam)
         elif self.kind == "sgd":
             coupled = 0.0 if self.decoupled else lam
-            self.optimizer = torch.optim.SGD([dict(params=decay, weight_decay=coupled), dict(params=plain, weight_decay=0.0)],
+            self.optimizer = torch.optim.SGD([dict(params=decay, weight_decay=coupled), dict(params=plain, weight_decay=0.0)] + scaled,
                                              lr=lr, momentum=mu, nesterov=bool(o["nesterov"]))
         elif self.kind == "adamw":
-            self.optimizer = torch.optim.AdamW([dict(params=decay, weight_decay=lam), dict(params=plain, weight_decay=0.0)],
+            self.optimizer = torch.optim.AdamW([dict(params=decay, weight_decay=lam), dict(params=plain, weight_decay=0.0)] + scaled,
                                                lr=lr, betas=(mu, self.beta2), eps=float(o["epsilon"]))
         else:
             raise SpecError(f"unknown optimizer {self.kind!r}")
@@ -790,7 +835,7 @@ class BackpropOptimizer:
     def set(self, lr, momentum=None):
         self.lr = lr
         for group in self.optimizer.param_groups:
-            group["lr"] = lr
+            group["lr"] = lr * group.get("lr_scale", 1.0)
             if momentum is not None:
                 if self.kind == "adamw":
                     group["betas"] = (momentum, self.beta2)
@@ -1140,6 +1185,64 @@ def predict(model, inputs, batch_size=250):
     classes = [model(inputs[start:start + batch_size]).argmax(dim=1) for start in range(0, len(inputs), batch_size)]
     model.train(was_training)
     return torch.cat(classes) if classes else torch.zeros(0, dtype=torch.int64)
+
+
+def tta_views(text):
+    """`TestTimeAugmentation.views`: [(flip, dy, dx, weight)] and the fill, from its spelling
+    (none | flip | translate:K[:fill] | shift:K[:fill] | grid:K[:fill], comma-separated)."""
+    flip, shifts = False, None
+    if text and text != "none":
+        for item in text.split(","):
+            parts = item.split(":")
+            if parts[0] == "flip":
+                flip = True
+            elif parts[0] in ("translate", "shift", "grid"):
+                fill = parts[2] if len(parts) > 2 else ("reflect" if parts[0] == "translate" else "zero")
+                shifts = (parts[0], int(parts[1]), fill)
+            else:
+                raise SpecError(f"bad test-time augmentation {text!r}")
+    views = [(0, 0, 1.0)]
+    if shifts and shifts[0] == "translate":
+        k = shifts[1]
+        views = [(0, 0, 0.5), (-k, -k, 0.25), (k, k, 0.25)]
+    elif shifts and shifts[0] == "shift":
+        k = shifts[1]
+        views = [(0, 0, 1 / 3)] + [(dy, dx, 1 / 6) for dy, dx in ((-k, 0), (k, 0), (0, -k), (0, k))]
+    elif shifts:
+        k = shifts[1]
+        views = [(0, 0, 1 / 9)] + [(dy, dx, 1 / 9) for dy in (-k, 0, k) for dx in (-k, 0, k) if dy or dx]
+    if flip:
+        views = [v for dy, dx, w in views for v in ((False, dy, dx, w / 2), (True, dy, dx, w / 2))]
+    else:
+        views = [(False, dy, dx, w) for dy, dx, w in views]
+    return views, (shifts[2] if shifts else "zero")
+
+
+def predict_tta(model, inputs, text, batch_size=250):
+    """Classes from the weighted mean of logits over the test-time augmentation's views of
+    float32 preprocessed `inputs` [N, C, H, W] (Augmentation's rule: pad with the fill, shift, flip)."""
+    views, fill = tta_views(text)
+    x = torch.as_tensor(inputs)
+    was_training = model.training
+    model.eval()
+    out = []
+    with torch.no_grad():
+        for start in range(0, len(x), batch_size):
+            b = x[start:start + batch_size]
+            total = 0
+            for flip, dy, dx, weight in views:
+                v = b
+                if dy or dx:
+                    p = max(abs(dy), abs(dx))
+                    padded = F.pad(b, (p, p, p, p), mode="reflect" if fill == "reflect" else "constant")
+                    h, w = b.shape[2], b.shape[3]
+                    v = padded[:, :, p + dy:p + dy + h, p + dx:p + dx + w]
+                if flip:
+                    v = v.flip(3)
+                total = total + np.float32(weight) * model(v)
+            out.append(total.argmax(dim=1))
+    model.train(was_training)
+    return torch.cat(out)
 
 
 def accuracy(model, inputs, labels):

@@ -29,7 +29,7 @@ Timings on a shared machine drift by 10-30 % from one measurement to the next, a
 disturbance only ever slows a run down. So each row is measured `--repeats` times, Backprop and
 PyTorch alternating, and each side's best rate is kept.
 """
-import argparse, json, os, subprocess, sys, time
+import argparse, json, os, re, subprocess, sys, time
 
 import torch
 import torch.nn as nn
@@ -105,11 +105,18 @@ def backprop_bench(binary, args):
     return json.loads(out)
 
 
+def snake_case(row):
+    """The row with snake_case keys (binaries before `bench --json` format 1 wrote camelCase:
+    `trainImagesPerSecond`, `peakMemoryMB`)."""
+    renamed = {"trainGFLOPS": "train_gflops", "inferenceGFLOPS": "inference_gflops", "peakMemoryMB": "peak_memory_mb"}
+    return {renamed.get(k, re.sub(r"(?<!^)([A-Z])", r"_\1", k).lower()): v for k, v in row.items()}
+
+
 def backprop_row(binary, args):
     """Backprop's row, or (None, reason) when the binary cannot measure it (e.g. a build older
     than `bench --specs`)."""
     try:
-        return backprop_bench(binary, args)["rows"][0], None
+        return snake_case(backprop_bench(binary, args)["rows"][0]), None
     except subprocess.CalledProcessError as error:
         message = (error.stderr or error.stdout or "").strip().splitlines()
         reason = message[0] if message else f"exit status {error.returncode}"
@@ -135,12 +142,12 @@ def measure(label, make_net, shape, batch, backprop_args, args):
         print(f"| {label} | {batch} | n/a | {train:.0f} | | n/a | {infer:.0f} | | | |")
         return failure
     ours = dict(runs[0])
-    for key in ("trainImagesPerSecond", "inferenceImagesPerSecond", "trainGFLOPS"):
+    for key in ("train_images_per_second", "inference_images_per_second", "train_gflops"):
         ours[key] = max(run[key] for run in runs)
-    ours["peakMemoryMB"] = max(run["peakMemoryMB"] for run in runs)
-    print(f"| {label} | {batch} | {ours['trainImagesPerSecond']:.0f} | {train:.0f} | "
-          f"{ours['trainImagesPerSecond'] / train:.2f} | {ours['inferenceImagesPerSecond']:.0f} | {infer:.0f} | "
-          f"{ours['inferenceImagesPerSecond'] / infer:.2f} | {ours['trainGFLOPS']:.1f} | {ours['peakMemoryMB']:.0f} |")
+    ours["peak_memory_mb"] = max(run["peak_memory_mb"] for run in runs)
+    print(f"| {label} | {batch} | {ours['train_images_per_second']:.0f} | {train:.0f} | "
+          f"{ours['train_images_per_second'] / train:.2f} | {ours['inference_images_per_second']:.0f} | {infer:.0f} | "
+          f"{ours['inference_images_per_second'] / infer:.2f} | {ours['train_gflops']:.1f} | {ours['peak_memory_mb']:.0f} |")
     return failure
 
 

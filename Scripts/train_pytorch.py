@@ -122,6 +122,7 @@ def main(argv=None):
     model = bt.build_model(experiment.spec, seed=o["seed"])
     if model.output_shape != [10]:
         raise SystemExit(f"the network's output {model.output_shape} does not match the 10 classes")
+    bt.initialize_from_data(model, pre.apply(data["train_images"][prepared["train_indices"][:bt.WHITENING_SAMPLE_SIZE]]))
     optimizer = bt.BackpropOptimizer(model, o)
     schedule = bt.Schedule.parse(o["schedule"])
     augmentation = bt.Augmentation.parse(o["augmentation"])
@@ -194,7 +195,12 @@ def main(argv=None):
     test_accuracy = None
     if status == "finished":
         test_inputs = pre.apply(data["test_images"])
-        test_accuracy = bt.accuracy(final, test_inputs, data["test_labels"])
+        tta = o.get("test_time_augmentation", "none")
+        if tta == "none":
+            test_accuracy = bt.accuracy(final, test_inputs, data["test_labels"])
+        else:
+            predicted = bt.predict_tta(final, test_inputs, tta)
+            test_accuracy = float((predicted == torch.as_tensor(data["test_labels"])).double().mean())
     if args.save:
         save_backprop_model(args.save, final, experiment, pre, data["class_names"])
     wall = time.perf_counter() - START

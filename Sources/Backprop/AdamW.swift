@@ -64,7 +64,7 @@ public final class AdamW<Scalar: NetworkScalar>: Optimizer {
                 // The parameter's own step count, kept as a Scalar like torch's float32 `step`.
                 state[0].scalars[0] += 1
                 let t = Double(state[0].scalars[0])
-                let stepSize = Scalar(learningRate / (1 - pow(beta1, t)))
+                let stepSize = Scalar(learningRate * p.learningRateScale / (1 - pow(beta1, t)))
                 let correction2 = Scalar((1 - pow(beta2, t)).squareRoot())
                 p.gradient.scalars.withUnsafeBufferPointer { g in
                     p.value.scalars.withUnsafeMutableBufferPointer { w in

@@ -1,3 +1,5 @@
+import _CPUFeatures
+
 /// The vector the kernels' register tiles are made of, sized for the register file the build
 /// targets.
 ///
@@ -27,14 +29,23 @@ extension SIMD where Scalar == Float {
     /// `self + a * b`, one fused multiply-add per lane where the build targets a CPU that has it.
     ///
     /// On a baseline x86-64 build (no FMA), `addingProduct` would call a software `fma` per lane
-    /// (about 100x slower), so the separate multiply and add are used unless `BACKPROP_FMA` is
-    /// set.
+    /// (about 100x slower), so the separate multiply and add are used unless the code is compiled
+    /// for a CPU with FMA. That is read from the C compiler's own macros for the same target
+    /// (`_CPUFeatures`), not from a flag that could disagree with the code generation; the
+    /// constant folds away, leaving one of the two branches.
     @inline(__always)
     func fusedAdding(_ a: Self, _ b: Self) -> Self {
-        #if BACKPROP_FMA
-        return addingProduct(a, b)
-        #else
-        return self + a * b
-        #endif
+        if BACKPROP_TARGET_HAS_FMA != 0 {
+            return addingProduct(a, b)
+        } else {
+            return self + a * b
+        }
     }
 }
+
+/// Whether the kernels were compiled with fused multiply-adds (`bench` and the tests report it).
+public let kernelsUseFusedMultiplyAdd = BACKPROP_TARGET_HAS_FMA != 0
+
+/// The floats in one vector of the kernels' register tiles: 16 for a build with
+/// `BACKPROP_AVX512`, else 8.
+public let kernelVectorWidth = KernelVector.scalarCount

@@ -16,6 +16,10 @@ public final class Parameter<Scalar: NetworkScalar> {
     /// `false` for a frozen parameter: optimizers leave it as it is (its gradient may still be
     /// computed, e.g. by a gradient check).
     public var isTrainable: Bool
+    /// A factor on the optimizer's learning rate for this parameter (a PyTorch parameter group's
+    /// `lr` over the base; airbench trains BatchNorm biases 64 times faster). Honoured by
+    /// `PyTorchSGD` and `AdamW`; it does not scale weight decay.
+    public var learningRateScale: Double = 1
 
     /// Creates a parameter with a zero gradient.
     public init(name: String, value: Tensor<Scalar>, decays: Bool = true, isTrainable: Bool = true) {

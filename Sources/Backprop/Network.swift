@@ -49,8 +49,29 @@ public final class Network<Scalar: NetworkScalar> {
         }
         namedParameters = parameters
         namedBuffers = buffers
+        // Weights set from data see the network's input as it is: only the first layer may.
+        var allRows: [LayerRow<Scalar>] = []
+        body.appendRows(inputShape: inputShape, path: "", depth: 0, into: &allRows)
+        let leaves = allRows.filter { $0.layer.children.isEmpty }
+        if let late = leaves.dropFirst().first(where: { ($0.layer as? Conv2D<Scalar>)?.awaitsData == true }) {
+            throw ShapeError("layer \(late.path): init \"whitening\" is only for the network's first layer (it whitens the input images)")
+        }
         self.parameters = parameters.map(\.1)
         couplesExamples = body.couplesExamples
+    }
+
+    /// Whether some weights are still to be set from training data (`initializeFromData`).
+    public var awaitsData: Bool {
+        rows.contains { ($0.layer as? Conv2D<Scalar>)?.awaitsData == true }
+    }
+
+    /// Sets the weights that come from data — a first-layer `Conv2DInitialization.whitening`
+    /// convolution — from `inputs`, a sample of training inputs (`[N] + inputShape`).
+    public func initializeFromData(_ inputs: Tensor<Scalar>) {
+        precondition(Array(inputs.shape.dropFirst()) == inputShape, "initializeFromData: inputs of shape \(inputs.shape)")
+        for row in rows {
+            if let conv = row.layer as? Conv2D<Scalar>, conv.awaitsData { conv.initializeWhitening(from: inputs) }
+        }
     }
 
     /// Builds a network whose body is a `Sequential` of `layers` (named `0`, `1`, …).
@@ -148,7 +169,9 @@ public final class Network<Scalar: NetworkScalar> {
     }
 
     /// Copies every parameter's and buffer's value from a network of the same architecture in
-    /// another precision (e.g. to gradient-check a `Float` network in `Double`).
+    /// another precision (e.g. to gradient-check a `Float` network in `Double`). A whitening
+    /// convolution then keeps the loaded filters: it no longer awaits data (`awaitsData`), so
+    /// training from loaded weights (`train --init`) does not recompute them.
     public func loadState<Other: NetworkScalar>(from other: Network<Other>) {
         precondition(parameters.count == other.parameters.count && namedBuffers.count == other.namedBuffers.count,
                      "architectures differ")
@@ -160,6 +183,7 @@ public final class Network<Scalar: NetworkScalar> {
             precondition(mine.buffer.value.shape == theirs.buffer.value.shape, "architectures differ")
             mine.buffer.value = theirs.buffer.value.converted(to: Scalar.self)
         }
+        for row in rows { (row.layer as? Conv2D<Scalar>)?.skipDataInitialization() }
     }
 
     /// Sets every parameter's gradient to zero.
@@ -181,5 +205,13 @@ public final class Network<Scalar: NetworkScalar> {
             }
         }
         return lambda / 2 * sum
+    }
+}
+
+extension Network {
+    /// The most values one example has between two layers, the input included: a batch of N
+    /// needs about N times this per stored activation.
+    public var largestActivation: Int {
+        rows.reduce(elementCount(inputShape) ?? .max) { max($0, elementCount($1.outputShape) ?? .max) }
     }
 }

@@ -52,6 +52,8 @@ public struct NetworkSpec: Sendable, Equatable {
     public func makeNetwork<Scalar: NetworkScalar>(
         _: Scalar.Type = Scalar.self, using generator: inout SeededGenerator
     ) throws(ShapeError) -> Network<Scalar> {
+        // At most `maximumParameters`, or the caller's tighter budget.
+        if Self.scopedBudget == nil { return try makeNetwork(Scalar.self, parameterLimit: Self.maximumParameters, using: &generator) }
         let body: Sequential<Scalar> = try Self.makeSequence(layers, inputShape: input, path: "", using: &generator)
         return try Network(inputShape: input, body: body)
     }
@@ -64,20 +66,32 @@ public struct NetworkSpec: Sendable, Equatable {
     ) throws(ShapeError) -> Sequential<Scalar> {
         var built: [any Layer<Scalar>] = [], names: [String] = []
         var shape = inputShape
+        let budget = NetworkSpec.parameterBudget
         for (position, spec) in specs.enumerated() {
             let at = joinPath(path, String(position))
             if spec.kind is DenseSpec, shape.count != 1 {
                 names.append(String(built.count))
                 built.append(Flatten<Scalar>())
-                shape = [shape.reduce(1, *)]
+                shape = [elementCount(shape)!]  // every shape here passed the check below
             }
             let layer: any Layer<Scalar>
-            do {
+            let before = budget.used
+            do throws(ShapeError) {
                 layer = try spec.kind.makeLayer(inputShape: shape, path: at, using: &generator)
-                shape = try layer.outputShape(for: shape)
+                let output = try layer.outputShape(for: shape)
+                guard let values = elementCount(output), values <= maximumActivation else {
+                    throw ShapeError("its output \(describe(shape: output)) is over \(maximumActivation) values per example")
+                }
+                shape = output
             } catch {
                 if error.description.hasPrefix("layer ") { throw error }
                 throw ShapeError("layer \(at) (\(type(of: spec.kind).typeName)) does not fit its \(describe(shape: shape)) input: \(error.description)")
+            }
+            // A container's layers counted themselves (in the nested call); count the rest.
+            let own = layer.parameters.reduce(0) { $0 + $1.value.count } + layer.buffers.reduce(0) { $0 + $1.value.count }
+            budget.used += max(0, own - (budget.used - before))
+            guard budget.used <= budget.limit else {
+                throw ShapeError("layer \(at) (\(type(of: spec.kind).typeName)): the network has over \(budget.limit) parameters and buffers\(budget.reason)")
             }
             names.append(spec.name ?? String(built.count))
             built.append(layer)
@@ -87,6 +101,70 @@ public struct NetworkSpec: Sendable, Equatable {
         }
         return Sequential(built, names: names)
     }
+}
+
+extension NetworkSpec {
+    /// The most values one example may have between two layers (as for `input`): 2^26, a
+    /// 256 MB activation in `Float`.
+    public static let maximumActivation = 1 << 26
+    /// The most parameters and buffers (together) a spec may build: 2^28, 1 GiB of `Float`.
+    public static let maximumParameters = 1 << 28
+
+    /// How many parameters and buffers the networks built in this task may still hold; a
+    /// build stops at the first layer that goes over (each layer's own tensors are bounded by
+    /// its kind, so the memory allocated before the check is bounded too).
+    public final class ParameterBudget: @unchecked Sendable {
+        public let limit: Int
+        /// Appended to the error: why the limit is what it is (" (the model file holds 1,234)").
+        public let reason: String
+        var used = 0
+        public init(limit: Int, reason: String = "") {
+            self.limit = limit
+            self.reason = reason
+        }
+    }
+
+    /// Checks, before a layer allocates them, that `count` more parameters fit: at most 2^28 in
+    /// one layer, and within what the network being built may still hold.
+    /// - Parameter what: the layer for the message, e.g. `dense 784→10`.
+    public static func reserveParameters(_ count: Int?, for what: String) throws(ShapeError) {
+        let budget = scopedBudget
+        let room = min(1 << 28, budget.map { $0.limit - $0.used } ?? maximumParameters)
+        guard let count, count <= room else {
+            throw ShapeError("\(what) has too many weights (\(count.map(String.init) ?? "over 2^63")); \(max(room, 0)) more fit\(budget?.reason ?? "")")
+        }
+    }
+
+    /// The budget of the builds under `withParameterBudget`; a fresh one of `maximumParameters`
+    /// per build otherwise.
+    @TaskLocal static var scopedBudget: ParameterBudget?
+    static var parameterBudget: ParameterBudget { scopedBudget ?? ParameterBudget(limit: maximumParameters) }
+
+    /// Builds the network with at most `limit` parameters and buffers: a model file whose data
+    /// holds N values needs no network over N, so a description that claims more is refused
+    /// before its layers are allocated.
+    public func makeNetwork<Scalar: NetworkScalar>(
+        _: Scalar.Type = Scalar.self, parameterLimit limit: Int, reason: String = "", using generator: inout SeededGenerator
+    ) throws(ShapeError) -> Network<Scalar> {
+        let budget = ParameterBudget(limit: min(limit, Self.maximumParameters), reason: reason)
+        let result: Result<Network<Scalar>, ShapeError> = Self.$scopedBudget.withValue(budget) {
+            do throws(ShapeError) { return .success(try makeNetwork(Scalar.self, using: &generator)) } catch { return .failure(error) }
+        }
+        return try result.get()
+    }
+}
+
+/// The number of elements of `shape` (the product of its extents), or nil when an extent is
+/// negative or the product overflows `Int`.
+public func elementCount(_ shape: [Int]) -> Int? {
+    var count = 1
+    for extent in shape {
+        guard extent >= 0 else { return nil }
+        let (product, overflow) = count.multipliedReportingOverflow(by: extent)
+        if overflow { return nil }
+        count = product
+    }
+    return count
 }
 
 /// A spec file that cannot be used: one line saying where and why.
@@ -296,7 +374,7 @@ extension NetworkSpec {
     /// Reads `input` and `layers` from a decoded JSON object; other keys are the caller's.
     /// - Throws: `SpecError` naming the layer and key that is wrong.
     public init(jsonObject: [String: Any]) throws(SpecError) {
-        guard let input = jsonObject["input"] as? [Int], !input.isEmpty, input.count <= 3,
+        guard let input = jsonIntegers(jsonObject["input"]), !input.isEmpty, input.count <= 3,
               input.allSatisfy({ $0 > 0 && $0 <= SpecReader.maximumSize }),
               input.reduce(1, { $0.multipliedReportingOverflow(by: $1).partialValue }) <= 1 << 26 else {
             throw SpecError("spec: \"input\" must be a list of one to three positive sizes, e.g. [1, 28, 28]")

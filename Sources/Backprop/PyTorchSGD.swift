@@ -15,6 +15,7 @@
 /// `torch.optim.AdamW` does (`param.mul_(1 - lr * weight_decay)`); `torch.optim.SGD` has no such
 /// option. Note that `λ` is scaled by the current learning rate, so a schedule decays it too.
 ///
+/// A parameter's `learningRateScale` multiplies `α` in its last line (not in the decay).
 /// Frozen parameters (`isTrainable == false`) are skipped. State: a `momentum_buffer` per
 /// parameter (when `μ ≠ 0`), created on the parameter's first update; scalar `step`.
 public final class PyTorchSGD<Scalar: NetworkScalar>: Optimizer {
@@ -54,9 +55,10 @@ public final class PyTorchSGD<Scalar: NetworkScalar>: Optimizer {
     public func step(_ parameters: [Parameter<Scalar>]) {
         buffers.bind(count: parameters.count, optimizer: "PyTorchSGD")
         stepCount += 1
-        let alpha = Scalar(learningRate), mu = Scalar(momentum), damped = Scalar(1 - dampening)
+        let mu = Scalar(momentum), damped = Scalar(1 - dampening)
         let nesterov = nesterov
         for (index, p) in parameters.enumerated() where p.isTrainable {
+            let alpha = Scalar(learningRate * p.learningRateScale)
             let lambda: Scalar = p.decays ? Scalar(weightDecay) : 0
             // Coupled decay goes into the gradient; decoupled shrinks w first (torch AdamW).
             let coupled: Scalar = decoupledWeightDecay ? 0 : lambda

@@ -32,6 +32,12 @@ struct Bench: ParsableCommand {
         var trainGFLOPS: Double
         var inferenceGFLOPS: Double
         var peakMemoryMB: Double
+
+        enum CodingKeys: String, CodingKey {
+            case preset, batchSize = "batch_size"
+            case trainImagesPerSecond = "train_images_per_second", inferenceImagesPerSecond = "inference_images_per_second"
+            case trainGFLOPS = "train_gflops", inferenceGFLOPS = "inference_gflops", peakMemoryMB = "peak_memory_mb"
+        }
     }
 
     struct GEMMRow: Codable {
@@ -41,14 +47,19 @@ struct Bench: ParsableCommand {
 
     func run() throws {
         try threading.apply()
-        guard seconds > 0, seconds.isFinite else { throw UserError.usage("--seconds must be a positive number, got \(seconds)") }
+        guard seconds > 0, seconds <= 3600 else { throw UserError.usage("--seconds must be a number from 0 to 3600, got \(seconds)") }
         let experiments = try presets.split(separator: ",").map { name in
             guard let experiment = Experiment.preset(named: String(name)) else {
                 throw UserError.usage("unknown preset '\(name)' (known: \(ExperimentChoice.presetList))")
             }
             return experiment
-        } + (specs ?? "").split(separator: ",").map { path throws in try Experiment(specFile: URL(fileURLWithPath: String(path))) }
+        } + (specs ?? "").split(separator: ",").map { path throws in try userFacing { try Experiment(specFile: URL(fileURLWithPath: String(path))) } }
         let batches = try batchSizes.split(separator: ",").map(parseBatch)
+        // Every network and batch is checked before the first measurement.
+        for experiment in experiments {
+            let network = try makeNetwork(experiment, seed: 1)
+            for batch in batches { try checkBatchMemory(network, batchSize: batch, flag: "--batch-sizes") }
+        }
         var rows: [Row] = []
         for experiment in experiments {
             for batch in batches {
@@ -67,14 +78,16 @@ struct Bench: ParsableCommand {
         if json {
             let encoder = JSONEncoder()
             encoder.outputFormatting = [.prettyPrinted, .sortedKeys]
-            let object = ["rows": try JSONSerialization.jsonObject(with: encoder.encode(rows)),
-                          "gemm": try JSONSerialization.jsonObject(with: encoder.encode(gemms))]
+            let object = FileFormat.bench.jsonObject.merging([
+                "rows": try JSONSerialization.jsonObject(with: encoder.encode(rows)),
+                "gemm": try JSONSerialization.jsonObject(with: encoder.encode(gemms)),
+            ]) { a, _ in a }
             print(String(decoding: try JSONSerialization.data(withJSONObject: object, options: [.prettyPrinted, .sortedKeys]), as: UTF8.self))
         }
     }
 
     private func parseBatch(_ text: Substring) throws -> Int {
-        guard let b = Int(text), b > 0 else { throw UserError.usage("--batch-sizes: '\(text)' is not a positive whole number") }
+        guard let b = Int(text), b > 0, b <= 1 << 16 else { throw UserError.usage("--batch-sizes: '\(text)' is not a whole number from 1 to 65536") }
         return b
     }
 
@@ -87,7 +100,7 @@ struct Bench: ParsableCommand {
     /// its products.
     private func printLayers(_ experiment: Experiment, batch: Int) {
         var generator = SeededGenerator(seed: 1)
-        let network = try! experiment.network.makeNetwork(Float.self, using: &generator)
+        let network = try! experiment.network.makeNetwork(Float.self, using: &generator)  // built once above: cannot fail
         let timings = LayerProfile.measure(network, batchSize: batch, repetitions: 5)
         let total = timings.reduce(0) { $0 + $1.forwardSeconds + $1.backwardSeconds }
         for t in timings {
@@ -115,7 +128,7 @@ struct Bench: ParsableCommand {
 
     private func measure(_ experiment: Experiment, batch: Int) -> Row {
         var generator = SeededGenerator(seed: 1)
-        let network = try! experiment.network.makeNetwork(Float.self, using: &generator)
+        let network = try! experiment.network.makeNetwork(Float.self, using: &generator)  // built once above: cannot fail
         let inputs = Tensor<Float>.randomNormal(shape: [batch] + network.inputShape, standardDeviation: 1, using: &generator)
         let labels = (0..<batch).map { _ in generator.nextInt(below: 10) }
         let o = experiment.options

@@ -15,44 +15,70 @@ struct ExperimentChoice: ParsableArguments {
     @Option(name: .long, help: ArgumentHelp("A network spec file (JSON) instead of a preset.", valueName: "file"))
     var spec: String?
 
-    @Option(name: .long, help: "The data set for a spec that names none: mnist or cifar10.")
+    @Option(name: .long, help: "The data set for a spec that names none, or instead of a preset's (of the same image shape): \(DatasetKind.nameList).")
     var dataset: String?
 
     func resolve() throws -> Experiment {
+        var fallback: DatasetKind?
+        if let dataset {
+            guard let kind = DatasetKind(rawValue: dataset) else {
+                throw UserError.usage("unknown data set '\(dataset)' (\(DatasetKind.nameList))")
+            }
+            fallback = kind
+        }
         switch (preset, spec) {
         case (nil, nil): throw UserError.usage("name a preset (\(Self.presetList)) or pass --spec FILE")
         case (.some, .some): throw UserError.usage("give a preset or --spec, not both")
         case let (name?, nil):
-            guard let experiment = Experiment.preset(named: name) else {
+            guard var experiment = Experiment.preset(named: name) else {
                 let guess = closest(to: name, among: Experiment.presetNames).map { "did you mean '\($0)'? " } ?? ""
                 throw UserError.usage("unknown preset '\(name)' (\(guess)known: \(Self.presetList))")
             }
+            // `train mnist --dataset fashion-mnist`: the preset's network and options on other data of
+            // its shape, or on an image folder (resized to the network's input).
+            if let fallback, fallback != experiment.dataset {
+                if let shape = fallback.imageShape, shape != experiment.network.input {
+                    throw UserError.usage("--dataset \(fallback.rawValue) has \(describe(shape: shape)) images; the preset \(name) takes \(describe(shape: experiment.network.input))")
+                }
+                experiment.dataset = fallback
+            }
             return experiment
         case let (nil, path?):
-            var fallback: DatasetKind?
-            if let dataset {
-                guard let kind = DatasetKind(rawValue: dataset) else {
-                    throw UserError.usage("unknown data set '\(dataset)' (mnist or cifar10)")
-                }
-                fallback = kind
-            }
             let file = try nonEmpty(path, "--spec")
             return try userFacing { try Experiment(specFile: URL(fileURLWithPath: file), dataset: fallback) }
         }
     }
 }
 
-/// Builds the experiment's network and checks that it fits the data set's images and classes.
+/// Builds the experiment's network and checks that it fits the data set's images and classes (an
+/// image folder's: `checkClasses(of:fit:)` once it is read).
 func makeNetwork(_ experiment: Experiment, seed: UInt64) throws -> Network<Float> {
-    guard experiment.network.input == experiment.dataset.imageShape else {
-        throw UserError("the network's input \(describe(shape: experiment.network.input)) does not match \(experiment.dataset.displayName) images (\(describe(shape: experiment.dataset.imageShape)))")
+    if let shape = experiment.dataset.imageShape, experiment.network.input != shape {
+        throw UserError("the network's input \(describe(shape: experiment.network.input)) does not match \(experiment.dataset.displayName) images (\(describe(shape: shape)))")
     }
     var generator = SeededGenerator(seed: seed)
     let network = try userFacing { try experiment.network.makeNetwork(Float.self, using: &generator) }
-    guard network.outputShape == [10] else {
+    guard experiment.dataset == .imageFolder || network.outputShape == [10] else {
         throw UserError("the network's output \(describe(shape: network.outputShape)) does not match the 10 classes of \(experiment.dataset.displayName)")
     }
     return network
+}
+
+/// Refuses a batch whose activations would not fit: `batchSize` examples of the network's
+/// largest activation must stay within 2^31 values (8 GiB of `Float`), checked before any
+/// batch is allocated.
+func checkBatchMemory(_ network: Network<Float>, batchSize: Int, flag: String) throws {
+    let largest = network.largestActivation
+    guard let values = elementCount([batchSize, largest]), values <= 1 << 31 else {
+        throw UserError.usage("\(flag) \(batchSize) is too large for this network: \(batchSize) examples of its largest activation (\(grouped(largest)) values) exceed \(grouped(1 << 31)) values")
+    }
+}
+
+/// Checks that the network has one output per class of the data set read.
+func checkClasses(of network: Network<Float>, fit dataset: Dataset) throws {
+    guard network.outputShape == [dataset.classNames.count] else {
+        throw UserError("the network's output \(describe(shape: network.outputShape)) does not match the \(dataset.classNames.count) classes of the \(dataset.kind.displayName) (\(dataset.classNames.prefix(5).joined(separator: ", "))\(dataset.classNames.count > 5 ? ", …" : ""))")
+    }
 }
 
 /// Formats an integer with thousands separators: 14,682.

@@ -6,14 +6,15 @@ import Foundation
 /// `--data-dir`: where the data sets are.
 struct DataOptions: ParsableArguments {
     @Option(name: .long, help: ArgumentHelp(
-        "The data folder (the data set's files, or a root with mnist/ and cifar10/). Default: $BACKPROP_DATA, else the per-user cache folder.",
+        "The data folder (the data set's files, or a root with mnist/, fashion-mnist/ and cifar10/; for image-folder, the folder of class folders). Default: $BACKPROP_DATA, else the per-user cache folder.",
         valueName: "dir"))
     var dataDir: String?
 
     var directory: URL { DataDirectory.resolve(explicit: dataDir) }
 
-    func load(_ kind: DatasetKind, trainingLimit: Int? = nil) throws -> Dataset {
-        try userFacing { try Dataset.load(kind, from: directory, trainingLimit: trainingLimit) }
+    /// - Parameter imageShape: the network's input, to which an image folder's images are resized.
+    func load(_ kind: DatasetKind, trainingLimit: Int? = nil, imageShape: [Int]? = nil) throws -> Dataset {
+        try userFacing { try Dataset.load(kind, from: directory, trainingLimit: trainingLimit, imageShape: imageShape) }
     }
 }
 

@@ -2,17 +2,23 @@ import ArgumentParser
 import BackpropData
 import Foundation
 
+/// Set by SIGINT/SIGTERM during a download; the downloader polls it.
+nonisolated(unsafe) private var downloadInterrupted: sig_atomic_t = 0
+
 struct Download: ParsableCommand {
     static let configuration = CommandConfiguration(
-        abstract: "Fetch MNIST or CIFAR-10 (binary version) into the data folder, verifying SHA-256.")
+        abstract: "Fetch MNIST, Fashion-MNIST or CIFAR-10 (binary version) into the data folder, verifying SHA-256.")
 
-    @Argument(help: "mnist or cifar10.") var dataset: String
+    @Argument(help: "\(DatasetKind.downloadable.map(\.rawValue).joined(separator: ", ")).") var dataset: String
     @OptionGroup var data: DataOptions
     @Option(help: ArgumentHelp("A base URL to fetch the official file names from instead of the official hosts.", valueName: "url"))
     var mirror: String?
 
     func run() throws {
-        guard let kind = DatasetKind(rawValue: dataset) else { throw UserError.usage("unknown data set '\(dataset)' (mnist or cifar10)") }
+        let names = DatasetKind.downloadable.map(\.rawValue).joined(separator: ", ")
+        guard let kind = DatasetKind(rawValue: dataset), DatasetKind.downloadable.contains(kind) else {
+            throw UserError.usage("unknown data set '\(dataset)' (\(names))")
+        }
         var mirrorURL: URL?
         if let mirror {
             guard let url = URL(string: mirror.hasSuffix("/") ? mirror : mirror + "/"), url.scheme != nil else {
@@ -21,8 +27,17 @@ struct Download: ParsableCommand {
             mirrorURL = url
         }
         let interactive = isatty(STDOUT_FILENO) != 0
+        // Ctrl-C or SIGTERM stops the download and removes its partial file.
+        downloadInterrupted = 0
+        signal(SIGINT) { _ in downloadInterrupted = 1 }
+        signal(SIGTERM) { _ in downloadInterrupted = 1 }
+        defer {
+            signal(SIGINT, SIG_DFL)
+            signal(SIGTERM, SIG_DFL)
+        }
+        let downloader = Downloader(dataDirectory: data.directory, mirror: mirrorURL, isCancelled: { downloadInterrupted != 0 })
         let folder = try userFacing {
-            try Downloader(dataDirectory: data.directory, mirror: mirrorURL).download(kind) { event in
+            try downloader.download(kind) { event in
                 switch event {
                 case .alreadyPresent(let file): print("\(file): already present and verified")
                 case .verified(let file): print((interactive ? "\r\u{1B}[2K" : "") + "\(file): verified")

@@ -8,28 +8,38 @@ import Foundation
 struct Evaluate: ParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "Evaluate a run's model on the test set: accuracy, confusion matrix, precision and recall.",
-        discussion: "Writes evaluation.json, confusion.csv and per_class.csv into the run folder.")
+        discussion: "Writes evaluation.json, confusion.csv and per_class.csv into the run folder (given a .safetensors file instead, only prints them).")
 
     @Argument(help: ArgumentHelp("The run folder.", valueName: "run")) var runFolder: String
     @OptionGroup var data: DataOptions
     @OptionGroup var threading: ThreadOptions
+    @Option(help: "Test-time augmentation instead of the model's own: none, flip, translate:K[:fill], shift:K[:fill], grid:K[:fill], comma-separated.")
+    var tta: String?
 
     func run() throws {
         try threading.apply()
         let folder = URL(fileURLWithPath: try nonEmpty(runFolder, "the run folder"), isDirectory: true)
-        let model = try userFacing { try ModelArchive.load(from: folder) }
-        let dataset = try data.load(model.dataset, trainingLimit: 0)
+        var model = try userFacing { try ModelArchive.load(from: folder) }
+        if let tta {
+            model.testTimeAugmentation = try flagValue { try TestTimeAugmentation(parsing: tta) }
+            try flagValue { try model.testTimeAugmentation.validate(height: model.spec.input[1], width: model.spec.input[2]) }
+        }
+        let dataset = try data.load(model.dataset, trainingLimit: 0, imageShape: model.spec.input)
         let (_, report) = model.evaluate(on: dataset.test)
-        if let data = try? Data(contentsOf: folder.appendingPathComponent(RunFiles.record)),
+        if let data = try? readRegularFile(folder.appendingPathComponent(RunFiles.record), limit: 1 << 24),
            let record = try? JSONDecoder().decode(RunRecord.self, from: data), record.status != "finished" {
             print("note: training \(record.status) after \(record.iterationsCompleted) of \(record.options.iterations) iterations; this is the model saved then"
                   + (record.status == "interrupted" ? " (continue with `backprop train --resume \(runFolder)`)" : ""))
         }
-        print(String(format: "test accuracy %.2f%% (%d of %d)", report.accuracy * 100, report.correct, report.total))
+        let views = model.testTimeAugmentation.views.count
+        print(String(format: "test accuracy %.2f%% (%d of %d)", report.accuracy * 100, report.correct, report.total)
+              + (views > 1 ? ", logits averaged over \(views) views (test-time augmentation \(model.testTimeAugmentation))" : ""))
         print()
         printConfusion(report)
         print()
         printPerClass(report)
+        // A model file rather than a run folder: nothing is written beside it.
+        guard folder.pathExtension != "safetensors" else { return }
         try userFacing { try EvaluationFiles.write(report, dataset: model.dataset.rawValue, to: folder) }
     }
 }

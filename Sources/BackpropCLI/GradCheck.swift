@@ -28,18 +28,19 @@ struct GradCheck: ParsableCommand {
 
     func run() throws {
         try threading.apply()
-        guard batchSize > 0 else { throw UserError.usage("--batch-size must be at least 1, got \(batchSize)") }
-        guard entries > 0 else { throw UserError.usage("--entries must be at least 1, got \(entries)") }
+        guard batchSize > 0, batchSize <= 1 << 10 else { throw UserError.usage("--batch-size must be from 1 to 1024, got \(batchSize)") }
+        guard entries > 0, entries <= 1 << 20 else { throw UserError.usage("--entries must be from 1 to 1048576, got \(entries)") }
         for (flag, value) in [("--step", step), ("--tolerance", tolerance), ("--input-scale", inputScale ?? 1)] {
             guard value > 0, value.isFinite else { throw UserError.usage("\(flag) must be a positive number, got \(value)") }
         }
         let chosen = try experiment.resolve()
         let trained = try makeNetwork(chosen, seed: seed)  // checks the shapes against the data set
+        try checkBatchMemory(trained, batchSize: batchSize, flag: "--batch-size")
         var weights = SeededGenerator(seed: seed)
         let network = try userFacing { try chosen.network.makeNetwork(Double.self, using: &weights) }
         network.loadState(from: trained)
         var generator = SeededGenerator(seed: seed ^ 0xC4EC4)
-        let inputs = Tensor<Double>.randomNormal(shape: [batchSize] + network.inputShape, standardDeviation: inputScale ?? (chosen.dataset == .mnist ? 0.3 : 60), using: &generator)
+        let inputs = Tensor<Double>.randomNormal(shape: [batchSize] + network.inputShape, standardDeviation: inputScale ?? (chosen.dataset == .cifar10 ? 60 : 0.3), using: &generator)
         let labels = (0..<batchSize).map { _ in generator.nextInt(below: 10) }
         let results = GradientCheck.check(network: network, inputs: inputs, labels: labels, entriesPerTensor: entries,
                                           step: step, using: &generator)

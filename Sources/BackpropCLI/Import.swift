@@ -20,7 +20,7 @@ struct Import: ParsableCommand {
 
     @Argument(help: ArgumentHelp("The ONNX file.", valueName: "model.onnx")) var file: String
     @Option(help: ArgumentHelp("The run folder to create.", valueName: "dir")) var out: String?
-    @Option(help: "The data set the model classifies: mnist or cifar10 (default: the file's metadata, else the one whose images have the input's shape).")
+    @Option(help: "The data set the model classifies: \(DatasetKind.nameList) (default: the file's metadata, else the one whose images have the input's shape).")
     var dataset: String?
     @Option(parsing: .unconditional, help: "Preprocessing: the factor applied to each byte (x = byte * scale - mean), e.g. 0.00392156862745098 for 1/255.")
     var scale: Double?
@@ -61,13 +61,14 @@ struct Import: ParsableCommand {
         if kind == nil {
             let fitting = DatasetKind.allCases.filter { $0.imageShape == input }
             guard fitting.count == 1 else {
-                throw UserError("\(file): the input \(describe(shape: input)) fits \(fitting.isEmpty ? "no data set Backprop has" : "several data sets"); name one with --dataset")
+                let fits = fitting.isEmpty ? "no data set Backprop has by name" : "\(fitting.map(\.rawValue).joined(separator: " and ")) images"
+                throw UserError("\(file): the file names no data set and the input \(describe(shape: input)) fits \(fits); name one with --dataset (\(DatasetKind.nameList))")
             }
             kind = fitting[0]
         }
         let chosen = kind!
-        guard chosen.imageShape == input else {
-            throw UserError("\(file): the model's input \(describe(shape: input)) does not match \(chosen.displayName) images (\(describe(shape: chosen.imageShape)))")
+        if let shape = chosen.imageShape, shape != input {
+            throw UserError("\(file): the model's input \(describe(shape: input)) does not match \(chosen.displayName) images (\(describe(shape: shape)))")
         }
         let classes = model.network.outputShape[0]
         let classNames = model.recordedClassNames.flatMap { $0.count == classes ? $0 : nil } ?? chosen.standardClassNames ?? []
@@ -82,7 +83,9 @@ struct Import: ParsableCommand {
             throw UserError.usage("--mean has \(preprocessing.mean.count) values for \(input[0]) channels")
         }
 
-        let archive = ModelArchive(network: model.network, spec: model.spec, dataset: chosen, preprocessing: preprocessing, classNames: classNames)
+        let augmentation = try userFacing { try model.recordedTestTimeAugmentation() } ?? TestTimeAugmentation()
+        let archive = ModelArchive(network: model.network, spec: model.spec, dataset: chosen, preprocessing: preprocessing, classNames: classNames,
+                                   testTimeAugmentation: augmentation)
         let name = folder.lastPathComponent
         let experiment = Experiment(name: name, dataset: chosen, network: model.spec, options: Experiment.defaultOptions(for: chosen))
         try userFacing("create the run folder \(out)") { try FileManager.default.createDirectory(at: folder, withIntermediateDirectories: true) }
@@ -94,6 +97,7 @@ struct Import: ParsableCommand {
         for note in model.notes { print("note: \(note)") }
         print("imported \(file): \(model.spec.layers.count) layers, \(grouped(model.network.parameterCount)) parameters, input \(describe(shape: input)) (\(chosen.displayName)), \(classes) classes")
         print("preprocessing: x = byte * \(String(format: "%g", preprocessing.scale)) - mean, mean [\(preprocessing.mean.map { String(format: "%g", $0) }.joined(separator: ", "))]")
+        if !augmentation.isIdentity { print("test-time augmentation (from the file's metadata): \(augmentation.description)") }
         print("saved \(out)/\(ModelArchive.weightsFile), \(ModelArchive.descriptionFile) and \(RunFiles.experiment); try `backprop evaluate \(out)`")
     }
 }

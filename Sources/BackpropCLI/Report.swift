@@ -9,7 +9,7 @@ struct Report: ParsableCommand {
         discussion: """
             Reads the run folder (training.json, metrics.jsonl, experiment.json, the model), evaluates \
             the model on the test set (as `evaluate` does) and writes into the run folder: report.html \
-            (or --out), accuracy.svg, loss.svg, kernels.png, misclassified.png, confusion.svg, and the \
+            (or --out), accuracy.svg, accuracy_full.svg, loss.svg, kernels.png, misclassified.png, confusion.svg, and the \
             evaluation (evaluation.json, confusion.csv, per_class.csv). Nothing is written when \
             something is missing.
             """)

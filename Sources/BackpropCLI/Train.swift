@@ -40,6 +40,8 @@ struct Train: ParsableCommand {
     @Flag(help: "Warm the moving average's decay up as min(ema, (1 + n)/(10 + n)) after n steps.") var emaWarmup = false
     @Option(help: "Augmentation: none, flip, altflip, crop:P[:zero|reflect], translate:K[:zero|reflect], comma-separated.")
     var augment: String?
+    @Option(help: "Test-time augmentation of the saved model: none, flip, translate:K[:fill], shift:K[:fill], grid:K[:fill], comma-separated.")
+    var tta: String?
     @Option(parsing: .unconditional, help: "Training images read from the files; the validation images are held out of these.") var trainSize: Int?
     @Option(parsing: .unconditional, help: "Images held out for validation.") var validationSize: Int?
     @Option(parsing: .unconditional, help: "Measure validation accuracy every N iterations.") var validationInterval: Int?
@@ -48,7 +50,8 @@ struct Train: ParsableCommand {
     @Option(parsing: .unconditional, help: "Seed for the initial weights, the shuffle, dropout and augmentation.") var seed: UInt64?
     @Option(parsing: .unconditional, help: "Write a checkpoint every K iterations (0: only on an interrupt).") var checkpointInterval: Int?
     @Flag(help: "Also keep the model with the best validation accuracy (best.safetensors).") var saveBest = false
-    @Option(help: ArgumentHelp("The run folder to create.", valueName: "dir")) var out: String?
+    @Option(help: ArgumentHelp("The run folder to create (default: runs/<preset>-<date>-<time>, a new folder each time).", valueName: "dir"))
+    var out: String?
     @Option(help: ArgumentHelp("Continue the interrupted run in this folder.", valueName: "dir")) var resume: String?
     @Option(name: .customLong("init"), help: ArgumentHelp(
         "Start from the weights of this run folder's model (the same architecture; e.g. one made by `backprop import`) instead of fresh ones.",
@@ -59,7 +62,7 @@ struct Train: ParsableCommand {
     /// Whether any flag that changes the training options was given.
     private var setsTrainingOptions: Bool {
         let values: [Any?] = [iterations, batchSize, learningRate, momentum, weightDecay, optimizer, schedule, labelSmoothing,
-                              ema, augment, trainSize, validationSize, validationInterval, movingAverage, seed, checkpointInterval]
+                              ema, augment, tta, trainSize, validationSize, validationInterval, movingAverage, seed, checkpointInterval]
         return values.contains { $0 != nil } || initialModel != nil || nesterov || decoupledWeightDecay || reshuffle || saveBest || emaWarmup
     }
 
@@ -84,6 +87,7 @@ struct Train: ParsableCommand {
         if let ema { o.ema = ema }
         if emaWarmup { o.emaWarmUp = true }
         if let augment { o.augmentation = try flagValue { try Augmentation(parsing: augment) } }
+        if let tta { o.testTimeAugmentation = try flagValue { try TestTimeAugmentation(parsing: tta) } }
         if let trainSize { o.trainSize = trainSize }
         if let validationSize { o.validationSize = validationSize }
         if let validationInterval { o.validationInterval = validationInterval }
@@ -98,26 +102,29 @@ struct Train: ParsableCommand {
     func run() throws {
         try threading.apply()
         if let resume { return try resumeRun(at: resume) }
-        guard let out else { throw UserError.usage("name the run folder to create with --out DIR (or continue one with --resume DIR)") }
-        _ = try nonEmpty(out, "--out")
+        if let out { _ = try nonEmpty(out, "--out") }
         var chosen = try experiment.resolve()
         // A spec file's own options are the file's fault; what fails only with the flags is the
         // command line's.
         do { try chosen.options.validate() } catch { throw UserError("\(experiment.spec ?? chosen.name): training: \(error.description)") }
-        let o = try options(over: chosen.options)
+        var o = try options(over: chosen.options)
         chosen.options = o
         do { try o.validate() } catch { throw UserError.usage(error.description) }
 
         // Everything that can fail on the user's input fails before the run folder is made.
-        let folder = URL(fileURLWithPath: out, isDirectory: true)
-        var isFolder: ObjCBool = false
-        if FileManager.default.fileExists(atPath: folder.path, isDirectory: &isFolder), !isFolder.boolValue {
-            throw UserError("\(out) is a file, not a folder; choose another --out")
-        }
-        if let contents = try? FileManager.default.contentsOfDirectory(atPath: folder.path), !contents.isEmpty {
-            throw UserError("\(out) already exists and is not empty; choose another --out (nothing was overwritten)")
+        if let out {
+            var isFolder: ObjCBool = false
+            if FileManager.default.fileExists(atPath: out, isDirectory: &isFolder), !isFolder.boolValue {
+                throw UserError("\(out) is a file, not a folder; choose another --out")
+            }
+            if isFolder.boolValue, !RunFolderLock.isUnused(URL(fileURLWithPath: out, isDirectory: true)) {
+                throw UserError("\(out) already exists and is not empty; choose another --out (nothing was overwritten)")
+            }
         }
         let network = try makeNetwork(chosen, seed: o.seed)
+        // `--init`: the model's weights (a whitening convolution keeps them: `loadState`), and
+        // the preprocessing they were trained with, not one fitted anew.
+        var initialization: (path: String, preprocessing: Preprocessing)?
         if let initialModel {
             let path = try nonEmpty(initialModel, "--init")
             let source = try userFacing { try ModelArchive.load(from: URL(fileURLWithPath: path, isDirectory: true)) }
@@ -125,28 +132,87 @@ struct Train: ParsableCommand {
                   source.network.namedBuffers.map(\.buffer.value.shape) == network.namedBuffers.map(\.buffer.value.shape) else {
                 throw UserError("--init: the model in \(path) has another architecture than \(chosen.name)'s network")
             }
+            guard source.network.inputShape == network.inputShape else {
+                throw UserError("--init: the model in \(path) takes \(describe(shape: source.network.inputShape)) inputs, \(chosen.name)'s network \(describe(shape: network.inputShape))")
+            }
             network.loadState(from: source.network)
+            initialization = (path, source.preprocessing)
         }
+        try checkBatchMemory(network, batchSize: o.batchSize, flag: "--batch-size")
         // BatchNorm normalises over the batch (and the plane): it needs two values per channel.
         for row in network.rows where row.layer is BatchNorm<Float> && o.batchSize * row.inputShape.dropFirst().reduce(1, *) < 2 {
             throw UserError("layer \(row.path) (\(row.layer.kind)) needs more than one value per channel in a training batch; use --batch-size 2 or more")
         }
-        let dataset = try data.load(chosen.dataset, trainingLimit: o.trainSize)
+        let dataset = try data.load(chosen.dataset, trainingLimit: o.trainSize, imageShape: chosen.network.input)
+        try checkClasses(of: network, fit: dataset)
+        if chosen.dataset == .imageFolder && o.trainSize > dataset.train.count {
+            // An image folder's size is known only now: a larger train size means all its images.
+            o.trainSize = dataset.train.count
+            chosen.options = o
+        }
         try userFacing {
             try o.validate(availableTrainingImages: dataset.train.count, imageHeight: dataset.train.height, imageWidth: dataset.train.width)
         }
-        try userFacing("create the run folder \(out)") {
-            try FileManager.default.createDirectory(at: folder, withIntermediateDirectories: true)
+        let out: String
+        if let chosenOut = self.out {
+            out = chosenOut
+            try userFacing("create the run folder \(out)") {
+                try FileManager.default.createDirectory(atPath: out, withIntermediateDirectories: true)
+            }
+        } else {
+            out = try makeDefaultRunFolder(named: chosen.name)
+            print("run folder: \(out)")
+        }
+        let folder = URL(fileURLWithPath: out, isDirectory: true)
+        // Claim the folder, then look again: another run may have started into it meanwhile.
+        let lock = try userFacing { try RunFolderLock(folder: folder) }
+        guard RunFolderLock.isUnused(folder) else {
+            throw UserError("\(out) already exists and is not empty; choose another --out (nothing was overwritten)")
         }
         try userFacing {
             try writeAtomically(JSONSerialization.data(withJSONObject: chosen.jsonObject, options: [.prettyPrinted, .sortedKeys]),
                                 to: folder.appendingPathComponent(RunFiles.experiment))
+            if let initialization {
+                let object: [String: Any] = [
+                    "format": "backprop-initialization", "version": 1, "from": initialization.path,
+                    "preprocessing": ["scale": Double(initialization.preprocessing.scale),
+                                      "mean": initialization.preprocessing.mean.map(Double.init)],
+                ]
+                try writeAtomically(JSONSerialization.data(withJSONObject: object, options: [.prettyPrinted, .sortedKeys]),
+                                    to: folder.appendingPathComponent(RunFiles.initialization))
+            }
         }
         let metricsURL = folder.appendingPathComponent(RunFiles.metrics)
         _ = FileManager.default.createFile(atPath: metricsURL.path, contents: nil)
-        let prepared = PreparedData(dataset: dataset, options: o)
+        let prepared = PreparedData(dataset: dataset, options: o, preprocessing: initialization?.preprocessing)
         let trainer = Trainer(network: network, options: o, data: prepared)
-        try train(trainer, experiment: chosen, dataset: dataset, folder: folder, name: out)
+        try withExtendedLifetime(lock) {
+            try train(trainer, experiment: chosen, dataset: dataset, folder: folder, name: out)
+        }
+    }
+
+    /// Creates `runs/<name>-<yyyyMMdd-HHmmss>` (local time), or with `-2`, `-3`, … appended when
+    /// that exists: a folder that did not exist before, so a run without `--out` never
+    /// overwrites one (even two started in the same second).
+    private func makeDefaultRunFolder(named name: String) throws -> String {
+        try userFacing("create the folder runs") {
+            try FileManager.default.createDirectory(atPath: "runs", withIntermediateDirectories: true)
+        }
+        let formatter = DateFormatter()
+        formatter.locale = Locale(identifier: "en_US_POSIX")
+        formatter.dateFormat = "yyyyMMdd-HHmmss"
+        // A spec file's name may hold characters a folder name should not.
+        let safe = String(name.map { $0.isLetter || $0.isNumber || $0 == "-" || $0 == "_" || $0 == "." ? $0 : "_" })
+        let base = "runs/\(safe.isEmpty ? "run" : safe)-\(formatter.string(from: Date()))"
+        for attempt in 1...1000 {
+            let path = attempt == 1 ? base : "\(base)-\(attempt)"
+            // mkdir fails with EEXIST rather than reuse a folder: no check-then-create race.
+            if mkdir(path, 0o777) == 0 { return path }
+            guard errno == EEXIST else {
+                throw UserError("cannot create the run folder \(path) (\(String(cString: strerror(errno))))")
+            }
+        }
+        throw UserError("cannot create a new run folder: \(base) and 999 more exist; choose one with --out")
     }
 
     /// `--resume DIR`: the experiment and options of the run, its checkpoint, and the metrics
@@ -159,6 +225,8 @@ struct Train: ParsableCommand {
         guard FileManager.default.fileExists(atPath: folder.appendingPathComponent(RunFiles.experiment).path) else {
             throw UserError("\(path): not a run folder of `backprop train` (no \(RunFiles.experiment)); nothing to resume")
         }
+        let lock = try userFacing { try RunFolderLock(folder: folder) }
+        removeStaleTemporaryFiles(in: folder)
         let chosen = try userFacing { try Experiment(specFile: folder.appendingPathComponent(RunFiles.experiment)) }
         let checkpoint = try userFacing { try Checkpoint.load(from: folder) }
         guard checkpoint.options == chosen.options else {
@@ -166,22 +234,37 @@ struct Train: ParsableCommand {
         }
         let o = chosen.options
         let network = try makeNetwork(chosen, seed: o.seed)
-        let dataset = try data.load(chosen.dataset, trainingLimit: o.trainSize)
+        let dataset = try data.load(chosen.dataset, trainingLimit: o.trainSize, imageShape: chosen.network.input)
+        try checkClasses(of: network, fit: dataset)
         try userFacing { try o.validate(availableTrainingImages: dataset.train.count) }
-        let trainer = Trainer(network: network, options: o, data: PreparedData(dataset: dataset, options: o))
+        // A run started from a model (`--init`) keeps that model's preprocessing.
+        var initial: Preprocessing?
+        let initialization = folder.appendingPathComponent(RunFiles.initialization)
+        if FileManager.default.fileExists(atPath: initialization.path) {
+            let object = try? JSONSerialization.jsonObject(with: try userFacing { try readRegularFile(initialization, limit: 1 << 16) })
+            guard let preprocessing = (object as? [String: Any])?["preprocessing"] as? [String: Any],
+                  let scale = preprocessing["scale"] as? Double, let mean = preprocessing["mean"] as? [Double],
+                  scale.isFinite, scale > 0, (1...3).contains(mean.count), mean.allSatisfy(\.isFinite) else {
+                throw UserError("\(initialization.path) is malformed; the folder was changed by hand")
+            }
+            initial = Preprocessing(scale: Float(scale), mean: mean.map(Float.init))
+        }
+        let trainer = Trainer(network: network, options: o, data: PreparedData(dataset: dataset, options: o, preprocessing: initial))
         try userFacing { try checkpoint.restore(into: trainer) }
         // The metrics file keeps the lines of the iterations the checkpoint covers.
         let metricsURL = folder.appendingPathComponent(RunFiles.metrics)
-        let text = (try? String(contentsOf: metricsURL, encoding: .utf8)) ?? ""
+        let text = String(decoding: try userFacing { try readRegularFile(metricsURL, limit: 1 << 30) }, as: UTF8.self)
         let kept = text.split(separator: "\n", omittingEmptySubsequences: true).prefix(checkpoint.progress.iteration)
         guard kept.count == checkpoint.progress.iteration else {
             throw UserError("\(metricsURL.path) has \(kept.count) lines for the checkpoint's \(checkpoint.progress.iteration) iterations")
         }
         try userFacing { try writeAtomically(Data((kept.joined(separator: "\n") + (kept.isEmpty ? "" : "\n")).utf8), to: metricsURL) }
-        let earlier = (try? Data(contentsOf: folder.appendingPathComponent(RunFiles.record)))
+        let earlier = (try? readRegularFile(folder.appendingPathComponent(RunFiles.record), limit: 1 << 24))
             .flatMap { try? JSONDecoder().decode(RunRecord.self, from: $0) }
         print("resuming \(path) at iteration \(checkpoint.progress.iteration + 1) of \(o.iterations)")
-        try train(trainer, experiment: chosen, dataset: dataset, folder: folder, name: path, earlierWall: earlier?.wallSeconds ?? 0)
+        try withExtendedLifetime(lock) {
+            try train(trainer, experiment: chosen, dataset: dataset, folder: folder, name: path, earlierWall: earlier?.wallSeconds ?? 0)
+        }
     }
 
     /// Runs the trainer, writing metrics, checkpoints and, at the end or on an interrupt, the
@@ -195,7 +278,8 @@ struct Train: ParsableCommand {
                      o.iterations, o.batchSize, o.optimizer.rawValue, o.learningRate,
                      o.schedule == .constant ? "" : " (\(o.schedule))", o.momentum, o.weightDecay, o.seed)
               + (o.augmentation.isIdentity ? "" : ", augment \(o.augmentation)") + (o.ema > 0 ? ", ema \(o.ema)" + (o.emaWarmUp ? " (warm-up)" : "") : "")
-              + (o.labelSmoothing > 0 ? ", label smoothing \(o.labelSmoothing)" : ""))
+              + (o.labelSmoothing > 0 ? ", label smoothing \(o.labelSmoothing)" : "")
+              + (o.testTimeAugmentation.isIdentity ? "" : ", test-time augmentation \(o.testTimeAugmentation)"))
 
         let metricsURL = folder.appendingPathComponent(RunFiles.metrics)
         let log = try userFacing { try FileHandle(forWritingTo: metricsURL) }
@@ -205,12 +289,15 @@ struct Train: ParsableCommand {
         let encoder = JSONEncoder()
         encoder.outputFormatting = [.sortedKeys]
         func flush() throws {
-            try log.write(contentsOf: pending)
+            do { try log.write(contentsOf: pending) } catch {
+                throw FileError(path: metricsURL.path, reason: plainDescription(of: error))
+            }
             pending.removeAll(keepingCapacity: true)
         }
         func model() -> ModelArchive {
             ModelArchive(network: network, spec: chosen.network, dataset: dataset.kind,
-                         preprocessing: prepared.preprocessing, classNames: dataset.classNames)
+                         preprocessing: prepared.preprocessing, classNames: dataset.classNames,
+                         testTimeAugmentation: o.testTimeAugmentation)
         }
 
         var progress = ProgressDisplay(total: o.iterations)
@@ -252,6 +339,17 @@ struct Train: ParsableCommand {
             }
         } catch let error as DivergenceError {
             failure = error
+        } catch {
+            // A write failed (a full disk): the run stops. The last checkpoint and the metrics
+            // up to it were written before (atomically), so `--resume` continues from there
+            // once there is space; try to save the model as it is now too.
+            let problem = plainDescription(of: error)
+            trainer.average?.swapAverages()
+            let saved = (try? model().save(to: folder)) != nil
+            throw UserError("\(problem); training stopped at iteration \(trainer.progress.iteration) of \(o.iterations)"
+                            + (saved ? "; the model so far is saved in \(name)" : "")
+                            + (FileManager.default.fileExists(atPath: folder.appendingPathComponent(Checkpoint.fileName).path)
+                               ? "; continue from the last checkpoint with: backprop train --resume \(name)" : ""))
         }
         try userFacing { try flush() }
         let wall = Date().timeIntervalSince(start)

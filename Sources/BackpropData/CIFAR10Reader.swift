@@ -39,7 +39,7 @@ enum CIFAR10Reader {
                 let url = try batchFile(name, in: folder)
                 let reader = try ContentReader(url: url)
                 let bytes = try reader.read(batchFileSize + 1)  // one more, to notice extra bytes
-                if bytes.count > batchFileSize { try reader.skip(Int.max) }  // a corrupt .gz says so first
+                if bytes.count > batchFileSize { try reader.skip(1 << 26) }  // a corrupt .gz says so first (a bounded read more)
                 if let problem = problem(inBatch: bytes) { throw DataError(url, problem) }
                 batches[name] = bytes
             }
@@ -52,13 +52,14 @@ enum CIFAR10Reader {
             let reader = try ContentReader(url: archive)
             var sawMeta = false
             try forEachTarMember(in: reader) { member in
-                if wanted.contains(member.fileName), batches[member.fileName] == nil {
+                guard let fileName = member.fileName(within: folderName) else { return }
+                if wanted.contains(fileName), batches[fileName] == nil {
                     let bytes = try member.read(batchFileSize + 1)
                     if let problem = problem(inBatch: bytes) {
                         throw DataError(archive, "member \(member.name): \(problem)")
                     }
-                    batches[member.fileName] = bytes
-                } else if member.fileName == metaName, !sawMeta {
+                    batches[fileName] = bytes
+                } else if fileName == metaName, !sawMeta {
                     classNames = try parseClassNames(member.read(1 << 16), path: "\(archive.path): member \(member.name)")
                     sawMeta = true
                 }

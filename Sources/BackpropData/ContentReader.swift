@@ -2,7 +2,12 @@ import _CZlib
 import Foundation
 
 /// Reads a file's content front to back, gunzipping it on the way when the file starts with the
-/// gzip magic bytes 1f 8b (the name does not matter). Only the first gzip member is read.
+/// gzip magic bytes 1f 8b (the name does not matter). A gzip file may hold several members one
+/// after another (`cat a.gz b.gz`): their contents are read as one, as `gunzip` does. Bytes after
+/// the last member that are not another member are an error.
+///
+/// Only regular files are read: a FIFO, a device or a folder is refused when opened, before a
+/// read could block on it.
 ///
 /// All errors are `DataError`s that name the file.
 final class ContentReader {
@@ -20,15 +25,26 @@ final class ContentReader {
     private static let inputCapacity = 1 << 20
     private var inputEnded = false
     private var contentEnded = false
+    /// Content bytes of the members before the current one.
+    private var earlierMembersOutput = 0
+    /// Whether the current member has only just begun (after an earlier member ended): bytes
+    /// that do not inflate there are trailing garbage, not a corrupt member.
+    private var atNewMember = false
 
     /// Opens `url` and looks at its first two bytes to decide whether it is gzip.
     init(url: URL) throws {
         self.url = url
-        do {
-            handle = try FileHandle(forReadingFrom: url)
-        } catch {
-            throw DataError(url, "cannot open: \(Self.describe(error))")
+        // Opened without blocking (a FIFO with no writer would block the open itself), checked
+        // with fstat on the descriptor, then switched back to blocking reads.
+        let descriptor = open(url.path, O_RDONLY | O_NONBLOCK | O_CLOEXEC)
+        guard descriptor >= 0 else { throw DataError(url, "cannot open: \(String(cString: strerror(errno)))") }
+        var fileStatus = stat()
+        guard fstat(descriptor, &fileStatus) == 0, fileStatus.st_mode & S_IFMT == S_IFREG else {
+            close(descriptor)
+            throw DataError(url, "not a regular file (a folder, a pipe or a device); give a data file")
         }
+        _ = fcntl(descriptor, F_SETFL, fcntl(descriptor, F_GETFL) & ~O_NONBLOCK)
+        handle = FileHandle(fileDescriptor: descriptor, closeOnDealloc: true)
         input = .allocate(capacity: Self.inputCapacity)
         let magic = (try? handle.read(upToCount: 2)).flatMap { $0 } ?? Data()
         isGzip = magic == Data([0x1f, 0x8b])
@@ -107,16 +123,27 @@ final class ContentReader {
                 let status = inflate(stream, Z_NO_FLUSH)
                 switch status {
                 case Z_STREAM_END:
-                    contentEnded = true
-                    return
+                    // The member ended (its CRC and length checked); another may follow.
+                    if stream.pointee.avail_in == 0, !inputEnded { try refillInput() }
+                    if stream.pointee.avail_in == 0 {
+                        contentEnded = true
+                        return
+                    }
+                    earlierMembersOutput += Int(stream.pointee.total_out)
+                    inflateReset(stream)
+                    atNewMember = true
                 case Z_OK:
+                    if stream.pointee.total_out > 0 { atNewMember = false }
                     continue
                 case Z_BUF_ERROR where stream.pointee.avail_in == 0 && inputEnded:
-                    let total = stream.pointee.total_out
+                    let total = earlierMembersOutput + Int(stream.pointee.total_out)
                     throw DataError(url, "truncated gzip data: the stream ends early, after \(total) bytes of content")
                 case Z_BUF_ERROR:
                     continue
                 default:
+                    if atNewMember {
+                        throw DataError(url, "bytes after the end of the gzip data that are not another gzip member")
+                    }
                     let message = stream.pointee.msg.map { String(cString: $0) } ?? "zlib error \(status)"
                     throw DataError(url, "corrupt gzip data: \(message)")
                 }

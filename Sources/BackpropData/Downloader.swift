@@ -14,10 +14,10 @@ public enum DownloadEvent: Sendable, Equatable {
     case verified(file: String)
 }
 
-/// Fetches the official MNIST and CIFAR-10 files over HTTP(S) into a data folder, checking each
-/// file's SHA-256 before it is moved into place.
+/// Fetches the official MNIST, Fashion-MNIST and CIFAR-10 files over HTTP(S) into a data folder,
+/// checking each file's SHA-256 before it is moved into place.
 ///
-/// Files land in `<dataDirectory>/mnist/` (the four `.gz` IDX files) and
+/// Files land in `<dataDirectory>/mnist/` and `<dataDirectory>/fashion-mnist/` (the four `.gz` IDX files) and
 /// `<dataDirectory>/cifar10/cifar-10-batches-bin/` (the six `.bin` batches and `batches.meta.txt`),
 /// where `Dataset.load(_:from:)` finds them. Every file is written under a temporary name in its
 /// final folder and renamed only once verified, so an interrupted or corrupt download never leaves a
@@ -25,6 +25,9 @@ public enum DownloadEvent: Sendable, Equatable {
 public struct Downloader: Sendable {
     /// Where MNIST is fetched from by default: torchvision's mirror of the original files.
     public static let officialMNISTBaseURL = URL(string: "https://ossci-datasets.s3.amazonaws.com/mnist/")!
+    /// Where Fashion-MNIST is fetched from by default: Zalando's own bucket (plain HTTP only; the
+    /// SHA-256 check below is what vouches for the files).
+    public static let officialFashionMNISTBaseURL = URL(string: "http://fashion-mnist.s3-website.eu-central-1.amazonaws.com/")!
     /// Where CIFAR-10 (binary version) is fetched from by default.
     public static let officialCIFAR10URL = URL(string: "https://www.cs.toronto.edu/~kriz/cifar-10-binary.tar.gz")!
 
@@ -33,14 +36,28 @@ public struct Downloader: Sendable {
     /// A base URL that replaces both official locations, or `nil` for the official ones. The official
     /// file names are appended to it: `<mirror>/train-images-idx3-ubyte.gz`, `<mirror>/cifar-10-binary.tar.gz`.
     public var mirror: URL?
-    /// Seconds a download may go without receiving data before it fails.
+    /// Seconds a download may go with less than `minimumProgress` bytes arriving before it fails:
+    /// a stalled server, or one that trickles data too slowly to ever finish.
     public var idleTimeout: TimeInterval
+    /// The bytes that must arrive within each `idleTimeout` (1 KiB).
+    public static let minimumProgress: Int64 = 1024
+    /// Checked about five times a second while a download runs; when it returns true the download
+    /// stops, its temporary file is removed, and `download` throws (`backprop download` sets it
+    /// from SIGINT and SIGTERM).
+    public var isCancelled: @Sendable () -> Bool
+
+    /// The most bytes fetched for one file: a server that sends more (an endless stream) is cut
+    /// off. The official files are 9.9 MB (MNIST's largest) and 170 MB (CIFAR-10's tarball).
+    static let maximumMNISTFileBytes: Int64 = 1 << 26
+    static let maximumCIFAR10ArchiveBytes: Int64 = 1 << 28
 
     /// Creates a downloader into `dataDirectory`, from the official locations or from `mirror`.
-    public init(dataDirectory: URL, mirror: URL? = nil, idleTimeout: TimeInterval = 60) {
+    public init(dataDirectory: URL, mirror: URL? = nil, idleTimeout: TimeInterval = 60,
+                isCancelled: @escaping @Sendable () -> Bool = { false }) {
         self.dataDirectory = dataDirectory
         self.mirror = mirror
         self.idleTimeout = idleTimeout
+        self.isCancelled = isCancelled
     }
 
     /// The SHA-256 of each official MNIST file, as served (gzip-compressed).
@@ -49,6 +66,20 @@ public struct Downloader: Sendable {
         "train-labels-idx1-ubyte.gz": "3552534a0a558bbed6aed32b30c495cca23d567ec52cac8be1a0730e8010255c",
         "t10k-images-idx3-ubyte.gz": "8d422c7b0a1c1c79245a5bcf07fe86e33eeafee792b84584aec276f5a2dbc4e6",
         "t10k-labels-idx1-ubyte.gz": "f7ae60f92e00ec6debd23a6088c31dbd2371eca3ffa0defaefb259924204aec6",
+    ]
+
+    /// The SHA-256 of each official Fashion-MNIST file, as served (gzip-compressed).
+    ///
+    /// Not computed here (no copy was at hand offline): two public libraries that check the
+    /// downloads list these same values (Britefury's batchup `fashion_mnist.py` and a data-set
+    /// fetching script whose MNIST values match `mnistFiles` above). zalandoresearch/fashion-mnist
+    /// publishes MD5s: 8d4fb7e6c68d591d4c3dfef9ec88bf0d, 25c81989df183df01b3e8a0aad5dffbe,
+    /// bef4ecab320f06d8554ea6380940ec79 and bb300cfdad3c16e7a12a480ee83cd310 in this order.
+    static let fashionMNISTFiles: KeyValuePairs = [
+        "train-images-idx3-ubyte.gz": "08dc20ab1689590a0bcd66e874647b6ee8464e2d501b5a3f1f78831db19a3fdc",
+        "train-labels-idx1-ubyte.gz": "b0197879cbda89f3dc7b894f9fd52b858e68ea4182b6947c9d8c2b67e5f18dcc",
+        "t10k-images-idx3-ubyte.gz": "78dcbbfb5a27efaf1b6c1d616caca68560be8766c5bffcb2791df9273a534229",
+        "t10k-labels-idx1-ubyte.gz": "42bd18137a62d5998cdeae52bf3a0676ac6b706f5cf8439b47bb5b151ae3dccf",
     ]
 
     /// The SHA-256 of each CIFAR-10 batch as stored, uncompressed, inside `cifar-10-binary.tar.gz`.
@@ -79,24 +110,30 @@ public struct Downloader: Sendable {
                          progress: @escaping @Sendable (DownloadEvent) -> Void = { _ in }) throws -> URL {
         let folder = dataDirectory.appendingPathComponent(kind.rawValue, isDirectory: true)
         switch kind {
-        case .mnist: try downloadMNIST(into: folder, progress: progress)
+        case .mnist:
+            try downloadIDX(Self.mnistFiles, from: Self.officialMNISTBaseURL, into: folder, progress: progress)
+        case .fashionMNIST:
+            try downloadIDX(Self.fashionMNISTFiles, from: Self.officialFashionMNISTBaseURL, into: folder, progress: progress)
         case .cifar10: try downloadCIFAR10(into: folder, progress: progress)
+        case .imageFolder: throw DataError(path: nil, reason: "an image folder is your own; there is nothing to download")
         }
         return folder
     }
 
-    private func downloadMNIST(into folder: URL, progress: @escaping @Sendable (DownloadEvent) -> Void) throws {
+    /// Fetches the four `.gz` IDX files of MNIST or Fashion-MNIST.
+    private func downloadIDX(_ files: KeyValuePairs<String, String>, from base: URL, into folder: URL,
+                             progress: @escaping @Sendable (DownloadEvent) -> Void) throws {
         try makeFolder(folder)
-        for (name, sha256) in Self.mnistFiles {
+        for (name, sha256) in files {
             let target = folder.appendingPathComponent(name)
             if isFile(target), (try? sha256Hex(ofFileAt: target)) == sha256 {
                 progress(.alreadyPresent(file: name))
                 continue
             }
-            let source = remoteURL(name, official: Self.officialMNISTBaseURL.appendingPathComponent(name))
+            let source = remoteURL(name, official: base.appendingPathComponent(name))
             let temporary = temporaryURL(for: target)
             defer { try? FileManager.default.removeItem(at: temporary) }
-            let digest = try fetch(source, to: temporary, fileName: name, hashing: true, progress: progress)
+            let digest = try fetch(source, to: temporary, fileName: name, hashing: true, limit: Self.maximumMNISTFileBytes, progress: progress)
             try check(digest, expected: sha256, target: target, source: source.absoluteString)
             try moveIntoPlace(temporary, target)
             progress(.verified(file: name))
@@ -119,7 +156,8 @@ public struct Downloader: Sendable {
         let source = remoteURL(archiveName, official: Self.officialCIFAR10URL)
         let archive = temporaryURL(for: folder.appendingPathComponent(archiveName))
         defer { try? FileManager.default.removeItem(at: archive) }
-        _ = try fetch(source, to: archive, fileName: archiveName, hashing: false, progress: progress)  // members are checked below
+        _ = try fetch(source, to: archive, fileName: archiveName, hashing: false, limit: Self.maximumCIFAR10ArchiveBytes,
+                      progress: progress)  // members are checked below
 
         // Extract the batches and batches.meta.txt, each to a temporary file checked before any is moved.
         let wanted = Set(Self.cifar10Batches.map(\.key) + [CIFAR10Reader.metaName])
@@ -127,12 +165,13 @@ public struct Downloader: Sendable {
         defer { for url in extracted.values { try? FileManager.default.removeItem(at: url) } }
         do {
             try forEachTarMember(in: ContentReader(url: archive)) { member in
-                guard wanted.contains(member.fileName), extracted[member.fileName] == nil else { return }
-                let target = batchFolder.appendingPathComponent(member.fileName)
+                guard let fileName = member.fileName(within: CIFAR10Reader.folderName),
+                      wanted.contains(fileName), extracted[fileName] == nil else { return }
+                let target = batchFolder.appendingPathComponent(fileName)
                 let temporary = temporaryURL(for: target)
-                extracted[member.fileName] = temporary
+                extracted[fileName] = temporary
                 let digest = try copy(member, to: temporary)
-                if let sha256 = Self.cifar10Batches.first(where: { $0.key == member.fileName })?.value {
+                if let sha256 = Self.cifar10Batches.first(where: { $0.key == fileName })?.value {
                     try check(digest, expected: sha256, target: target, source: "\(source.absoluteString) member \(member.name)")
                 }
             }
@@ -201,17 +240,38 @@ public struct Downloader: Sendable {
 
     /// Downloads `url` into a new file at `destination`; returns the SHA-256 in hex of what arrived
     /// when `hashing`, else `nil`.
-    private func fetch(_ url: URL, to destination: URL, fileName: String, hashing: Bool,
+    /// - Parameter limit: the most bytes accepted; a larger response fails.
+    private func fetch(_ url: URL, to destination: URL, fileName: String, hashing: Bool, limit: Int64,
                        progress: @escaping @Sendable (DownloadEvent) -> Void) throws -> String? {
         let output = try createFile(destination)
         defer { try? output.close() }
-        let delegate = DownloadDelegate(url: url, fileName: fileName, output: output, progress: progress)
+        let delegate = DownloadDelegate(url: url, fileName: fileName, output: output, limit: limit, progress: progress)
         if hashing { delegate.hasher = SHA256() }
         let configuration = URLSessionConfiguration.ephemeral
         configuration.timeoutIntervalForRequest = idleTimeout
-        let session = URLSession(configuration: configuration, delegate: delegate, delegateQueue: nil)
-        session.dataTask(with: url).resume()
-        delegate.finished.wait()
+        // The delegate's callbacks and the checks below share one serial queue.
+        let queue = OperationQueue()
+        queue.maxConcurrentOperationCount = 1
+        queue.underlyingQueue = delegate.queue
+        let session = URLSession(configuration: configuration, delegate: delegate, delegateQueue: queue)
+        let task = session.dataTask(with: url)
+        task.resume()
+        var windowStart = Date(), bytesAtWindowStart: Int64 = 0
+        while delegate.finished.wait(timeout: .now() + 0.2) == .timedOut {
+            let cancelled = isCancelled()
+            delegate.queue.sync {
+                guard delegate.failure == nil else { return }
+                if cancelled {
+                    delegate.fail("the download was interrupted; its partial file is removed", task)
+                } else if Date().timeIntervalSince(windowStart) >= idleTimeout {
+                    if delegate.receivedBytes - bytesAtWindowStart < Self.minimumProgress {
+                        delegate.fail(String(format: "download stalled: less than %lld bytes in %.0f s", Self.minimumProgress, idleTimeout), task)
+                    }
+                    windowStart = Date()
+                    bytesAtWindowStart = delegate.receivedBytes
+                }
+            }
+        }
         session.finishTasksAndInvalidate()
         if let failure = delegate.failure { throw failure }
         return delegate.hasher.map { SHA256.hexString($0.finalize()) }
@@ -245,15 +305,20 @@ private final class DownloadDelegate: NSObject, URLSessionDataDelegate, @uncheck
     let output: FileHandle
     let progress: @Sendable (DownloadEvent) -> Void
     let finished = DispatchSemaphore(value: 0)
+    /// The serial queue of every callback and of `fetch`'s checks.
+    let queue = DispatchQueue(label: "backprop.download")
+    /// The most bytes accepted.
+    let limit: Int64
     var hasher: SHA256?
     var receivedBytes: Int64 = 0
     var reportedBytes: Int64 = -1
     var failure: DataError?
 
-    init(url: URL, fileName: String, output: FileHandle, progress: @escaping @Sendable (DownloadEvent) -> Void) {
+    init(url: URL, fileName: String, output: FileHandle, limit: Int64, progress: @escaping @Sendable (DownloadEvent) -> Void) {
         self.url = url
         self.fileName = fileName
         self.output = output
+        self.limit = limit
         self.progress = progress
     }
 
@@ -261,6 +326,10 @@ private final class DownloadDelegate: NSObject, URLSessionDataDelegate, @uncheck
         guard failure == nil else { return }
         if let problem = statusProblem(dataTask.response) {
             fail(problem, dataTask)
+            return
+        }
+        guard receivedBytes + Int64(data.count) <= limit, (expectedBytes(dataTask.response) ?? 0) <= limit else {
+            fail("the server sends more than \(limit) bytes, more than the official file has; stopped", dataTask)
             return
         }
         do { try output.write(contentsOf: data) } catch {
@@ -290,7 +359,7 @@ private final class DownloadDelegate: NSObject, URLSessionDataDelegate, @uncheck
         finished.signal()
     }
 
-    private func fail(_ reason: String, _ task: URLSessionTask) {
+    func fail(_ reason: String, _ task: URLSessionTask) {
         failure = DataError(path: url.absoluteString, reason: reason)
         task.cancel()
     }

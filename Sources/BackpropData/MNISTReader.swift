@@ -1,11 +1,16 @@
 import Foundation
 
-/// Reads MNIST from its four IDX files.
+/// Reads MNIST, or Fashion-MNIST (the same format), from its four IDX files.
 ///
 /// IDX format (big-endian): magic `0x00000803` for images, then N, H = 28, W = 28 as UInt32,
 /// then N x 28 x 28 bytes; magic `0x00000801` for labels, then N as UInt32, then N bytes.
 enum MNISTReader {
     static let classNames = (0 ... 9).map(String.init)
+    /// The most images (or labels) an IDX file may hold: 2^20, 822 MB of 28 x 28 images.
+    static let maximumItems = 1 << 20
+    /// Fashion-MNIST's classes, from its README (zalandoresearch/fashion-mnist), label 0 first.
+    static let fashionClassNames = ["T-shirt/top", "Trouser", "Pullover", "Dress", "Coat",
+                                    "Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot"]
     static let side = 28
 
     /// The four files by their official names, without `.gz`.
@@ -21,34 +26,39 @@ enum MNISTReader {
         return [officialName + ".gz", officialName, dotted + ".gz", dotted]
     }
 
-    static func load(from directory: URL, trainingLimit: Int?) throws -> Dataset {
+    static func load(_ kind: DatasetKind, from directory: URL, trainingLimit: Int?) throws -> Dataset {
+        precondition(kind == .mnist || kind == .fashionMNIST, "MNISTReader reads MNIST and Fashion-MNIST")
+        let name = kind.displayName
         if isFile(directory) {
-            throw DataError(directory, "is a file; give the folder that holds the MNIST files")
+            throw DataError(directory, "is a file; give the folder that holds the \(name) files")
         }
-        let candidates = [directory, directory.appendingPathComponent("mnist")]
+        let candidates = [directory, directory.appendingPathComponent(kind.rawValue)]
         let hasAnyFile = { (folder: URL) in
             officialNames.flatMap(spellings).contains { isFile(folder.appendingPathComponent($0)) }
         }
         guard let folder = candidates.first(where: hasAnyFile) else {
             let looked = candidates.map { $0.appendingPathComponent(trainImages).path + "[.gz]" }.joined(separator: ", ")
             throw DataError(path: directory.path,
-                            reason: "no MNIST files found (looked for \(looked)); \(missingDataHint(.mnist))")
+                            reason: "no \(name) files found (looked for \(looked)); \(missingDataHint(kind))")
         }
         func file(_ officialName: String) throws -> URL {
             let urls = spellings(of: officialName).map { folder.appendingPathComponent($0) }
             guard let url = urls.first(where: isFile) else {
                 throw DataError(folder, "missing \(officialName)[.gz] (or \(spellings(of: officialName)[3])); "
-                                + missingDataHint(.mnist))
+                                + missingDataHint(kind))
             }
             return url
         }
         let test = try readPair(images: file(testImages), labels: file(testLabels))
+        guard test.count > 0 else {
+            throw DataError(try file(testImages), "holds no images; a test set needs at least one")
+        }
         // A limit of 0 (evaluating a saved model) needs no training files at all.
         var train = trainingLimit == 0
             ? LabeledImages(count: 0, channels: 1, height: side, width: side, pixels: [], labels: [])
             : try readPair(images: file(trainImages), labels: file(trainLabels))
         if let trainingLimit { train = train.prefix(trainingLimit) }
-        return Dataset(kind: .mnist, train: train, test: test, classNames: classNames)
+        return Dataset(kind: kind, train: train, test: test, classNames: kind == .mnist ? classNames : fashionClassNames)
     }
 
     /// Reads an image file and its label file and checks that they agree.
@@ -86,18 +96,23 @@ enum MNISTReader {
             throw DataError(url, "not an MNIST IDX file: magic number is \(hex(words[0])), expected \(hex(Int(magic)))")
         }
         let count = words[1]
+        // The count is a 32-bit field; a larger one than any MNIST-format set has is refused
+        // before anything is read for it (EMNIST's largest file holds 731,668 images).
+        guard count <= maximumItems else {
+            throw DataError(url, "holds \(count) items by its header; at most \(maximumItems) are read")
+        }
         guard Array(words[2...]) == itemShape else {
             let found = words[2...].map(String.init).joined(separator: "x")
             throw DataError(url, "items are \(found), expected \(itemShape.map(String.init).joined(separator: "x"))")
         }
-        let bodySize = count * itemShape.reduce(1, *)  // < 2^32 x 784: no overflow
+        let bodySize = count * itemShape.reduce(1, *)  // <= 2^20 x 784: no overflow
         let body = try reader.read(bodySize + 1)  // one more, to notice extra bytes
         guard body.count == bodySize else {
             let expected = headerSize + bodySize
             if body.count < bodySize {
                 throw DataError(url, "truncated: expected \(expected) bytes, found \(headerSize + body.count)")
             }
-            try reader.skip(Int.max)  // a corrupt .gz says so first
+            try reader.skip(1 << 26)  // a corrupt .gz says so first (reading a bounded amount more)
             throw DataError(url, "longer than expected: the header promises \(expected) bytes, the file has more")
         }
         return (count, body)

@@ -26,6 +26,11 @@ import Foundation
 /// | scale | `Mul` by a scalar constant |
 /// | identity, sequential | `Identity`; a nested list's layers in line |
 ///
+/// BatchNorm with `affine: none` gets γ = 1 and β = 0 as constants named `PATH/scale` and
+/// `PATH/shift` (with parameters, `PATH.weight` and `PATH.bias`), so that an import gives
+/// the same parameters back. Test-time augmentation is not in the graph: its logits are those
+/// of one view (the file's `backprop.test_time_augmentation` says which views Backprop averages).
+///
 /// ## Preprocessing and labels: `metadata_props`
 /// The graph takes preprocessed inputs, as the PyTorch twin of the net does; how to make them
 /// is in the model's metadata:
@@ -34,7 +39,9 @@ import Foundation
 /// - `backprop.preprocessing.mean`: the means, a JSON array (one, or one per channel);
 /// - `backprop.dataset`: `mnist` or `cifar10` (the input's channel order: RGB);
 /// - `backprop.class_names`: a JSON array, label `i` is element `i`;
-/// - `backprop.model`: the whole `model.json` description (architecture included).
+/// - `backprop.model`: the whole `model.json` description (architecture included);
+/// - `backprop.test_time_augmentation`: the views Backprop averages (e.g. `flip`), only when
+///   the model has them; the graph computes one view.
 public enum ONNXExport {
     /// The ONNX operator set the graph is written for.
     public static let opsetVersion: Int64 = 17
@@ -102,7 +109,7 @@ public enum ONNXExport {
             ("backprop.preprocessing", "x = byte * scale - mean[channel]; input NCHW float32, bytes 0-255 in the data set's channel order"),
             ("backprop.preprocessing.mean", json(model.preprocessing.mean.map(Double.init))),
             ("backprop.preprocessing.scale", "\(Double(model.preprocessing.scale))"),
-        ]
+        ] + (model.testTimeAugmentation.isIdentity ? [] : [("backprop.test_time_augmentation", model.testTimeAugmentation.description)])
     }
 
     /// A tensor's name, element type float32 and dimensions (`"N"` for a free one).
@@ -218,8 +225,13 @@ struct GraphBuilder {
             let pooled = add("GlobalMaxPool", [input], path: at)
             return add("Flatten", [pooled], path: at, attributes: [.int("axis", 1)])
         case let norm as BatchNorm<Float>:
-            // γ and β are written even when frozen or absent (`affine: none`: 1 and 0).
-            let inputs = [input, weight(norm.weight), weight(norm.bias),
+            // γ and β are written even when frozen or absent. Without parameters (`affine:
+            // none`, PyTorch's `affine=False`) they are constants named `PATH/scale` and
+            // `PATH/shift` (1 and 0), not `PATH.weight`/`PATH.bias`: the importer reads them back
+            // as no parameters by that.
+            let scale = norm.affine == .neither ? initializer("\(at)/scale", norm.weight.value) : weight(norm.weight)
+            let shift = norm.affine == .neither ? initializer("\(at)/shift", norm.bias.value) : weight(norm.bias)
+            let inputs = [input, scale, shift,
                           initializer(joinPath(path, norm.runningMean.name), norm.runningMean.value),
                           initializer(joinPath(path, norm.runningVariance.name), norm.runningVariance.value)]
             return add("BatchNormalization", inputs, path: at, attributes: [

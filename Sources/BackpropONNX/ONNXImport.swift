@@ -122,6 +122,21 @@ public struct ONNXModel {
         metadata["backprop.dataset"].flatMap(DatasetKind.init(rawValue:))
     }
 
+    /// The test-time augmentation `backprop export` records (`backprop.test_time_augmentation`),
+    /// nil when the file has none.
+    /// - Throws: `ONNXError` when the entry is there but malformed or does not fit the input.
+    public func recordedTestTimeAugmentation() throws(ONNXError) -> TestTimeAugmentation? {
+        guard let text = metadata["backprop.test_time_augmentation"] else { return nil }
+        do {
+            let augmentation = try TestTimeAugmentation(parsing: text)
+            guard network.inputShape.count == 3 else { throw SpecError("test-time augmentation needs image inputs") }
+            try augmentation.validate(height: network.inputShape[1], width: network.inputShape[2])
+            return augmentation
+        } catch {
+            throw ONNXError("the metadata's backprop.test_time_augmentation is unusable: \(error)")
+        }
+    }
+
     /// The class names `backprop export` records (`backprop.class_names`), if well-formed.
     public var recordedClassNames: [String]? {
         metadata["backprop.class_names"].flatMap { try? JSONSerialization.jsonObject(with: Data($0.utf8)) as? [String] }
@@ -274,11 +289,6 @@ private struct GraphReader {
                 if constants[input] == nil, consumers[input]?.last != index { consumers[input, default: []].append(index) }
             }
         }
-        graphOutputs = Set(graph.output.map(\.name))
-        guard !graphOutputs.isEmpty else { throw ONNXError("the graph has no output") }
-        for output in graphOutputs where producer[output] == nil && output != inputName {
-            throw ONNXError("the graph's output \(output) is produced by no node")
-        }
 
         // A topological order (Kahn's algorithm); nodes left over sit on a cycle.
         var pending = nodes.map { node in Set(node.inputs.filter { producer[$0] != nil }).count }
@@ -297,6 +307,12 @@ private struct GraphReader {
         }
         if let stuck = order.firstIndex(of: -1) {
             throw ONNXError("the graph has a cycle (through \(nodes[stuck].label))")
+        }
+
+        graphOutputs = Set(graph.output.map(\.name))
+        guard !graphOutputs.isEmpty else { throw ONNXError("the graph has no output") }
+        for output in graphOutputs.sorted() where producer[output] == nil && output != inputName {
+            throw ONNXError("the graph's output \(output) is produced by no node")
         }
     }
 
@@ -544,7 +560,9 @@ private struct GraphReader {
         guard node.outputs.first.map({ !$0.isEmpty }) == true else { throw ONNXError("\(node.label) has no output") }
         try requireOneOutput(node)
         let output = node.outputs[0]
-        defer { walk.end = output }
+        // Where the layer's result is: the node's output, or the bias `Add`'s after a `MatMul`.
+        var end = output
+        defer { walk.end = end }
         switch node.op {
         case "Identity", "Dropout":
             var object: [String: Any] = ["type": "identity"]
@@ -594,6 +612,10 @@ private struct GraphReader {
             }
             let k = w.dims[2]
             guard try node.int("group", default: 1) == 1 else { throw ONNXError("\(node.label): grouped convolutions are not supported") }
+            // The weight must fit the tensor it reads before anything else of the node is read.
+            if walk.shape.count == 3, w.dims[1] != walk.shape[0] {
+                throw ONNXError("\(node.label): its weight \(node.inputs[1]) has shape \(w.dims) in the file; on \(walk.shape[0]) input channels the layer needs \([w.dims[0], walk.shape[0], k, k])")
+            }
             if let kernel = try node.ints("kernel_shape"), kernel != [k, k] { throw ONNXError("\(node.label): kernel_shape \(kernel) does not match the weight \(w.dims)") }
             if let dilations = try node.ints("dilations"), dilations.contains(where: { $0 != 1 }) {
                 throw ONNXError("\(node.label): dilated convolutions are not supported")
@@ -619,6 +641,7 @@ private struct GraphReader {
             let transposed = try node.int("transB", default: 0) != 0
             var weight = transposed ? w.tensor() : transpose(w.tensor())
             if alpha != 1 { weight.scalars = weight.scalars.map { $0 * Float(alpha) } }
+            try checkDenseInput(weight: weight, name: node.inputs[1], walk: walk, node: node)
             var bias: Tensor<Float>?
             if node.inputs.count > 2, !node.inputs[2].isEmpty {
                 bias = try biasVector(try constant(node, 2, "bias"), count: weight.shape[0], node: node)
@@ -631,6 +654,7 @@ private struct GraphReader {
             let w = try constant(node, 1, "weight")
             guard w.dims.count == 2 else { throw ONNXError("\(node.label): the weight is \(w.dims), not a matrix") }
             let weight = transpose(w.tensor())
+            try checkDenseInput(weight: weight, name: node.inputs[1], walk: walk, node: node)
             // A following `Add` of a constant vector is the bias.
             var bias: Tensor<Float>?
             if let readers = consumers[output], readers.count == 1, !graphOutputs.contains(output) {
@@ -640,7 +664,7 @@ private struct GraphReader {
                     bias = try biasVector(b, count: weight.shape[0], node: add)
                     visited.insert(readers[0])
                     try appendDense(weight: weight, bias: bias, at: path, walk: &walk, node: node)
-                    walk.end = add.outputs[0]
+                    end = add.outputs[0]
                     return
                 }
             }
@@ -658,9 +682,18 @@ private struct GraphReader {
             let epsilon = try node.float("epsilon", default: 1e-5)
             let momentum = 1 - (try node.float("momentum", default: 0.9))
             guard epsilon > 0 else { throw ONNXError("\(node.label): epsilon \(epsilon) is not positive") }
-            try append(["type": walk.shape.count == 3 ? "batchnorm2d" : "batchnorm1d", "eps": epsilon,
-                        "momentum": min(max(momentum, 0), 1)], at: path, to: &walk, label: node.label)
-            for (name, tensor) in zip(["weight", "bias", "running_mean", "running_var"], tensors) { weights["\(path).\(name)"] = tensor }
+            // γ = 1 and β = 0 under names that are not a parameter's (`…weight`, `…bias`, as
+            // Backprop and PyTorch name trained ones) are constants: no parameters (`affine:
+            // none`, what `backprop export` writes for it and PyTorch's `affine=False`).
+            let constantScale = !node.inputs[1].hasSuffix("weight") && tensors[0].scalars.allSatisfy { $0 == 1 }
+            let constantShift = !node.inputs[2].hasSuffix("bias") && tensors[1].scalars.allSatisfy { $0 == 0 }
+            let withoutParameters = constantScale && constantShift
+            var object: [String: Any] = ["type": walk.shape.count == 3 ? "batchnorm2d" : "batchnorm1d", "eps": epsilon,
+                                         "momentum": min(max(momentum, 0), 1)]
+            if withoutParameters { object["affine"] = "none" }
+            try append(object, at: path, to: &walk, label: node.label)
+            let names = withoutParameters ? ["running_mean", "running_var"] : ["weight", "bias", "running_mean", "running_var"]
+            for (name, tensor) in zip(names, withoutParameters ? Array(tensors[2...]) : tensors) { weights["\(path).\(name)"] = tensor }
         case "MaxPool", "AveragePool":
             try requireUnsqueezed(walk, node)
             guard let kernel = try node.ints("kernel_shape"), kernel.count == 2, kernel[0] == kernel[1] else {
@@ -697,13 +730,18 @@ private struct GraphReader {
         }
     }
 
-    mutating func appendDense(weight: Tensor<Float>, bias: Tensor<Float>?, at path: String, walk: inout Walk, node: Node) throws(ONNXError) {
+    /// That a dense layer's weight (`[out, in]`, `name` in the file) reads the features the
+    /// walk has come to.
+    func checkDenseInput(weight: Tensor<Float>, name: String, walk: Walk, node: Node) throws(ONNXError) {
         guard walk.shape.count == 1 else {
             throw ONNXError("\(node.label) reads a \(describe(shape: walk.shape)) tensor; flatten it first")
         }
         guard weight.shape[1] == walk.shape[0] else {
-            throw ONNXError("\(node.label): the weight takes \(weight.shape[1]) features, the input has \(walk.shape[0])")
+            throw ONNXError("\(node.label): its weight \(name) takes \(weight.shape[1]) features, the input has \(walk.shape[0])")
         }
+    }
+
+    mutating func appendDense(weight: Tensor<Float>, bias: Tensor<Float>?, at path: String, walk: inout Walk, node: Node) throws(ONNXError) {
         var object: [String: Any] = ["type": "dense", "out_features": weight.shape[0]]
         if bias == nil { object["bias"] = false }
         try append(object, at: path, to: &walk, label: node.label)

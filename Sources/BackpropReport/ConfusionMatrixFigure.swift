@@ -3,7 +3,9 @@ import Foundation
 
 /// The confusion matrix as an SVG heat map: rows are true classes, columns predicted ones,
 /// each cell shows its count; the shade is the cell's share of its row (the diagonal's shade is
-/// the class's recall), so rows of different sizes compare.
+/// the class's recall), so rows of different sizes compare. The colour scale is the square root
+/// of the share (not linear), so that shares of 1 % are visibly shaded; the colour bar's ticks
+/// and title say so.
 public struct ConfusionMatrixFigure: Sendable {
     public var report: ClassificationReport
     public var title: String
@@ -52,7 +54,7 @@ public struct ConfusionMatrixFigure: Sendable {
         let gridSize = cell * Double(k)
         let rotate = longest > 3  // column labels at −45° unless they are as short as digits
         let bottomLabels = rotate ? labelWidth * 0.62 + 8 : fontSize + 12
-        let colorBar = 70.0
+        let colorBar = 96.0
         let width = left + gridSize + colorBar + 10
         let height = top + gridSize + bottomLabels + 30
 
@@ -108,11 +110,14 @@ public struct ConfusionMatrixFigure: Sendable {
             s += "<rect x=\"\(svgNumber(barX))\" y=\"\(svgNumber(y))\" width=\"\(svgNumber(barWidth))\" height=\"\(svgNumber(gridSize / Double(steps) + 0.5))\" fill=\"\(Self.shade(share).fill)\"/>"
         }
         s += "<rect x=\"\(svgNumber(barX))\" y=\"\(svgNumber(top))\" width=\"\(svgNumber(barWidth))\" height=\"\(svgNumber(gridSize))\" fill=\"none\" stroke=\"#888888\"/>\n"
-        for (share, label) in [(1.0, "100%"), (0.5, "50%"), (0.1, "10%"), (0.0, "0%")] {
+        for (share, label) in [(1.0, "100%"), (0.5, "50%"), (0.25, "25%"), (0.1, "10%"), (0.01, "1%"), (0.0, "0%")] {
             let y = top + gridSize * (1 - share.squareRoot())
-            s += "<text x=\"\(svgNumber(barX + barWidth + 4))\" y=\"\(svgNumber(y + 4))\" font-size=\"10\">\(label)</text>"
+            s += "<line x1=\"\(svgNumber(barX + barWidth))\" y1=\"\(svgNumber(y))\" x2=\"\(svgNumber(barX + barWidth + 3))\" y2=\"\(svgNumber(y))\" stroke=\"#888888\"/>"
+            s += "<text x=\"\(svgNumber(barX + barWidth + 5))\" y=\"\(svgNumber(y + 3.5))\" font-size=\"10\">\(label)</text>"
         }
-        s += "\n<text transform=\"translate(\(svgNumber(barX - 4)) \(svgNumber(top + gridSize / 2))) rotate(-90)\" text-anchor=\"middle\" font-size=\"10\" fill=\"#555555\">share of the true class</text>\n"
+        // The scale's title, beside the tick labels (not squeezed between bar and grid), says
+        // that the scale is not linear.
+        s += "\n<text transform=\"translate(\(svgNumber(barX + barWidth + 46)) \(svgNumber(top + gridSize / 2))) rotate(-90)\" text-anchor=\"middle\" font-size=\"11\" fill=\"#444444\">share of the true class (√ scale)</text>\n"
         s += "</svg>\n"
         return s
     }

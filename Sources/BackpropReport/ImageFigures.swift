@@ -20,7 +20,7 @@ enum FigureColor {
 /// channels together, so an RGB kernel keeps the balance of its colours. One input channel gives
 /// a gray tile, three an RGB tile (channel 0 red, 1 green, 2 blue, as CIFAR-10's planes); any
 /// other count gives one gray tile per input channel, side by side. Tiles are enlarged by
-/// nearest neighbour (a 5x5 kernel becomes 70x70 pixels) and numbered by output channel.
+/// nearest neighbour (a 5x5 kernel becomes 110x110 pixels) and numbered by output channel.
 public struct KernelGrid: Sendable {
     /// `[Cout, Cin, k, k]`.
     public var weight: Tensor<Float>
@@ -31,7 +31,9 @@ public struct KernelGrid: Sendable {
 
     /// Layout constants, in pixels.
     static let gap = 8
-    static let labelHeight = 14
+    static let labelHeight = 22
+    /// Font pixels per pixel of `PixelFont` for the numbers.
+    static let labelScale = 2
 
     /// - Parameter weight: a convolution weight `[Cout, Cin, k, k]`.
     public init(weight: Tensor<Float>) {
@@ -39,7 +41,7 @@ public struct KernelGrid: Sendable {
         self.weight = weight
         let outputs = weight.shape[0]
         columns = outputs <= 8 ? outputs : (outputs <= 32 ? 8 : 16)
-        factor = max(1, (70 + weight.shape[2] - 1) / weight.shape[2])  // about 70 pixels a tile
+        factor = max(1, (110 + weight.shape[2] - 1) / weight.shape[2])  // about 110 pixels a tile
     }
 
     /// The weight of the first `Conv2D` layer of `network`, or nil when it has none.
@@ -86,8 +88,8 @@ public struct KernelGrid: Sendable {
                 out.draw(tile.enlarged(by: factor), x: x + i * (tileWidth + 2), y: y)
             }
             let label = String(o)
-            out.drawText(label, x: x + (cellWidth - PixelFont.width(of: label, scale: 1)) / 2, y: y + tileHeight + 4,
-                         color: FigureColor.muted)
+            out.drawText(label, x: x + (cellWidth - PixelFont.width(of: label, scale: Self.labelScale)) / 2, y: y + tileHeight + 5,
+                         color: FigureColor.muted, scale: Self.labelScale)
         }
         return out
     }

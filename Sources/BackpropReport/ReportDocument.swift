@@ -7,7 +7,10 @@ import Foundation
 /// too unless another place is given.
 public enum ReportFiles {
     public static let html = "report.html"
+    /// The accuracy chart with its y axis zoomed to the data of the run's second half.
     public static let accuracy = "accuracy.svg"
+    /// The same curves on a 0–100 % axis.
+    public static let accuracyFull = "accuracy_full.svg"
     public static let loss = "loss.svg"
     /// Only for runs whose metrics record the learning rate.
     public static let learningRate = "learning_rate.svg"
@@ -44,7 +47,8 @@ public struct ReportDocument {
     /// Renders every figure and table of `run`.
     public init(_ run: RunReport, options: ReportOptions = ReportOptions()) throws {
         let dataset = run.model.dataset.displayName
-        let accuracy = Self.accuracyChart(run)
+        let accuracy = Self.accuracyChart(run, zoomed: true)
+        let accuracyFull = Self.accuracyChart(run, zoomed: false)
         let loss = Self.lossChart(run)
         let learningRate = Self.learningRateChart(run)
         let confusion = ConfusionMatrixFigure(report: run.evaluation, title: "Confusion matrix — \(dataset) test set")
@@ -56,6 +60,7 @@ public struct ReportDocument {
 
         var files: [(name: String, data: Data)] = [
             (ReportFiles.accuracy, Data(accuracy.svg(standalone: true, id: "accuracy").utf8)),
+            (ReportFiles.accuracyFull, Data(accuracyFull.svg(standalone: true, id: "accuracy-full").utf8)),
             (ReportFiles.loss, Data(loss.svg(standalone: true, id: "loss").utf8)),
             (ReportFiles.confusion, Data(confusion.svg(standalone: true, linkPairs: false, id: "confusion").utf8)),
         ]
@@ -71,13 +76,14 @@ public struct ReportDocument {
 
         var page = PageWriter()
         page.header(run)
-        page.curves(accuracy: accuracy, loss: loss, learningRate: learningRate)
+        page.curves(accuracy: accuracy, accuracyFull: accuracyFull, loss: loss, learningRate: learningRate)
         page.kernels(kernels, image: kernelImage, png: kernelPNG)
         page.misclassified(grid: grid, image: gridImage, png: gridPNG, total: mistakes.count, of: run.evaluation.total)
         page.confusion(confusion, report: run.evaluation)
         page.perClass(run.evaluation)
         page.parameters(ParameterTable(network: run.model.network), dataset: dataset)
-        try page.pairs(mistakes, images: run.testImages, report: run.evaluation, limit: options.imagesPerPair)
+        let testFile = run.model.dataset == .mnist ? "t10k-images-idx3-ubyte" : "test_batch.bin"
+        try page.pairs(mistakes, images: run.testImages, report: run.evaluation, limit: options.imagesPerPair, testFile: testFile)
         page.footer(run, files: files.map(\.name))
         html = page.finished(title: "\(run.name) — Backprop report")
     }
@@ -101,7 +107,10 @@ public struct ReportDocument {
     // MARK: Charts
 
     /// Smoothed training accuracy every iteration and validation accuracy where measured, in percent.
-    static func accuracyChart(_ run: RunReport) -> LineChart {
+    /// - Parameter zoomed: the y axis covers the values of the second half of the iterations
+    ///   (rounded out to ticks; the first iterations' low accuracies leave it at the bottom), where
+    ///   training and validation differ by a percent or two; otherwise 0–100 %.
+    static func accuracyChart(_ run: RunReport, zoomed: Bool) -> LineChart {
         let training = run.metrics.map { (x: Double($0.iteration), y: $0.smoothedAccuracy * 100) }
         let validation = run.metrics.compactMap { m in m.validationAccuracy.map { (x: Double(m.iteration), y: $0 * 100) } }
         func last(_ points: [(x: Double, y: Double)]) -> String { points.last.map { String(format: " (last %.2f%%)", $0.y) } ?? "" }
@@ -109,10 +118,19 @@ public struct ReportDocument {
         if !validation.isEmpty {
             series.append(LineChart.Series(name: "validation" + last(validation), points: validation, color: SeriesColor.orange, markers: true))
         }
-        let values = (training + validation).map(\.y)
-        let lower = niceTicks(values.min() ?? 0, values.max() ?? 100).ticks.first ?? 0
-        return LineChart(title: "Accuracy per iteration — \(run.model.dataset.displayName)", xLabel: "iteration",
-                         yLabel: "accuracy (%)", series: series, yRange: max(0, lower)...100)
+        var range = 0.0...100.0
+        if zoomed {
+            let start = Double(run.metrics.last?.iteration ?? 0) * 0.5
+            let values = (training + validation).filter { $0.x > start }.map(\.y).filter(\.isFinite)
+            if let low = values.min(), let high = values.max() {
+                let ticks = niceTicks(low, max(high, low + 0.5)).ticks
+                range = max(0, ticks.first!)...min(100, ticks.last!)
+            }
+        }
+        var chart = LineChart(title: "Accuracy per iteration — \(run.model.dataset.displayName)" + (zoomed ? "" : ", 0–100 %"),
+                              xLabel: "iteration", yLabel: "accuracy (%)", series: series, yRange: range)
+        chart.integerX = true
+        return chart
     }
 
     /// Smoothed classification loss, weight-decay loss and their sum.
@@ -128,8 +146,10 @@ public struct ReportDocument {
                              points: m.map { (Double($0.iteration), $0.totalLoss) }, color: SeriesColor.red, dashed: true),
         ]
         let top = m.map(\.totalLoss).filter(\.isFinite).max() ?? 1
-        return LineChart(title: "Loss per iteration — \(run.model.dataset.displayName)", xLabel: "iteration",
-                         yLabel: "loss", series: series, yRange: 0...max(top, 1e-6))
+        var chart = LineChart(title: "Loss per iteration — \(run.model.dataset.displayName)", xLabel: "iteration",
+                              yLabel: "loss", series: series, yRange: 0...max(top, 1e-6))
+        chart.integerX = true
+        return chart
     }
 
     /// The learning rate of every iteration's step (the schedule's shape), when recorded.
@@ -139,8 +159,10 @@ public struct ReportDocument {
         let top = points.map(\.y).filter(\.isFinite).max() ?? 1
         let series = LineChart.Series(name: String(format: "learning rate (peak %.4g, last %.4g)", top, points.last!.y),
                                       points: points, color: SeriesColor.blue)
-        return LineChart(title: "Learning rate per iteration — schedule \(run.record.options.schedule.description)", xLabel: "iteration",
-                         yLabel: "learning rate", series: [series], yRange: 0...max(top, 1e-12))
+        var chart = LineChart(title: "Learning rate per iteration — schedule \(run.record.options.schedule.description)", xLabel: "iteration",
+                              yLabel: "learning rate", series: [series], yRange: 0...max(top, 1e-12))
+        chart.integerX = true
+        return chart
     }
 }
 
@@ -252,10 +274,13 @@ struct PageWriter {
 
     // MARK: Figures
 
-    mutating func curves(accuracy: LineChart, loss: LineChart, learningRate: LineChart?) {
+    mutating func curves(accuracy: LineChart, accuracyFull: LineChart, loss: LineChart, learningRate: LineChart?) {
         line("<section id=\"curves\"><h2>Training curves</h2><div class=\"two\">")
         let a = nextFigure()
-        line("<figure>\(accuracy.svg(standalone: false, id: "accuracy"))<figcaption><b>Figure \(a).</b> Training accuracy (smoothed: mean of the first 19 iterations, then a moving average) and validation accuracy per iteration. File: <code>\(ReportFiles.accuracy)</code>.</figcaption></figure>")
+        let range = accuracy.yRange.map { String(format: "%g–%g %%", $0.lowerBound, $0.upperBound) } ?? ""
+        line("<figure>\(accuracy.svg(standalone: false, id: "accuracy"))<figcaption><b>Figure \(a).</b> Training accuracy (smoothed: mean of the first 19 iterations, then a moving average) and validation accuracy per iteration, the y axis zoomed to \(range), the range of the second half of the run (earlier values may lie below it; Figure \(a + 1) shows 0–100 %). File: <code>\(ReportFiles.accuracy)</code>.</figcaption></figure>")
+        let f = nextFigure()
+        line("<figure>\(accuracyFull.svg(standalone: false, id: "accuracy-full"))<figcaption><b>Figure \(f).</b> The curves of Figure \(a) on a 0–100 % axis: the whole run. File: <code>\(ReportFiles.accuracyFull)</code>.</figcaption></figure>")
         let l = nextFigure()
         line("<figure>\(loss.svg(standalone: false, id: "loss"))<figcaption><b>Figure \(l).</b> Classification loss (smoothed), weight-decay loss Σ λ/2 ‖w‖² and their sum per iteration. File: <code>\(ReportFiles.loss)</code>.</figcaption></figure>")
         if let learningRate {
@@ -292,7 +317,7 @@ struct PageWriter {
     mutating func confusion(_ figure: ConfusionMatrixFigure, report r: ClassificationReport) {
         line("<section id=\"confusion\"><h2>Confusion matrix</h2>")
         let n = nextFigure()
-        line("<figure>\(figure.svg(standalone: false, linkPairs: true, id: "confusion"))<figcaption><b>Figure \(n).</b> Test-set confusion matrix: rows are true classes, columns predicted ones; shade is the cell's share of its row. Click an off-diagonal count to see those images. File: <code>\(ReportFiles.confusion)</code>.</figcaption></figure>")
+        line("<figure>\(figure.svg(standalone: false, linkPairs: true, id: "confusion"))<figcaption><b>Figure \(n).</b> Test-set confusion matrix: rows are true classes, columns predicted ones; shade is the cell's share of its row, on a square-root (non-linear) colour scale so that small shares stay visible: 1 % of a row is already a tenth of the way to the darkest blue, 25 % half of it. Click an off-diagonal count to see those images. File: <code>\(ReportFiles.confusion)</code>.</figcaption></figure>")
         let t = nextTable()
         line("<table class=\"numbers confusion\" id=\"confusion-table\"><caption><b>Table \(t).</b> The confusion matrix as numbers (rows: true class, columns: predicted); the last column is each class's support, the last row how often each class was predicted. File: <code>\(EvaluationFiles.confusionCSV)</code>.</caption>")
         line("<thead><tr><th class=\"corner\">true \\ predicted</th>" + r.classNames.map { "<th>\(escapeXML($0))</th>" }.joined() + "<th class=\"sum\">support</th></tr></thead><tbody>")
@@ -340,10 +365,12 @@ struct PageWriter {
     }
 
     /// One section per (true, predicted) pair with mistakes: the first `limit` images, each its
-    /// own small PNG (drawn enlarged by the browser, pixelated).
-    mutating func pairs(_ mistakes: [Misclassification], images: LabeledImages, report r: ClassificationReport, limit: Int) throws {
+    /// own small PNG (drawn enlarged by the browser, pixelated), captioned with its 0-based
+    /// position in `testFile`.
+    mutating func pairs(_ mistakes: [Misclassification], images: LabeledImages, report r: ClassificationReport, limit: Int,
+                        testFile: String) throws {
         line("<section id=\"pairs\"><h2>Misclassified images by pair</h2>")
-        line("<p>Each pair of true and predicted class with at least one mistake, in confusion-matrix order; the first \(limit) images of each in test-set order, with their index in the test set and the network's confidence.</p>")
+        line("<p>Each pair of true and predicted class with at least one mistake, in confusion-matrix order; the first \(limit) images of each in test-set order, with the network's confidence and their number in the test set: #<i>n</i> is image <i>n</i> of <code>\(testFile)</code> counted from 0 (#0 is its first image).</p>")
         var byPair: [Int: [Misclassification]] = [:]
         let k = r.classNames.count
         for m in mistakes { byPair[m.trueClass * k + m.predictedClass, default: []].append(m) }

@@ -60,7 +60,7 @@ public struct RunReport {
 
         let recordURL = runFolder.appendingPathComponent(RunFiles.record)
         do {
-            record = try JSONDecoder().decode(RunRecord.self, from: Data(contentsOf: recordURL))
+            record = try JSONDecoder().decode(RunRecord.self, from: readRegularFile(recordURL, limit: 1 << 24))
         } catch {
             throw ReportError("\(recordURL.path): not a training record (\(Self.reason(error)))")
         }
@@ -84,7 +84,7 @@ public struct RunReport {
         do { model = try ModelArchive.load(from: runFolder) } catch { throw ReportError(error.description) }
 
         let dataset: Dataset
-        do { dataset = try Dataset.load(model.dataset, from: dataDirectory, trainingLimit: 0) } catch {
+        do { dataset = try Dataset.load(model.dataset, from: dataDirectory, trainingLimit: 0, imageShape: model.spec.input) } catch {
             throw ReportError("cannot read the \(model.dataset.displayName) test set: \(Self.reason(error))")
         }
         testImages = dataset.test
@@ -92,7 +92,7 @@ public struct RunReport {
 
         // The recorded evaluation, when there is one, must be this one: same model, same test set.
         let evaluationURL = runFolder.appendingPathComponent(RunFiles.evaluation)
-        if let data = try? Data(contentsOf: evaluationURL) {
+        if let data = try? readRegularFile(evaluationURL, limit: 1 << 24) {
             if let recorded = try? JSONDecoder().decode(EvaluationRecord.self, from: data), recorded.report != evaluation {
                 notes.append("\(RunFiles.evaluation) held a different result (accuracy \(String(format: "%.2f%%", recorded.report.accuracy * 100))) from this evaluation of the saved model; it has been rewritten.")
             }
@@ -114,7 +114,7 @@ public struct RunReport {
     /// Parses `metrics.jsonl`, naming the first line that is not an `IterationMetrics` object.
     static func readMetrics(_ url: URL) throws(ReportError) -> [IterationMetrics] {
         let text: String
-        do { text = try String(contentsOf: url, encoding: .utf8) } catch {
+        do { text = String(decoding: try readRegularFile(url, limit: 1 << 30), as: UTF8.self) } catch {
             throw ReportError("\(url.path): cannot read (\(reason(error)))")
         }
         let decoder = JSONDecoder()
@@ -134,6 +134,8 @@ public struct RunReport {
         case let DecodingError.keyNotFound(key, _): return "missing key \"\(key.stringValue)\""
         case let DecodingError.typeMismatch(_, context), let DecodingError.valueNotFound(_, context):
             return "wrong value at \"\(context.codingPath.map(\.stringValue).joined(separator: "."))\""
+        case let DecodingError.dataCorrupted(context) where !context.codingPath.isEmpty:
+            return "\"\(context.codingPath.map(\.stringValue).joined(separator: "."))\": \(context.debugDescription)"
         case DecodingError.dataCorrupted: return "not valid JSON"
         case let error as CocoaError: return error.localizedDescription
         case let error as CustomStringConvertible: return error.description

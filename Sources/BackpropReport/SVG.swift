@@ -54,9 +54,11 @@ enum SeriesColor {
 /// `count − 1` intervals and extends least beyond the data
 /// (score: `|intervals − target| / target + 2 · overshoot / range`; 0…3,000 → 500,
 /// 0…7,000 → 1,000, 0…100 → 20, 0.03…2.57 → 0.5).
+/// - Parameter minimumStep: the smallest step allowed (1 for an axis of whole numbers such as
+///   iterations, so that a short run gets no ticks at 1.2, 1.4, …).
 /// - Returns: the step and the ticks from the largest multiple of the step at or below `lower`
 ///   to the smallest at or above `upper`.
-func niceTicks(_ lower: Double, _ upper: Double, count: Int = 6) -> (step: Double, ticks: [Double]) {
+func niceTicks(_ lower: Double, _ upper: Double, count: Int = 6, minimumStep: Double = 0) -> (step: Double, ticks: [Double]) {
     var upper = upper
     if !(upper > lower) { upper = lower + 1 }
     let range = upper - lower
@@ -69,7 +71,7 @@ func niceTicks(_ lower: Double, _ upper: Double, count: Int = 6) -> (step: Doubl
         return abs((last - first) / step - target) / target + 2 * ((last - first) - range) / range
     }
     let magnitude = pow(10, floor(log10(range / target)))
-    let step = [1.0, 2, 5, 10].map { $0 * magnitude }.min { score($0) < score($1) }!
+    let step = max([1.0, 2, 5, 10].map { $0 * magnitude }.min { score($0) < score($1) }!, minimumStep)
     let (first, last) = axis(step)
     let n = Int(((last - first) / step).rounded())
     return (step, (0...n).map { first + Double($0) * step })
@@ -80,6 +82,19 @@ func tickLabel(_ value: Double, step: Double) -> String {
     let decimals = max(0, Int(-floor(log10(step) + 1e-9)))
     if decimals == 0 { return groupedDigits(Int(value.rounded())) }
     return String(format: "%.\(decimals)f", value)
+}
+
+/// The labels of an axis's ticks: `tickLabel`'s, or, when a tick reaches a million or the step
+/// is below 0.001, scientific notation with one exponent for the axis and as many decimals as
+/// the step needs (`0`, `5.0e20`, `1.0e21`, `1.5e21`), so that a diverged run's losses keep
+/// short labels.
+func tickLabels(_ ticks: [Double], step: Double) -> [String] {
+    let largest = ticks.map(abs).max() ?? 0
+    guard largest >= 1e6 || (step < 1e-3 && largest > 0) else { return ticks.map { tickLabel($0, step: step) } }
+    let exponent = Int(floor(log10(largest) + 1e-9))
+    let decimals = max(0, exponent - Int(floor(log10(step) + 1e-9)))
+    let scale = pow(10, Double(exponent))
+    return ticks.map { $0 == 0 ? "0" : String(format: "%.\(decimals)fe%d", $0 / scale, exponent) }
 }
 
 // MARK: - Line chart
@@ -130,6 +145,8 @@ public struct LineChart: Sendable {
     /// Legend rows reserved above the plot even when fewer are needed, so that charts shown side
     /// by side have plots of the same height.
     public var minimumLegendRows = 2
+    /// Whether x values are whole numbers (iterations): x ticks are then 1 apart at least.
+    public var integerX = false
 
     public init(title: String, xLabel: String, yLabel: String, series: [Series], yRange: ClosedRange<Double>? = nil) {
         self.title = title
@@ -144,7 +161,23 @@ public struct LineChart: Sendable {
     ///   - standalone: adds the XML declaration a file on its own has.
     ///   - id: a prefix for the element ids inside (the clip path), unique within a page.
     public func svg(standalone: Bool, id: String) -> String {
-        let left = 68.0, right = 18.0, bottom = 52.0
+        let allX = series.flatMap { $0.points.map(\.x) }
+        let allY = series.flatMap { $0.points.map(\.y) }.filter(\.isFinite)
+        let xTicks = niceTicks(allX.min() ?? 0, allX.max() ?? 1, minimumStep: integerX ? 1 : 0)
+        let yTicks: (step: Double, ticks: [Double])
+        if let yRange {
+            yTicks = niceTicks(yRange.lowerBound, yRange.upperBound)
+        } else {
+            yTicks = niceTicks(allY.min() ?? 0, allY.max() ?? 1)
+        }
+        let x0 = xTicks.ticks.first!, x1 = xTicks.ticks.last!
+        let y0 = yRange?.lowerBound ?? yTicks.ticks.first!, y1 = yRange?.upperBound ?? yTicks.ticks.last!
+        let visibleYTicks = yTicks.ticks.filter { $0 >= y0 - 1e-9 && $0 <= y1 + 1e-9 }
+        let yLabels = tickLabels(visibleYTicks, step: yTicks.step)
+        let xLabels = tickLabels(xTicks.ticks, step: xTicks.step)
+        // The left margin holds the y axis's title and its longest tick label (about 7.2 units a
+        // character at 12 px), so no label is cut off.
+        let left = max(68, 44 + 7.2 * Double(yLabels.map(\.count).max() ?? 0)), right = 18.0, bottom = 52.0
         // Legend: rows under the title (so it never covers a curve), wrapped to the plot's width.
         // Text width is estimated at 0.6 em per character (12 px type).
         var legend: [(series: Series, x: Double, y: Double)] = []
@@ -160,19 +193,13 @@ public struct LineChart: Sendable {
         }
         let top = max(legendY, 42 + 18 * Double(minimumLegendRows - 1)) + 20
         let plotWidth = width - left - right, plotHeight = height - top - bottom
-        let allX = series.flatMap { $0.points.map(\.x) }
-        let allY = series.flatMap { $0.points.map(\.y) }.filter(\.isFinite)
-        let xTicks = niceTicks(allX.min() ?? 0, allX.max() ?? 1)
-        let yTicks: (step: Double, ticks: [Double])
-        if let yRange {
-            yTicks = niceTicks(yRange.lowerBound, yRange.upperBound)
-        } else {
-            yTicks = niceTicks(allY.min() ?? 0, allY.max() ?? 1)
-        }
-        let x0 = xTicks.ticks.first!, x1 = xTicks.ticks.last!
-        let y0 = yRange?.lowerBound ?? yTicks.ticks.first!, y1 = yRange?.upperBound ?? yTicks.ticks.last!
         func px(_ x: Double) -> Double { left + (x - x0) / (x1 - x0) * plotWidth }
-        func py(_ y: Double) -> Double { top + plotHeight - (min(max(y, y0), y1) - y0) / (y1 - y0) * plotHeight }
+        // Values outside the range are drawn up to one plot height beyond it and clipped, so a
+        // line leaving a zoomed axis leaves it at its own slope (and no coordinate is huge).
+        func py(_ y: Double) -> Double {
+            let span = y1 - y0
+            return top + plotHeight - (min(max(y, y0 - span), y1 + span) - y0) / span * plotHeight
+        }
 
         var s = standalone ? "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n" : ""
         s += "<svg xmlns=\"http://www.w3.org/2000/svg\" viewBox=\"0 0 \(svgNumber(width)) \(svgNumber(height))\" width=\"\(svgNumber(width))\" height=\"\(svgNumber(height))\" font-family=\"\(figureFont)\" font-size=\"12\" role=\"img\" aria-label=\"\(escapeXML(title))\">\n"
@@ -186,7 +213,6 @@ public struct LineChart: Sendable {
         }
 
         // Grid and ticks (y ticks only inside the plotted range).
-        let visibleYTicks = yTicks.ticks.filter { $0 >= y0 - 1e-9 && $0 <= y1 + 1e-9 }
         s += "<g stroke=\"#e3e3e3\" stroke-width=\"1\">"
         for t in visibleYTicks {
             s += "<line x1=\"\(svgNumber(left))\" y1=\"\(svgNumber(py(t)))\" x2=\"\(svgNumber(left + plotWidth))\" y2=\"\(svgNumber(py(t)))\"/>"
@@ -195,11 +221,11 @@ public struct LineChart: Sendable {
             s += "<line x1=\"\(svgNumber(px(t)))\" y1=\"\(svgNumber(top))\" x2=\"\(svgNumber(px(t)))\" y2=\"\(svgNumber(top + plotHeight))\"/>"
         }
         s += "</g>\n<g fill=\"#333333\">"
-        for t in visibleYTicks {
-            s += "<text x=\"\(svgNumber(left - 8))\" y=\"\(svgNumber(py(t) + 4))\" text-anchor=\"end\">\(tickLabel(t, step: yTicks.step))</text>"
+        for (t, label) in zip(visibleYTicks, yLabels) {
+            s += "<text x=\"\(svgNumber(left - 8))\" y=\"\(svgNumber(py(t) + 4))\" text-anchor=\"end\">\(label)</text>"
         }
-        for t in xTicks.ticks {
-            s += "<text x=\"\(svgNumber(px(t)))\" y=\"\(svgNumber(top + plotHeight + 18))\" text-anchor=\"middle\">\(tickLabel(t, step: xTicks.step))</text>"
+        for (t, label) in zip(xTicks.ticks, xLabels) {
+            s += "<text x=\"\(svgNumber(px(t)))\" y=\"\(svgNumber(top + plotHeight + 18))\" text-anchor=\"middle\">\(label)</text>"
         }
         s += "</g>\n<g stroke=\"#333333\" stroke-width=\"1\">"
         for t in visibleYTicks {

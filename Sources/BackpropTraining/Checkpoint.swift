@@ -69,9 +69,18 @@ public struct Checkpoint {
     public static func load(from folder: URL) throws(LoadError) -> Checkpoint {
         let file = folder.appendingPathComponent(fileName)
         func fail(_ message: String) -> LoadError { LoadError(description: "\(file.path): \(message)") }
-        guard let data = try? Data(contentsOf: file) else { throw fail("no checkpoint here (the run wrote none)") }
+        guard FileManager.default.fileExists(atPath: file.path) else { throw fail("no checkpoint here (the run wrote none)") }
         let decoded: (tensors: [String: Tensor<Float>], metadata: [String: String])
-        do { decoded = try Safetensors.decode(data) } catch { throw fail(error.description) }
+        do {
+            let weights = try Safetensors.File(url: file)
+            var tensors: [String: Tensor<Float>] = [:]
+            for entry in weights.header.entries { tensors[entry.name] = try weights.tensor(entry) }
+            decoded = (tensors, weights.header.metadata)
+        } catch let error as FileError {
+            throw LoadError(description: error.description)
+        } catch {
+            throw fail(String(describing: error))
+        }
         guard let text = decoded.metadata["backprop.checkpoint"],
               let meta = try? JSONSerialization.jsonObject(with: Data(text.utf8)) as? [String: Any],
               meta["format"] as? String == "backprop-checkpoint", meta["version"] as? Int == 1,

@@ -11,6 +11,8 @@ public struct Predictions: Sendable {
     /// Runs `network` over `inputs` (`[N, …]`) in batches.
     public init(network: Network<Float>, inputs: Tensor<Float>, batchSize: Int = 250) {
         let n = inputs.batchSize
+        // A network with large activations runs in smaller batches (at most 2^26 values per activation).
+        let batchSize = max(1, min(batchSize, (1 << 26) / max(network.largestActivation, 1)))
         let exampleSize = inputs.count / max(n, 1)
         classes = []
         confidences = []
@@ -29,18 +31,21 @@ public struct Predictions: Sendable {
             let logits = network.forward(batch)
             let k = logits.count / (end - start)
             logits.scalars.withUnsafeBufferPointer { scores in
-                for row in 0..<(end - start) {
-                    let r = scores.baseAddress! + row * k
-                    var best = 0
-                    for j in 1..<k where r[j] > r[best] { best = j }
-                    var sum = 0.0
-                    for j in 0..<k { sum += exp(Double(r[j] - r[best])) }
-                    classes.append(best)
-                    confidences.append(Float(1 / sum))
-                }
+                for row in 0..<(end - start) { append(scores: scores.baseAddress! + row * k, count: k) }
             }
             start = end
         }
+    }
+
+    /// Appends the prediction for one example's `count` logits: the first largest, and its
+    /// softmax probability.
+    mutating func append(scores r: UnsafePointer<Float>, count k: Int) {
+        var best = 0
+        for j in 1..<k where r[j] > r[best] { best = j }
+        var sum = 0.0
+        for j in 0..<k { sum += exp(Double(r[j] - r[best])) }
+        classes.append(best)
+        confidences.append(Float(1 / sum))
     }
 
     /// The fraction of `labels` predicted correctly.
@@ -83,6 +88,7 @@ public struct ClassificationReport: Codable, Sendable, Equatable {
     public init(labels: [Int], predicted: [Int], classNames: [String]) {
         precondition(labels.count == predicted.count)
         let k = classNames.count
+        precondition((labels + predicted).allSatisfy { (0..<k).contains($0) }, "a label or prediction outside the \(k) classes")
         var confusion = Array(repeating: Array(repeating: 0, count: k), count: k)
         for (t, p) in zip(labels, predicted) { confusion[t][p] += 1 }
         let support = confusion.map { $0.reduce(0, +) }
@@ -98,5 +104,30 @@ public struct ClassificationReport: Codable, Sendable, Equatable {
         correct = (0..<k).reduce(0) { $0 + confusion[$1][$1] }
         total = labels.count
         accuracy = total == 0 ? 0 : Double(correct) / Double(total)
+    }
+
+    enum CodingKeys: String, CodingKey {
+        case classNames = "class_names", confusion, precision, recall, f1, support, accuracy, correct, total
+    }
+
+    /// The key `evaluation.json` used for the class names before every key was snake_case.
+    private enum OldKeys: String, CodingKey { case classNames }
+
+    /// Reads the snake_case keys (and `classNames`, as files written before them have it).
+    public init(from decoder: any Decoder) throws {
+        let c = try decoder.container(keyedBy: CodingKeys.self)
+        if c.contains(.classNames) {
+            classNames = try c.decode([String].self, forKey: .classNames)
+        } else {
+            classNames = try decoder.container(keyedBy: OldKeys.self).decode([String].self, forKey: .classNames)
+        }
+        confusion = try c.decode([[Int]].self, forKey: .confusion)
+        precision = try c.decode([Double].self, forKey: .precision)
+        recall = try c.decode([Double].self, forKey: .recall)
+        f1 = try c.decode([Double].self, forKey: .f1)
+        support = try c.decode([Int].self, forKey: .support)
+        accuracy = try c.decode(Double.self, forKey: .accuracy)
+        correct = try c.decode(Int.self, forKey: .correct)
+        total = try c.decode(Int.self, forKey: .total)
     }
 }

@@ -63,6 +63,8 @@ public struct TrainingOptions: Codable, Sendable, Equatable {
     public var emaWarmUp = false
     /// Random changes to each training image.
     public var augmentation = Augmentation()
+    /// The views of each test image whose logits the saved model averages (`TestTimeAugmentation`).
+    public var testTimeAugmentation = TestTimeAugmentation()
     /// A checkpoint is written every this many iterations (and on an interrupt); 0: only on an
     /// interrupt.
     public var checkpointInterval = 1000
@@ -92,6 +94,7 @@ public struct TrainingOptions: Codable, Sendable, Equatable {
         case movingAverage = "moving_average", reshuffleEachEpoch = "reshuffle_each_epoch"
         case optimizer, nesterov, decoupledWeightDecay = "decoupled_weight_decay", beta2, epsilon, schedule
         case labelSmoothing = "label_smoothing", ema, emaWarmUp = "ema_warmup", augmentation, checkpointInterval = "checkpoint_interval"
+        case testTimeAugmentation = "test_time_augmentation"
         case saveBest = "save_best"
     }
 
@@ -121,6 +124,7 @@ public struct TrainingOptions: Codable, Sendable, Equatable {
             augmentation = try c.decodeIfPresent(Augmentation.self, forKey: .augmentation) ?? augmentation
         }
         checkpointInterval = try c.decodeIfPresent(Int.self, forKey: .checkpointInterval) ?? checkpointInterval
+        testTimeAugmentation = try c.decodeIfPresent(TestTimeAugmentation.self, forKey: .testTimeAugmentation) ?? testTimeAugmentation
         saveBest = try c.decodeIfPresent(Bool.self, forKey: .saveBest) ?? saveBest
     }
 
@@ -150,7 +154,10 @@ public struct TrainingOptions: Codable, Sendable, Equatable {
         if nesterov && (optimizer != .sgd || momentum == 0) { throw fail("nesterov needs the sgd optimizer with momentum > 0") }
         if decoupledWeightDecay && optimizer != .sgd { throw fail("decoupled weight decay is an option of the sgd optimizer (adamw always decouples)") }
         do { try schedule.validate(totalSteps: iterations) } catch { throw fail(error.description) }
-        if let imageHeight, let imageWidth { try augmentation.validate(height: imageHeight, width: imageWidth) }
+        if let imageHeight, let imageWidth {
+            try augmentation.validate(height: imageHeight, width: imageWidth)
+            try testTimeAugmentation.validate(height: imageHeight, width: imageWidth)
+        }
     }
 
     /// The optimizer these options describe, in `Float`.
@@ -171,7 +178,7 @@ public struct TrainingOptions: Codable, Sendable, Equatable {
 /// Everything one training run needs besides data: the dataset, the network and the options.
 ///
 /// A preset is an experiment; so is a spec file: the JSON of `NetworkSpec` with two optional
-/// keys, `"dataset": "mnist" | "cifar10"` and `"training": {…}` (keys as `TrainingOptions`'
+/// keys, `"dataset": "mnist" | "cifar10" | "fashion-mnist"` and `"training": {…}` (keys as `TrainingOptions`'
 /// snake_case names; missing keys take the dataset's seed defaults).
 public struct Experiment: Sendable {
     /// The name shown in summaries (`mnist`, or the spec file's name).
@@ -251,12 +258,17 @@ extension Experiment {
     /// The seed's options for a dataset (used by presets and to fill a spec's missing keys).
     public static func defaultOptions(for dataset: DatasetKind) -> TrainingOptions {
         switch dataset {
-        case .mnist:
+        case .mnist, .fashionMNIST:
             TrainingOptions(iterations: 3000, batchSize: 16, learningRate: 0.1, momentum: 0.9, weightDecay: 0.005,
                             trainSize: 60_000, validationSize: 2000)
         case .cifar10:
             TrainingOptions(iterations: 5000, batchSize: 16, learningRate: 1e-3, momentum: 0.95, weightDecay: 0.001,
                             trainSize: 20_000, validationSize: 2000)
+        case .imageFolder:
+            // All the folder's training images (`train` lowers a train size above them to their
+            // number for an image folder), none held out: the test split measures accuracy.
+            TrainingOptions(iterations: 1000, batchSize: 16, learningRate: 0.01, momentum: 0.9, weightDecay: 0.0005,
+                            trainSize: 1 << 30, validationSize: 0)
         }
     }
 
@@ -264,8 +276,8 @@ extension Experiment {
     /// - Parameter dataset: used when the file names none.
     public init(specFile url: URL, dataset fallback: DatasetKind? = nil) throws(SpecError) {
         let data: Data
-        do { data = try Data(contentsOf: url) } catch {
-            throw SpecError("\(url.path): cannot read the spec file")
+        do { data = try readRegularFile(url, limit: 1 << 24) } catch {
+            throw SpecError("\(error.path): cannot read the spec file (\(error.reason))")
         }
         try self.init(specData: data, source: url.path, dataset: fallback)
     }
@@ -280,10 +292,14 @@ extension Experiment {
             throw SpecError("\(source): the spec must be a JSON object")
         }
         func prefixed(_ error: SpecError) -> SpecError { SpecError("\(url.lastPathComponent): \(error.description)") }
+        do {
+            try FileFormat.experiment.check(format: try Self.optional(String.self, "format", in: object),
+                                            version: try Self.optional(Int.self, "version", in: object))
+        } catch { throw prefixed(error) }
         let dataset: DatasetKind
         if let name = object["dataset"] {
             guard let name = name as? String, let kind = DatasetKind(rawValue: name) else {
-                throw prefixed(SpecError("\"dataset\" must be \"mnist\" or \"cifar10\""))
+                throw prefixed(SpecError("\"dataset\" must be one of \(DatasetKind.nameList)"))
             }
             dataset = kind
         } else if let fallback {
@@ -312,7 +328,7 @@ extension Experiment {
                 throw prefixed(SpecError("training: a value has the wrong type"))
             }
         }
-        let known: Set<String> = ["dataset", "input", "layers", "training", "name"]
+        let known: Set<String> = ["format", "version", "dataset", "input", "layers", "training", "name"]
         if let unknown = Set(object.keys).subtracting(known).sorted().first {
             throw prefixed(SpecError("unknown key \"\(unknown)\""))
         }
@@ -320,9 +336,17 @@ extension Experiment {
                   dataset: dataset, network: network, options: options)
     }
 
-    /// The spec file form of this experiment (round-trips through `init(specFile:)`).
+    /// A key that may be missing but, when present, must hold a `T`.
+    private static func optional<T>(_ type: T.Type, _ key: String, in object: [String: Any]) throws(SpecError) -> T? {
+        guard let value = object[key] else { return nil }
+        guard let typed = value as? T else { throw SpecError("\"\(key)\" has the wrong type") }
+        return typed
+    }
+
+    /// The spec file form of this experiment (round-trips through `init(specFile:)`), with
+    /// `"format": "backprop-experiment"` and `"version": 1` (`FileFormat`).
     public var jsonObject: [String: Any] {
-        var object = network.jsonObject
+        var object = network.jsonObject.merging(FileFormat.experiment.jsonObject) { a, _ in a }
         object["name"] = name
         object["dataset"] = dataset.rawValue
         object["training"] = (try? JSONSerialization.jsonObject(with: JSONEncoder().encode(options))) ?? [:]

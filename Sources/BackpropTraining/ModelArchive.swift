@@ -15,13 +15,17 @@ public struct ModelArchive {
     public var dataset: DatasetKind
     public var preprocessing: Preprocessing
     public var classNames: [String]
+    /// The views whose logits a prediction averages (none: one forward pass).
+    public var testTimeAugmentation: TestTimeAugmentation
 
-    public init(network: Network<Float>, spec: NetworkSpec, dataset: DatasetKind, preprocessing: Preprocessing, classNames: [String]) {
+    public init(network: Network<Float>, spec: NetworkSpec, dataset: DatasetKind, preprocessing: Preprocessing, classNames: [String],
+                testTimeAugmentation: TestTimeAugmentation = TestTimeAugmentation()) {
         self.network = network
         self.spec = spec
         self.dataset = dataset
         self.preprocessing = preprocessing
         self.classNames = classNames
+        self.testTimeAugmentation = testTimeAugmentation
     }
 
     /// The file names inside a run folder.
@@ -35,7 +39,7 @@ public struct ModelArchive {
 
     /// The description `model.json` holds (also in the safetensors metadata and ONNX `metadata_props`).
     public var descriptionObject: [String: Any] {
-        [
+        var object: [String: Any] = [
             "format": "backprop-model", "version": 1,
             "dataset": dataset.rawValue,
             "class_names": classNames,
@@ -43,6 +47,9 @@ public struct ModelArchive {
                               "formula": "x = byte * scale - mean[channel]; images NCHW"],
             "network": spec.jsonObject,
         ]
+        // Written only when there is one, so files without it stay as they were.
+        if !testTimeAugmentation.isIdentity { object["test_time_augmentation"] = testTimeAugmentation.description }
+        return object
     }
 
     /// Writes both files into `folder` (atomically each).
@@ -64,15 +71,26 @@ public struct ModelArchive {
 
     /// Reads a model from a run folder (or a `.safetensors` file), rebuilding the network and
     /// checking that every weight is present with the shape the architecture needs.
+    ///
+    /// Memory stays bounded by what a valid file of the same size needs: the header is read
+    /// first (at most `Safetensors.maximumHeaderSize` bytes) and checked against the file's
+    /// size, the network is built only up to as many values as the file's tensors hold, and
+    /// each tensor is read only once its name and shape are known to be needed. `model.json`
+    /// beside the weights, when present, must hold the same description (it is the same text,
+    /// pretty-printed, for people and other tools).
     public static func load(from location: URL) throws(LoadError) -> ModelArchive {
         let file = location.pathExtension == "safetensors" ? location : location.appendingPathComponent(weightsFile)
         func fail(_ message: String) -> LoadError { LoadError(description: "\(file.path): \(message)") }
-        guard let data = try? Data(contentsOf: file) else {
+        var isFolder: ObjCBool = false
+        guard FileManager.default.fileExists(atPath: file.path, isDirectory: &isFolder) else {
             throw fail("no model file here (train one with `backprop train … --out \(location.path)`)")
         }
-        let decoded: (tensors: [String: Tensor<Float>], metadata: [String: String])
-        do { decoded = try Safetensors.decode(data) } catch { throw fail(error.description) }
-        guard let text = decoded.metadata["backprop.model"],
+        let weights: Safetensors.File
+        do { weights = try Safetensors.File(url: file) } catch {
+            if let error = error as? FileError { throw LoadError(description: error.description) }
+            throw fail(String(describing: error))
+        }
+        guard let text = weights.header.metadata["backprop.model"],
               let object = try? JSONSerialization.jsonObject(with: Data(text.utf8)) as? [String: Any] else {
             throw fail("no backprop.model description in the safetensors metadata")
         }
@@ -84,34 +102,73 @@ public struct ModelArchive {
         }
         let spec: NetworkSpec
         do { spec = try NetworkSpec(jsonObject: networkObject) } catch { throw fail(error.description) }
+        // The description must fit the data set it names, or evaluation would index past it.
+        if let shape = dataset.imageShape, spec.input != shape {
+            throw fail("the network's input \(describe(shape: spec.input)) does not match \(dataset.displayName) images (\(describe(shape: shape)))")
+        }
+        // An image folder has as many classes as subfolders (at most 256); the others have 10.
+        if dataset == .imageFolder {
+            guard (2...256).contains(classNames.count) else {
+                throw fail("the description names \(classNames.count) classes; an image folder has 2 to 256")
+            }
+        } else if classNames.count != 10 {
+            throw fail("the description names \(classNames.count) classes; \(dataset.displayName) has 10")
+        }
+        guard spec.input.count == 3, mean.count == 1 || mean.count == spec.input[0] else {
+            throw fail("the preprocessing has \(mean.count) means for \(spec.input.first ?? 0) channels")
+        }
+        // Finite as Double is not enough: the network computes in Float.
+        guard Float(scale).isFinite, scale > 0, mean.allSatisfy({ Float($0).isFinite }) else {
+            throw fail("the preprocessing's scale and means must be finite Float numbers (scale > 0)")
+        }
+        let stored = weights.header.entries.reduce(0) { $0 + $1.count }
         var generator = SeededGenerator(seed: 0)
         let network: Network<Float>
-        do { network = try spec.makeNetwork(Float.self, using: &generator) } catch { throw fail(error.description) }
-        // The description must fit the data set it names, or evaluation would index past it.
-        guard spec.input == dataset.imageShape else {
-            throw fail("the network's input \(describe(shape: spec.input)) does not match \(dataset.displayName) images (\(describe(shape: dataset.imageShape)))")
-        }
+        do {
+            network = try spec.makeNetwork(Float.self, parameterLimit: stored + (1 << 20), reason: " (the file holds \(stored) values)", using: &generator)
+        } catch { throw fail(error.description) }
         guard network.outputShape == [classNames.count] else {
             throw fail("the network has \(describe(shape: network.outputShape)) outputs for \(classNames.count) class names")
         }
-        guard mean.count == 1 || mean.count == dataset.imageShape[0], scale.isFinite, mean.allSatisfy(\.isFinite) else {
-            throw fail("the preprocessing has \(mean.count) means for \(dataset.imageShape[0]) channels")
+        var testTimeAugmentation = TestTimeAugmentation()
+        if let text = object["test_time_augmentation"] {
+            guard let text = text as? String else { throw fail("test_time_augmentation must be a string") }
+            do {
+                testTimeAugmentation = try TestTimeAugmentation(parsing: text)
+                try testTimeAugmentation.validate(height: spec.input[1], width: spec.input[2])
+            } catch { throw fail(error.description) }
         }
-        for (name, parameter) in network.namedParameters {
-            guard let tensor = decoded.tensors[name] else { throw fail("tensor \(name) is missing") }
-            guard tensor.shape == parameter.value.shape else {
-                throw fail("tensor \(name) has shape \(tensor.shape), the architecture needs \(parameter.value.shape)")
+        func read(_ name: String, shape: [Int]) throws(LoadError) -> Tensor<Float> {
+            guard let entry = weights.header.entry(name) else { throw fail("tensor \(name) is missing") }
+            guard entry.shape == shape else {
+                throw fail("tensor \(name) has shape \(entry.shape), the architecture needs \(shape)")
             }
-            parameter.value = tensor
+            let tensor: Tensor<Float>
+            do { tensor = try weights.tensor(entry) } catch { throw LoadError(description: error.description) }
+            guard tensor.scalars.allSatisfy(\.isFinite) else { throw fail("tensor \(name) holds NaN or infinite values") }
+            return tensor
         }
-        for (name, buffer) in network.namedBuffers {
-            guard let tensor = decoded.tensors[name] else { throw fail("tensor \(name) is missing") }
-            guard tensor.shape == buffer.value.shape else {
-                throw fail("tensor \(name) has shape \(tensor.shape), the architecture needs \(buffer.value.shape)")
+        for (name, parameter) in network.namedParameters { parameter.value = try read(name, shape: parameter.value.shape) }
+        for (name, buffer) in network.namedBuffers { buffer.value = try read(name, shape: buffer.value.shape) }
+        let description = location.pathExtension == "safetensors" ? nil : location.appendingPathComponent(descriptionFile)
+        if let description, FileManager.default.fileExists(atPath: description.path) {
+            let same: Bool
+            do {
+                let data = try readRegularFile(description, limit: Safetensors.maximumHeaderSize)
+                let besides = try JSONSerialization.jsonObject(with: data)
+                let canonical = { (value: Any) throws -> Data in try JSONSerialization.data(withJSONObject: value, options: [.sortedKeys]) }
+                same = try canonical(besides) == canonical(object)
+            } catch let error as FileError {
+                throw LoadError(description: error.description)
+            } catch {
+                throw LoadError(description: "\(description.path): not valid JSON; it should hold the description in \(file.lastPathComponent)'s metadata (delete it, or put it back)")
             }
-            buffer.value = tensor
+            guard same else {
+                throw LoadError(description: "\(description.path): differs from the description in \(file.lastPathComponent)'s metadata; the folder was changed by hand (delete \(descriptionFile) to use the weights file's)")
+            }
         }
         return ModelArchive(network: network, spec: spec, dataset: dataset,
-                            preprocessing: Preprocessing(scale: Float(scale), mean: mean.map(Float.init)), classNames: classNames)
+                            preprocessing: Preprocessing(scale: Float(scale), mean: mean.map(Float.init)), classNames: classNames,
+                            testTimeAugmentation: testTimeAugmentation)
     }
 }

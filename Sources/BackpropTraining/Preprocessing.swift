@@ -3,7 +3,8 @@ import BackpropData
 
 /// How raw pixel bytes become network inputs: `x = byte · scale − mean[c]`.
 ///
-/// MNIST uses `scale = 1/255` and one mean over all pixels; CIFAR-10 keeps the raw 0–255 values
+/// MNIST and Fashion-MNIST use `scale = 1/255` and one mean over all pixels; an image folder
+/// `scale = 1/255` and one mean per channel; CIFAR-10 keeps the raw 0–255 values
 /// (`scale = 1`, as the course's loader does) and subtracts a mean per channel. The means are
 /// computed on the training split only and saved with the model, so validation, test and
 /// later predictions are preprocessed identically.
@@ -20,8 +21,8 @@ public struct Preprocessing: Codable, Sendable, Equatable {
 
     /// Computes the mean over `indices` of `images` (all of them when nil).
     public static func fit(_ dataset: DatasetKind, to images: LabeledImages, indices: [Int]) -> Preprocessing {
-        let scale: Float = dataset == .mnist ? 1 / 255 : 1
-        let perChannel = dataset == .cifar10
+        let scale: Float = dataset == .cifar10 ? 1 : 1 / 255
+        let perChannel = dataset == .cifar10 || (dataset == .imageFolder && images.channels > 1)
         let planes = perChannel ? images.channels : 1
         let planeSize = images.bytesPerImage / planes
         var sums = [Double](repeating: 0, count: planes)
@@ -83,14 +84,15 @@ public struct PreparedData: Sendable {
 
     /// Splits and preprocesses the course's way: the first `trainSize` training images are
     /// shuffled once (by `seed`); the last `validationSize` of that order are held out; the
-    /// mean is computed on the rest.
-    public init(dataset: Dataset, options: TrainingOptions) {
+    /// mean is computed on the rest — unless `preprocessing` is given (training from a model's
+    /// weights keeps the preprocessing they were trained with).
+    public init(dataset: Dataset, options: TrainingOptions, preprocessing given: Preprocessing? = nil) {
         var generator = SeededGenerator(seed: options.seed ^ 0x5348_5546_464C_4521)  // "SHUFFLE!": a stream apart from the weights'
         let order = generator.permutation(min(options.trainSize, dataset.train.count))
         trainIndices = Array(order.dropLast(options.validationSize))
         let validationIndices = Array(order.suffix(options.validationSize))
         trainImages = dataset.train
-        preprocessing = Preprocessing.fit(dataset.kind, to: dataset.train, indices: trainIndices)
+        preprocessing = given ?? Preprocessing.fit(dataset.kind, to: dataset.train, indices: trainIndices)
         trainLabels = trainIndices.map { Int(dataset.train.labels[$0]) }
         validation = preprocessing.apply(to: dataset.train, indices: validationIndices)
         validationLabels = validationIndices.map { Int(dataset.train.labels[$0]) }

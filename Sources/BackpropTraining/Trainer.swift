@@ -115,6 +115,13 @@ public final class Trainer {
         self.network = network
         self.options = options
         self.data = data
+        if network.awaitsData {
+            // A first-layer whitening convolution takes its filters from the patches of the first
+            // images of the (shuffled) training split, as airbench takes 5,000 — before the moving
+            // average copies the weights.
+            let sample = Array(data.trainIndices.prefix(Self.whiteningSampleSize))
+            network.initializeFromData(data.preprocessing.apply(to: data.trainImages, indices: sample))
+        }
         optimizer = options.makeOptimizer()
         average = options.ema > 0
             ? ExponentialMovingAverage(parameters: network.parameters, buffers: network.namedBuffers.map(\.buffer), decay: options.ema,
@@ -125,6 +132,9 @@ public final class Trainer {
         source = BatchSource(images: data.trainImages, indices: data.trainIndices, preprocessing: data.preprocessing,
                              options: options, augmentation: options.augmentation)
     }
+
+    /// The training images whose patches a whitening convolution's filters come from.
+    public static let whiteningSampleSize = 5000
 
     /// Continues from a checkpoint's progress (the caller restores the weights, the optimizer
     /// and the average).

@@ -24,7 +24,7 @@ for name in Experiment.presetNames {
     var experiment = Experiment.preset(named: name)!
     experiment.options.batchSize = batchSize
     let kind = experiment.dataset
-    let shape = kind.imageShape
+    let shape = experiment.network.input
     // Enough images that no epoch ends (and reshuffles) in the window, and no validation runs.
     let count = 2_000
     var generator = SeededGenerator(seed: 5)

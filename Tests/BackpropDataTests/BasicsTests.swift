@@ -47,7 +47,8 @@ struct BasicsTests {
 
     @Test("DatasetKind names")
     func kinds() {
-        #expect(DatasetKind.allCases.map(\.rawValue) == ["mnist", "cifar10"])
+        #expect(DatasetKind.allCases.map(\.rawValue) == ["mnist", "cifar10", "fashion-mnist", "image-folder"])
+        #expect(DatasetKind.downloadable == [.mnist, .cifar10, .fashionMNIST])
         #expect(DatasetKind(rawValue: "cifar10") == .cifar10)
         #expect(DatasetKind.cifar10.displayName == "CIFAR-10")
     }

@@ -17,14 +17,30 @@ final class LocalHTTPServer {
     /// The server's base URL, ending in `/`.
     var url: URL { URL(string: "http://127.0.0.1:\(port)/")! }
 
-    init(serving folder: URL) throws {
+    /// A server whose every GET answers 200 with an endless body: `chunk` bytes every
+    /// `interval` seconds (a hostile or broken mirror).
+    convenience init(streamingEndlessly chunk: Int, every interval: Double, folder: URL) throws {
+        try self.init(serving: folder, handler: """
+            class Endless(http.server.BaseHTTPRequestHandler):
+                def do_GET(self):
+                    self.send_response(200); self.end_headers()
+                    try:
+                        while True:
+                            self.wfile.write(b"x" * \(chunk)); self.wfile.flush(); time.sleep(\(interval))
+                    except OSError:
+                        pass
+            handler = Endless
+            """)
+    }
+
+    init(serving folder: URL, handler: String = "handler = functools.partial(http.server.SimpleHTTPRequestHandler, directory=sys.argv[1])") throws {
         let portFile = folder.deletingLastPathComponent().appendingPathComponent("port-\(UUID().uuidString)")
         defer { try? FileManager.default.removeItem(at: portFile) }
         let script = """
-            import functools, http.server, os, signal, sys, threading
+            import functools, http.server, os, signal, sys, threading, time
             signal.pthread_sigmask(signal.SIG_UNBLOCK, [signal.SIGTERM])
             threading.Thread(target=lambda: (sys.stdin.read(), os._exit(0)), daemon=True).start()
-            handler = functools.partial(http.server.SimpleHTTPRequestHandler, directory=sys.argv[1])
+            \(handler)
             server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
             with open(sys.argv[2] + ".tmp", "w") as f: f.write(str(server.server_address[1]))
             os.rename(sys.argv[2] + ".tmp", sys.argv[2])
@@ -141,6 +157,27 @@ struct DownloaderTests {
         #expect(message.contains("t10k-labels-idx1-ubyte.gz: download failed"), "\(message)")
     }
 
+    /// The MNIST files served under Fashion-MNIST's (identical) names fail Fashion-MNIST's own
+    /// checksums, and nothing lands in `fashion-mnist/`.
+    @Test("Fashion-MNIST is checked against its own SHA-256 values and goes to fashion-mnist/")
+    func fashionMNIST() throws {
+        let folder = try TemporaryFolder()
+        defer { folder.remove() }
+        let served = folder.file("served"), data = folder.file("data")
+        try FileManager.default.createDirectory(at: served, withIntermediateDirectories: true)
+        for (name, _) in Downloader.fashionMNISTFiles {
+            try FileManager.default.createSymbolicLink(
+                at: served.appendingPathComponent(name), withDestinationURL: TestData.mnist.appendingPathComponent(name))
+        }
+        let server = try LocalHTTPServer(serving: served)
+        defer { server.stop() }
+        let message = dataErrorMessage { try Downloader(dataDirectory: data, mirror: server.url).download(.fashionMNIST) }
+        #expect(message.contains("fashion-mnist/train-images-idx3-ubyte.gz: SHA-256 mismatch, so nothing was saved: expected 08dc20ab"), "\(message)")
+        #expect(message.contains("got 440fcabf"), "\(message)")  // MNIST's own hash
+        #expect(((try? FileManager.default.contentsOfDirectory(atPath: data.appendingPathComponent("fashion-mnist").path)) ?? []).isEmpty)
+        #expect(Set(Downloader.fashionMNISTFiles.map(\.key)) == Set(Downloader.mnistFiles.map(\.key)))
+    }
+
     @Test("CIFAR-10 from a local mirror serving a tarball built with tar and gzip")
     func cifar10() throws {
         let folder = try TemporaryFolder()
@@ -200,6 +237,35 @@ struct DownloaderTests {
         #expect(try FileManager.default.contentsOfDirectory(atPath: cifarFolder.path) == ["cifar-10-batches-bin"])
         #expect(try FileManager.default.contentsOfDirectory(
             atPath: cifarFolder.appendingPathComponent("cifar-10-batches-bin").path).isEmpty)
+    }
+
+    @Test("an endless mirror: cut off at the size cap when fast, as stalled when it trickles, and on cancel; nothing left behind")
+    func endlessMirror() throws {
+        let folder = try TemporaryFolder()
+        defer { folder.remove() }
+        let data = folder.file("data")
+        let mnistFolder = data.appendingPathComponent("mnist")
+
+        let fast = try LocalHTTPServer(streamingEndlessly: 1 << 16, every: 0, folder: folder.url)
+        var message = dataErrorMessage { try Downloader(dataDirectory: data, mirror: fast.url).download(.mnist) }
+        fast.stop()
+        #expect(message.contains("the server sends more than 67108864 bytes"), "\(message)")
+        #expect(leftovers(in: mnistFolder).isEmpty)
+
+        let slow = try LocalHTTPServer(streamingEndlessly: 100, every: 0.25, folder: folder.url)
+        defer { slow.stop() }
+        let started = Date()
+        message = dataErrorMessage { try Downloader(dataDirectory: data, mirror: slow.url, idleTimeout: 1).download(.mnist) }
+        #expect(message.contains("download stalled: less than 1024 bytes in 1 s"), "\(message)")
+        #expect(Date().timeIntervalSince(started) < 20)
+        #expect(leftovers(in: mnistFolder).isEmpty)
+
+        let cancelAt = Date().addingTimeInterval(0.5)
+        message = dataErrorMessage {
+            try Downloader(dataDirectory: data, mirror: slow.url, isCancelled: { Date() > cancelAt }).download(.mnist)
+        }
+        #expect(message.contains("the download was interrupted"), "\(message)")
+        #expect(leftovers(in: mnistFolder).isEmpty)
     }
 
     @Test("the official locations, and a mirror without a trailing slash")

@@ -59,6 +59,37 @@ struct ONNXImportTests {
         #expect(again.graph.node.map(\.opType) == first.graph.node.map(\.opType))
     }
 
+    @Test("test-time augmentation and BatchNorm without parameters survive export and import")
+    func augmentationAndConstantNorm() throws {
+        let spec = NetworkSpec(input: [1, 28, 28], layers: [
+            .conv2d(outputChannels: 4, kernelSize: 3, stride: 2), .batchNorm2d(affine: .neither), .relu,
+            .flatten, .dense(outputFeatures: 10)])
+        var model = try randomModel(spec, dataset: .mnist, seed: 11)
+        model.testTimeAugmentation = try TestTimeAugmentation(parsing: "flip")
+        let data = try ONNXExport.encode(model)
+        let proto = try Onnx_ModelProto(serializedBytes: data)
+        // γ and β as constants, not under a parameter's name.
+        let norm = try #require(proto.graph.node.first { $0.opType == "BatchNormalization" })
+        #expect(norm.input[1] == "1/scale" && norm.input[2] == "1/shift", "\(norm.input)")
+        let imported = try ONNXModel(data: data, source: "tta.onnx")
+        #expect(imported.network.namedParameters.map(\.name) == model.network.namedParameters.map(\.name))
+        #expect(imported.network.namedBuffers.map(\.name) == model.network.namedBuffers.map(\.name))
+        #expect(try imported.recordedTestTimeAugmentation() == model.testTimeAugmentation)
+        let x = randomInputs(for: model.network, count: 4, seed: 12)
+        #expect(imported.network.forward(x).scalars.map(\.bitPattern) == model.network.forward(x).scalars.map(\.bitPattern))
+
+        // A trained γ that happens to be 1 everywhere keeps its parameter (named as one).
+        var plain = try randomModel(NetworkSpec(input: [1, 28, 28], layers: [
+            .conv2d(outputChannels: 4, kernelSize: 3, stride: 2), .batchNorm2d(), .flatten, .dense(outputFeatures: 10)]), dataset: .mnist, seed: 13)
+        for (name, p) in plain.network.namedParameters where name == "1.weight" || name == "1.bias" {
+            p.value.scalars = p.value.scalars.map { _ in name == "1.weight" ? 1 : 0 }
+        }
+        plain.testTimeAugmentation = TestTimeAugmentation()
+        let back = try ONNXModel(data: try ONNXExport.encode(plain), source: "plain.onnx")
+        #expect(back.network.namedParameters.map(\.name) == plain.network.namedParameters.map(\.name))
+        #expect(try back.recordedTestTimeAugmentation() == nil)
+    }
+
     /// `Scripts/make_onnx_fixtures.py` built each fixture spec's PyTorch twin (state_dict names
     /// as Backprop's), gave it random weights and BatchNorm statistics, saved them
     /// (`NAME.safetensors`) and exported the net with `torch.onnx.export` (`NAME.onnx`: BatchNorm

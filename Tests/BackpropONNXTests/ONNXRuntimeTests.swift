@@ -44,12 +44,16 @@ struct ONNXRuntimeTests {
     @Test("a briefly trained model has the same test accuracy in onnxruntime", arguments: ["mnist", "cifar10", "resnet-mnist"])
     func sameAccuracy(_ name: String) throws {
         let (_, spec, dataset) = try #require(try testNetworks().first { $0.name == name })
-        var options = Experiment.defaultOptions(for: dataset)
-        options.iterations = name == "resnet-mnist" ? 60 : 300
-        options.batchSize = name == "resnet-mnist" ? 64 : 16
+        // The seed presets with their own options; the residual net with its example's recipe
+        // (one-cycle SGD, batch 64), shortened. Measured (Backprop and its PyTorch twin,
+        // Scripts/train_pytorch.py, alike): that net at a constant 0.05 for 60 iterations is at
+        // 41-43 % — too early to hold a floor — and at 89-93 % after 150-200.
+        var options = name == "resnet-mnist"
+            ? try Experiment(specFile: TestPaths.packageRoot.appendingPathComponent("Examples/resnet-mnist.json")).options
+            : Experiment.defaultOptions(for: dataset)
+        options.iterations = name == "resnet-mnist" ? 150 : 300
         options.trainSize = 8000
         options.validationSize = 0
-        if name == "resnet-mnist" { options.optimizer = .sgd; options.learningRate = 0.05; options.weightDecay = 0.0005 }
         let data = try Dataset.load(dataset, from: TestPaths.dataRoot, trainingLimit: options.trainSize)
         var g = SeededGenerator(seed: options.seed)
         let network = try spec.makeNetwork(Float.self, using: &g)

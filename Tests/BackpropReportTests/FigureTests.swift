@@ -22,7 +22,7 @@ struct FigureTests {
         let grid = KernelGrid(weight: weight)
         #expect(grid.tiles(ofKernel: 0) == [PixelImage(width: 2, height: 2, channels: 1, pixels: [0, 64, 128, 255])])
         #expect(grid.tiles(ofKernel: 1) == [PixelImage(width: 2, height: 2, channels: 1, pixels: [128, 128, 128, 128])])
-        #expect(grid.factor == 35)  // a 2x2 kernel becomes 70x70 pixels
+        #expect(grid.factor == 55)  // a 2x2 kernel becomes 110x110 pixels
 
         let folder = try TemporaryFolder()
         defer { folder.remove() }
@@ -30,13 +30,13 @@ struct FigureTests {
         try grid.image().pngData().write(to: url)
         let png = try #require(try PythonChecks.decode([url]).first)
         #expect(png.channels == 3)
-        // Every pixel of each enlarged kernel pixel's 35x35 block.
+        // Every pixel of each enlarged kernel pixel's 55x55 block.
         let expected: [[UInt8]] = [[0, 64, 128, 255], [128, 128, 128, 128]]
         for kernel in 0..<2 {
             let (x0, y0) = grid.origin(ofKernel: kernel)
-            for y in 0..<70 {
-                for x in 0..<70 {
-                    let value = expected[kernel][(y / 35) * 2 + x / 35]
+            for y in 0..<110 {
+                for x in 0..<110 {
+                    let value = expected[kernel][(y / 55) * 2 + x / 55]
                     #expect(png.pixel(x0 + x, y0 + y) == [value, value, value], "kernel \(kernel) at \(x), \(y)")
                 }
             }
@@ -122,6 +122,15 @@ struct FigureTests {
         #expect(tickLabel(2000, step: 1000) == "2,000")
         #expect(tickLabel(0.5, step: 0.5) == "0.5")
         #expect(niceTicks(5, 5).ticks.count >= 2, "an empty range still gets an axis")
+        // Iterations: a run of 2 gets whole-number ticks, not 1.2, 1.4, …
+        #expect(niceTicks(1, 2, minimumStep: 1).ticks == [1, 2])
+        #expect(niceTicks(1, 2).step == 0.2)
+        // A diverged run's losses: one exponent for the axis, no label longer than 6 characters.
+        let huge = niceTicks(0, 1.1e21)
+        let hugeLabels = tickLabels(huge.ticks, step: huge.step)
+        #expect(hugeLabels.allSatisfy { $0.count <= 6 } && Set(hugeLabels).count == hugeLabels.count, "\(hugeLabels)")
+        #expect(tickLabels([0, 5e20, 1e21, 1.5e21], step: 5e20) == ["0", "0.5e21", "1.0e21", "1.5e21"])
+        #expect(tickLabels([0, 500, 1000], step: 500) == ["0", "500", "1,000"])
     }
 
     @Test("line chart SVG: well-formed, every series drawn, axis and tick labels and legend present")

@@ -64,7 +64,7 @@ struct ReportCommandTests {
         expectSuccess(report)
         #expect(report.stderr.isEmpty, "\(report.stderr)")
         #expect(report.stdout.contains(String(format: "test accuracy %.2f%% (%d of %d)", evaluated.accuracy * 100, evaluated.correct, evaluated.total)))
-        for name in [ReportFiles.html, ReportFiles.accuracy, ReportFiles.loss, ReportFiles.learningRate, ReportFiles.kernels, ReportFiles.misclassified,
+        for name in [ReportFiles.html, ReportFiles.accuracy, ReportFiles.accuracyFull, ReportFiles.loss, ReportFiles.learningRate, ReportFiles.kernels, ReportFiles.misclassified,
                      ReportFiles.confusion, EvaluationFiles.confusionCSV, EvaluationFiles.perClassCSV] {
             #expect(FileManager.default.fileExists(atPath: run.appendingPathComponent(name).path), "\(name) missing")
         }
@@ -72,7 +72,8 @@ struct ReportCommandTests {
         #expect(try [EvaluationFiles.confusionCSV, EvaluationFiles.perClassCSV].map { try Data(contentsOf: run.appendingPathComponent($0)) } == evaluateCSV)
 
         // --- The page: well-formed, nothing from outside, no scripts.
-        let xml = try PythonChecks.readXML([ReportFiles.html, ReportFiles.accuracy, ReportFiles.loss, ReportFiles.confusion, ReportFiles.learningRate]
+        let xml = try PythonChecks.readXML([ReportFiles.html, ReportFiles.accuracy, ReportFiles.loss, ReportFiles.confusion, ReportFiles.learningRate,
+                                            ReportFiles.accuracyFull]
             .map { run.appendingPathComponent($0) })
         let page = xml[0]
         #expect(page.root == "html")
@@ -107,7 +108,16 @@ struct ReportCommandTests {
             let linked = cell.trueClass != cell.predicted && evaluated.confusion[cell.trueClass][cell.predicted] > 0
             #expect((cell.href != nil) == linked)
         }
-        #expect(page.svgTexts.count == 4, "accuracy, loss, learning-rate and confusion figures inline")
+        #expect(page.svgTexts.count == 5, "accuracy (zoomed and 0–100 %), loss, learning-rate and confusion figures inline")
+        // The full view's axis runs from 0 to 100 %; the zoomed one starts above 0 (the second
+        // half of 100 iterations is well above chance).
+        let fullTexts = xml[5].svgTexts.first ?? []
+        #expect(fullTexts.contains("Accuracy per iteration — MNIST, 0–100 %") && fullTexts.contains("100"), "\(fullTexts)")
+        let html = try String(contentsOf: run.appendingPathComponent(ReportFiles.html), encoding: .utf8)
+        let zoom = try #require(html.firstMatch(of: /zoomed to (\d+(?:\.\d+)?)–(\d+(?:\.\d+)?) %/))
+        #expect(Double(zoom.1)! > 0 && Double(zoom.2)! <= 100, "\(zoom.0)")
+        #expect(html.contains("counted from 0"), "the pairs' image numbers say their base")
+        #expect(xml[5].polylines == [100, 4])
 
         // --- Parameter table: Table 2's numbers.
         let parameters = try #require(page.tables.first { $0.classes.contains("parameters") })

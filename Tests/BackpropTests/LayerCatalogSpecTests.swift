@@ -28,7 +28,7 @@ private func buildError(_ layers: [[String: Any]], input: [Int]) -> String? {
 /// Every new layer type, with settings off their defaults where they have any.
 private var everyNewLayer: [[String: Any]] { [
     ["type": "conv2d", "out_channels": 4, "kernel_size": 3, "padding": 1, "init": "dirac", "frozen": true, "bias": false],
-    ["type": "batchnorm2d", "momentum": 0.4, "eps": 1e-12, "affine": "bias", "name": "bn"],
+    ["type": "batchnorm2d", "momentum": 0.4, "eps": 1e-12, "affine": "bias", "bias_lr_scale": 64.0, "name": "bn"],
     ["type": "gelu", "approximate": "tanh"],
     ["type": "dropout2d", "p": 0.1],
     ["type": "avgpool2d", "size": 2, "stride": 1],
@@ -61,7 +61,8 @@ struct LayerCatalogSpecTests {
         // Defaults are left out; settings off their defaults are written.
         let keys = reparsed.layers.map(\.jsonObject)
         #expect(keys[0]["init"] as? String == "dirac" && keys[0]["frozen"] as? Bool == true)
-        #expect(keys[1]["affine"] as? String == "bias" && keys[1]["momentum"] as? Double == 0.4 && keys[1]["eps"] as? Double == 1e-12)
+        #expect(keys[1]["affine"] as? String == "bias" && keys[1]["momentum"] as? Double == 0.4 && keys[1]["eps"] as? Double == 1e-12
+                && keys[1]["bias_lr_scale"] as? Double == 64)
         #expect(keys[6].keys.sorted() == ["type"], "\(keys[6])")
         #expect(keys[2]["approximate"] as? String == "tanh" && keys[7]["approximate"] == nil)
         let globalMax = try spec([["type": "global_maxpool2d"], ["type": "dense", "out_features": 2]], input: [3, 4, 4])
@@ -85,6 +86,7 @@ struct LayerCatalogSpecTests {
         #expect(parameters["10.weight"]!.isTrainable == false && parameters["10.bias"]!.isTrainable == false, "frozen dense")
         #expect(parameters["13.weight"]!.isTrainable && parameters["5.weight"]!.isTrainable)
         #expect(parameters["bn.weight"]!.isTrainable == false && parameters["bn.bias"]!.isTrainable, "affine bias")
+        #expect(parameters["bn.bias"]!.learningRateScale == 64 && parameters["6.bias"]!.learningRateScale == 1, "bias_lr_scale")
         #expect(parameters["6.weight"]!.isTrainable && parameters["6.bias"]!.isTrainable)
         #expect(["bn.weight", "bn.bias", "6.weight", "6.bias"].allSatisfy { parameters[$0]!.decays == false })
         let buffers = network.namedBuffers

@@ -166,6 +166,22 @@ struct OptimizerTests {
         #expect(q.value.scalars == [1.625])
     }
 
+    @Test("A parameter's learning-rate scale multiplies its step, not its decay (PyTorchSGD, AdamW)")
+    func learningRateScale() {
+        // PyTorchSGD, decoupled decay, no momentum: w = 2·(1 − 0.25·0.5) − (0.25·4)·0.5 = 1.75 − 0.5 = 1.25.
+        let p = Parameter<Float>(name: "bias", value: Tensor(shape: [1], scalars: [2]))
+        p.learningRateScale = 4
+        p.gradient = Tensor(shape: [1], scalars: [0.5])
+        PyTorchSGD<Float>(learningRate: 0.25, weightDecay: 0.5, decoupledWeightDecay: true).step([p])
+        #expect(p.value.scalars == [1.25])
+        // AdamW, first step: 2·(1 − 0.25·0.5) − (0.25·4)·(0.5/(0.5 + 0.5)) = 1.75 − 0.5 = 1.25.
+        let q = Parameter<Float>(name: "bias", value: Tensor(shape: [1], scalars: [2]))
+        q.learningRateScale = 4
+        q.gradient = Tensor(shape: [1], scalars: [0.5])
+        AdamW<Float>(learningRate: 0.25, beta1: 0.5, beta2: 0.75, epsilon: 0.5, weightDecay: 0.5).step([q])
+        #expect(q.value.scalars == [1.25])
+    }
+
     // MARK: Schedules
 
     @Test("Schedule strings parse, print back and round-trip through JSON")

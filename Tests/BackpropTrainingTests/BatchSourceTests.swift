@@ -119,7 +119,7 @@ struct BatchSourceTests {
     @Test("the presets' options give the inline loop's batches, bit for bit", arguments: Experiment.presetNames, [false, true])
     func courseBatches(preset name: String, reshuffle: Bool) throws {
         var experiment = try #require(Experiment.preset(named: name))
-        let shape = experiment.dataset.imageShape
+        let shape = experiment.network.input
         // A small data set of the preset's shape, the preset's seed and batch size; n = 50 is
         // not a multiple of 16, so batches straddle epochs, and 12 iterations pass 3 epochs.
         let train = randomImages(count: 60, channels: shape[0], height: shape[1], width: shape[2], seed: 9)

@@ -83,8 +83,9 @@ struct CLITests {
         #expect(training.stderr.isEmpty, "\(training.stderr)")
 
         let files = try FileManager.default.contentsOfDirectory(atPath: run.path).sorted()
-        #expect(files == ["confusion.csv", "evaluation.json", "experiment.json", "metrics.jsonl", "model.json", "model.safetensors",
-                          "per_class.csv", "training.json"])
+        // .backprop.lock: the run's lock file (empty; the lock itself went with the process).
+        #expect(files == [".backprop.lock", "confusion.csv", "evaluation.json", "experiment.json", "metrics.jsonl", "model.json",
+                          "model.safetensors", "per_class.csv", "training.json"])
 
         // metrics.jsonl: 200 JSON objects, iterations 1...200, validation at 200 (the preset's interval and the last).
         let lines = try String(decoding: Data(contentsOf: run.appendingPathComponent("metrics.jsonl")), as: UTF8.self)
@@ -125,10 +126,54 @@ struct CLITests {
         let evaluated = try JSONDecoder().decode(EvaluationRecord.self, from: Data(contentsOf: run.appendingPathComponent("evaluation.json")))
         #expect(evaluated.report == trainedEvaluation.report)
 
+        // Every JSON file the run holds says what it is, and every key is snake_case.
+        for (name, format) in [("training.json", "backprop-training-record"), ("evaluation.json", "backprop-evaluation"),
+                               ("experiment.json", "backprop-experiment"), ("model.json", "backprop-model")] {
+            let object = try #require(try JSONSerialization.jsonObject(with: Data(contentsOf: run.appendingPathComponent(name))) as? [String: Any])
+            #expect(object["format"] as? String == format && object["version"] as? Int == 1, "\(name)")
+            #expect(camelCaseKeys(in: object).isEmpty, "\(name): \(camelCaseKeys(in: object))")
+        }
+        let firstLine = try #require(lines.first)
+        #expect(camelCaseKeys(in: try JSONSerialization.jsonObject(with: Data(firstLine.utf8))).isEmpty)
+
         // summary reads the run folder too.
         let summary = try backprop(["summary", run.path])
         expectSuccess(summary)
         #expect(summary.stdout.contains("Total parameters: 14,682"))
+    }
+
+    @Test("bench --json: format, version and snake_case keys")
+    func benchJSON() throws {
+        let result = try backprop(["bench", "--presets", "mnist", "--batch-sizes", "4", "--seconds", "0.01", "--no-gemm", "--json"])
+        expectSuccess(result)
+        let object = try #require(try JSONSerialization.jsonObject(with: Data(result.stdout.utf8)) as? [String: Any])
+        #expect(object["format"] as? String == "backprop-bench" && object["version"] as? Int == 1)
+        let rows = try #require(object["rows"] as? [[String: Any]])
+        #expect(rows.count == 1 && rows.first?["batch_size"] as? Int == 4 && rows.first?["preset"] as? String == "mnist")
+        #expect((rows.first?["train_images_per_second"] as? Double ?? 0) > 0)
+        #expect(camelCaseKeys(in: object).isEmpty, "\(camelCaseKeys(in: object))")
+    }
+
+    @Test("train without --out makes a new runs/<preset>-<date>-<time> folder each time and says which")
+    func defaultRunFolder() throws {
+        let folder = try TemporaryFolder()
+        defer { folder.remove() }
+        let executable = try #require(backpropExecutable)
+        let arguments = ["train", "mnist", "--iterations", "2", "--train-size", "300", "--validation-size", "100",
+                         "--no-test", "--data-dir", dataDir]
+        var made: [String] = []
+        for _ in 0..<2 {
+            let result = try runProcess(executable, arguments, in: folder.url)
+            expectSuccess(result)
+            let line = try #require(result.stdout.split(separator: "\n").first { $0.hasPrefix("run folder: ") })
+            let path = String(line.dropFirst("run folder: ".count))
+            #expect(path.wholeMatch(of: /runs\/mnist-\d{8}-\d{6}(-\d+)?/) != nil, "\(path)")
+            #expect(FileManager.default.fileExists(atPath: folder.file(path).appendingPathComponent("model.safetensors").path))
+            #expect(result.stdout.contains("saved \(path)/model.safetensors"))
+            made.append(path)
+        }
+        #expect(made[0] != made[1], "the second run reused \(made[0])")
+        #expect(try FileManager.default.contentsOfDirectory(atPath: folder.file("runs").path).count == 2)
     }
 
     // MARK: User errors: one "Error:" line, a non-zero exit, never a crash
@@ -424,4 +469,13 @@ private func gunzip(_ data: Data) throws -> Data {
     let result = try runProcess(URL(fileURLWithPath: "/bin/sh"), ["-c", "gzip -dc \"$0\" > \"$0.out\"", file.path])
     try #require(result.exited && result.status == 0, "gzip failed: \(result.summary)")
     return try Data(contentsOf: URL(fileURLWithPath: file.path + ".out"))
+}
+
+/// The keys of `json` (nested objects and arrays included) that hold an upper-case letter.
+func camelCaseKeys(in json: Any) -> [String] {
+    if let object = json as? [String: Any] {
+        return object.keys.filter { $0.contains(where: \.isUppercase) } + object.values.flatMap { camelCaseKeys(in: $0) }
+    }
+    if let array = json as? [Any] { return array.flatMap { camelCaseKeys(in: $0) } }
+    return []
 }

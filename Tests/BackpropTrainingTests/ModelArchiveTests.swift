@@ -140,8 +140,11 @@ struct ModelArchiveTests {
         let wrongSize = try corrupt(parts.data)
         #expect(wrongSize.contains("0.weight"), "\(wrongSize)")
 
-        // A tensor the architecture needs is missing.
+        // A tensor the architecture needs is missing (its bytes too: the data is still fully covered).
         parts = try SafetensorsParts(good)
+        let lastOffsets = try #require((parts.header["7.bias"] as? [String: Any])?["data_offsets"] as? [Int])
+        #expect(lastOffsets[1] == parts.body.count)
+        parts.body = parts.body.prefix(lastOffsets[0])
         parts.header["7.bias"] = nil
         let missing = try corrupt(parts.data)
         #expect(missing.contains("7.bias") && missing.contains("missing"), "\(missing)")
@@ -178,10 +181,124 @@ struct ModelArchiveTests {
         let notJSON = try corrupt(garbled)
         #expect(notJSON.contains("JSON"), "\(notJSON)")
 
+        // Overlapping tensors, a gap, trailing bytes: the reference library's "invalid offset"
+        // and "not fully covered". Each keeps every shape consistent with its own offsets.
+        parts = try SafetensorsParts(good)
+        entry = try #require(parts.header["7.bias"] as? [String: Any])
+        let end = try #require(entry["data_offsets"] as? [Int])[1]
+        entry["data_offsets"] = [end - 80, end - 40]  // over 7.weight's last 40 bytes
+        parts.header["7.bias"] = entry
+        let overlap = try corrupt(parts.data)
+        #expect(overlap.contains("invalid offset"), "\(overlap)")
+
+        parts = try SafetensorsParts(good)
+        parts.body.append(Data(count: 8))
+        let trailing = try corrupt(parts.data)
+        #expect(trailing.contains("not fully covered: 8 bytes after"), "\(trailing)")
+
+        parts = try SafetensorsParts(good)
+        entry = try #require(parts.header["7.bias"] as? [String: Any])
+        entry["data_offsets"] = [end - 40 + 4, end + 4]
+        parts.header["7.bias"] = entry
+        parts.body.append(Data(count: 4))
+        let gap = try corrupt(parts.data)
+        #expect(gap.contains("a gap of 4 bytes"), "\(gap)")
+
+        // JSON true is not a size.
+        parts = try SafetensorsParts(good)
+        entry = try #require(parts.header["7.bias"] as? [String: Any])
+        entry["shape"] = [true]
+        parts.header["7.bias"] = entry
+        let boolean = try corrupt(parts.data)
+        #expect(boolean.contains("tensor 7.bias: malformed entry"), "\(boolean)")
+
         // No file at all.
         try FileManager.default.removeItem(at: file)
         let none = loadError(folder.url)
         #expect(none.contains(file.path), "\(none)")
+    }
+}
+
+// MARK: - Hostile descriptions
+
+/// A model file of `model` whose description (the `backprop.model` metadata) `change` edits.
+private func withDescription(_ model: ModelArchive, in folder: TemporaryFolder, _ change: (inout [String: Any]) -> Void) throws -> URL {
+    try model.save(to: folder.url)
+    let file = folder.file(ModelArchive.weightsFile)
+    var parts = try SafetensorsParts(Data(contentsOf: file))
+    var metadata = try #require(parts.header["__metadata__"] as? [String: String])
+    var description = try #require(JSONSerialization.jsonObject(with: Data(metadata["backprop.model"]!.utf8)) as? [String: Any])
+    change(&description)
+    metadata["backprop.model"] = String(decoding: try JSONSerialization.data(withJSONObject: description), as: UTF8.self)
+    parts.header["__metadata__"] = metadata
+    try parts.data.write(to: file)
+    try FileManager.default.removeItem(at: folder.file(ModelArchive.descriptionFile))
+    return file
+}
+
+@Suite("ModelArchive: hostile files")
+struct HostileModelTests {
+    @Test("fewer class names than the data set's classes, Float-overflowing preprocessing, NaN weights: refused at load")
+    func descriptions() throws {
+        let folder = try TemporaryFolder()
+        defer { folder.remove() }
+        let model = try archive("mnist", seed: 3)
+        for count in [1, 5, 9] {
+            let file = try withDescription(model, in: folder) { $0["class_names"] = (0..<count).map(String.init) }
+            let message = loadError(file)
+            #expect(message.contains("names \(count) classes; MNIST has 10"), "\(message)")
+        }
+        var file = try withDescription(model, in: folder) { $0["preprocessing"] = ["scale": 1e308, "mean": [0.1]] }
+        var message = loadError(file)
+        #expect(message.contains("finite Float"), "\(message)")
+        file = try withDescription(model, in: folder) { $0["preprocessing"] = ["scale": 1.0, "mean": [-1e39]] }
+        #expect(loadError(file).contains("finite Float"))
+
+        let poisoned = try archive("mnist", seed: 3)
+        poisoned.network.namedParameters[1].parameter.value.scalars[0] = .nan
+        try poisoned.save(to: folder.url)
+        message = loadError(folder.url)
+        #expect(message.contains("tensor 0.bias holds NaN or infinite values"), "\(message)")
+    }
+
+    @Test("a description claiming a network larger than the file's tensors is refused before it is built")
+    func oversizedNetwork() throws {
+        let folder = try TemporaryFolder()
+        defer { folder.remove() }
+        let model = try archive("mnist", seed: 3)
+        // 784 x 2^18 + 2^18 x 10 weights: about 208 M values (830 MB) for a 59 KB file.
+        let file = try withDescription(model, in: folder) {
+            $0["network"] = ["input": [1, 28, 28], "layers": [["type": "dense", "out_features": 1 << 18], ["type": "dense", "out_features": 10]]]
+        }
+        let started = Date()
+        let message = loadError(file)
+        #expect(message.contains("too many weights") && message.contains("the file holds 14682 values"), "\(message)")
+        #expect(Date().timeIntervalSince(started) < 30)
+    }
+
+    @Test("model.json: absent is fine; one that differs from the weights file's description is refused")
+    func descriptionBeside() throws {
+        let folder = try TemporaryFolder()
+        defer { folder.remove() }
+        let model = try archive("mnist", seed: 3)
+        try model.save(to: folder.url)
+        _ = try ModelArchive.load(from: folder.url)
+        let beside = folder.file(ModelArchive.descriptionFile)
+        try Data("{\"junk\": 1}".utf8).write(to: beside)
+        #expect(loadError(folder.url).contains("model.json: differs from the description"))
+        try Data("not json".utf8).write(to: beside)
+        #expect(loadError(folder.url).contains("model.json: not valid JSON"))
+        try FileManager.default.removeItem(at: beside)
+        #expect(try ModelArchive.load(from: folder.url).classNames.count == 10)
+    }
+
+    @Test("a FIFO in place of the model file is refused at once")
+    func fifo() throws {
+        let folder = try TemporaryFolder()
+        defer { folder.remove() }
+        #expect(mkfifo(folder.file(ModelArchive.weightsFile).path, 0o644) == 0)
+        let message = loadError(folder.url)
+        #expect(message.contains("not a regular file"), "\(message)")
     }
 }
 

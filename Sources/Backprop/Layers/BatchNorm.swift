@@ -323,24 +323,28 @@ public enum BatchNormAffine: String, Sendable, CaseIterable {
 /// The keys `batchnorm2d` and `batchnorm1d` share: `momentum` (0.1, PyTorch's convention — airbench's
 /// `BatchNorm(momentum=0.6)` passes PyTorch `1 − 0.6`, so it is `"momentum": 0.4` here),
 /// `eps` (1e-5) and `affine` (`"both"`, `"weight"`, `"bias"` or `"none"`: which of γ and β are
-/// trained; see `BatchNorm.Affine`).
+/// trained; see `BatchNorm.Affine`) and `bias_lr_scale` (1: a factor on the learning rate of β,
+/// `Parameter.learningRateScale` — airbench's `bias_scaler` of 64).
 public struct BatchNormSettings: Sendable, Equatable {
     public var momentum: Double, epsilon: Double
     public var affine: BatchNormAffine
+    public var biasLearningRateScale: Double
 
-    public init(momentum: Double = 0.1, epsilon: Double = 1e-5, affine: BatchNormAffine = .both) {
+    public init(momentum: Double = 0.1, epsilon: Double = 1e-5, affine: BatchNormAffine = .both, biasLearningRateScale: Double = 1) {
         self.momentum = momentum
         self.epsilon = epsilon
         self.affine = affine
+        self.biasLearningRateScale = biasLearningRateScale
     }
 
-    static let keysHelp = "momentum (0.1), eps (1e-5), affine (\"both\" | \"weight\" | \"bias\" | \"none\")"
+    static let keysHelp = "momentum (0.1), eps (1e-5), affine (\"both\" | \"weight\" | \"bias\" | \"none\"), bias_lr_scale (1)"
 
     init(reading reader: inout SpecReader) throws(SpecError) {
         let affine = try reader.choice("affine", BatchNormAffine.allCases.map(\.rawValue), default: "both")
         self.init(momentum: try reader.number("momentum", default: 0.1, in: 0...1),
                   epsilon: try reader.positiveNumber("eps", default: 1e-5),
-                  affine: BatchNormAffine(rawValue: affine)!)
+                  affine: BatchNormAffine(rawValue: affine)!,
+                  biasLearningRateScale: try reader.positiveNumber("bias_lr_scale", default: 1))
     }
 
     var jsonKeys: [String: Any] {
@@ -348,12 +352,15 @@ public struct BatchNormSettings: Sendable, Equatable {
         if momentum != 0.1 { keys["momentum"] = momentum }
         if epsilon != 1e-5 { keys["eps"] = epsilon }
         if affine != .both { keys["affine"] = affine.rawValue }
+        if biasLearningRateScale != 1 { keys["bias_lr_scale"] = biasLearningRateScale }
         return keys
     }
 
     func makeLayer<Scalar: NetworkScalar>(channels: Int, dimensions: Int) -> BatchNorm<Scalar> {
-        BatchNorm<Scalar>(channels: channels, dimensions: dimensions, momentum: momentum, epsilon: epsilon,
-                          affine: affine)
+        let layer = BatchNorm<Scalar>(channels: channels, dimensions: dimensions, momentum: momentum, epsilon: epsilon,
+                                      affine: affine)
+        layer.bias.learningRateScale = biasLearningRateScale
+        return layer
     }
 }
 

@@ -75,7 +75,8 @@ public final class Conv2D<Scalar: NetworkScalar>: Layer {
             standardDeviation: initScale / (fanIn / 2).squareRoot(), using: &generator))
         self.bias = Parameter(name: "bias", value: Tensor<Scalar>(shape: [outputChannels]), decays: false)
         self.usesBias = bias
-        if initialization != .he {
+        awaitsData = initialization == .whitening
+        if initialization == .dirac || initialization == .heDirac {
             // torch.nn.init.dirac_: filter o < min(Cout, Cin) passes input channel o through
             // (a 1 at its kernel's centre, k/2 rounded down); `.dirac` zeroes the other filters.
             let (k, filterSize) = (kernelSize, inputChannels * kernelSize * kernelSize)
@@ -85,6 +86,27 @@ public final class Conv2D<Scalar: NetworkScalar>: Layer {
                 for o in 0..<min(outputChannels, inputChannels) { w[o * filterSize + (o * k + k / 2) * k + k / 2] = 1 }
             }
         }
+    }
+
+    /// Whether the weights are still to come from data (`Conv2DInitialization.whitening`, set by
+    /// `initializeWhitening(from:)`; until then they are the He draw).
+    public private(set) var awaitsData: Bool
+
+    /// Sets the weights to whiten the k×k patches of `inputs` (`[N, Cin, H, W]`, a sample of
+    /// the training inputs): `Whitening.filters`, computed in `Float`. The bias is left as it is.
+    public func initializeWhitening(from inputs: Tensor<Scalar>) {
+        precondition(inputs.shape.count == 4 && inputs.shape[1] == inputChannels)
+        var sample = Tensor<Float>(shape: inputs.shape)
+        for i in 0..<inputs.count { sample.scalars[i] = Float(inputs.scalars[i]) }
+        let filters = Whitening.filters(for: sample, kernelSize: kernelSize, filters: outputChannels)
+        for i in 0..<filters.count { weight.value.scalars[i] = Scalar(filters.scalars[i]) }
+        awaitsData = false
+    }
+
+    /// Keeps the weights as they are: a whitening convolution whose weights were loaded (e.g.
+    /// `Network.loadState(from:)` from a trained model) no longer awaits data.
+    public func skipDataInitialization() {
+        awaitsData = false
     }
 
     private func geometry(_ shape: [Int]) -> ConvolutionGeometry {
@@ -586,10 +608,14 @@ public enum Conv2DInitialization: String, Sendable, CaseIterable {
     /// He weights, then the first `min(Cout, Cin)` filters replaced by identity filters, as
     /// airbench does (`nn.init.dirac_(weight[:Cin])`).
     case heDirac = "he_dirac"
+    /// Filters that whiten the input's patches, computed from training data before the first
+    /// step (`Whitening`; airbench's frozen first layer). Only for a network's first layer, with
+    /// `Cin·k²` or `2·Cin·k²` output channels; usually `frozen`.
+    case whitening
 }
 
 /// `{"type": "conv2d", "out_channels": 16, "kernel_size": 5, "padding": 2}`; `init` (`"he"`,
-/// `"dirac"` or `"he_dirac"`, see `Conv2DInitialization`) and `frozen` (its weight and bias are
+/// `"dirac"`, `"he_dirac"` or `"whitening"`, see `Conv2DInitialization`) and `frozen` (its weight and bias are
 /// not trained: `isTrainable == false`) are optional.
 public struct Conv2DSpec: LayerSpecKind {
     public static let typeName = "conv2d"
@@ -637,8 +663,21 @@ public struct Conv2DSpec: LayerSpecKind {
 
     public func makeLayer<Scalar: NetworkScalar>(inputShape: [Int], path: String, using generator: inout SeededGenerator) throws(ShapeError) -> any Layer<Scalar> {
         guard inputShape.count == 3 else { throw ShapeError("conv2d needs a CxHxW input, got \(describe(shape: inputShape))") }
-        guard inputShape[0].multipliedReportingOverflow(by: outputChannels * kernelSize * kernelSize).partialValue <= 1 << 28 else {
-            throw ShapeError("conv2d with \(inputShape[0]) input channels, \(outputChannels) output channels and \(kernelSize)x\(kernelSize) kernels has too many weights")
+        try NetworkSpec.reserveParameters(elementCount([inputShape[0], outputChannels, kernelSize, kernelSize]),
+                                          for: "conv2d with \(inputShape[0]) input channels, \(outputChannels) output channels and \(kernelSize)x\(kernelSize) kernels")
+        // One example's patch matrix (im2col: C·k·k rows, one column per output pixel) is the
+        // layer's largest buffer; bound it before anything runs.
+        let outputHeight = (inputShape[1] + 2 * padding - kernelSize) / stride + 1
+        let outputWidth = (inputShape[2] + 2 * padding - kernelSize) / stride + 1
+        if outputHeight > 0, outputWidth > 0,
+           elementCount([inputShape[0], kernelSize, kernelSize, outputHeight, outputWidth]).map({ $0 > 1 << 28 }) ?? true {
+            throw ShapeError("conv2d's patch matrix (\(inputShape[0])x\(kernelSize)x\(kernelSize) by \(outputHeight)x\(outputWidth)) is over \(1 << 28) values")
+        }
+        if initialization == .whitening {
+            let d = inputShape[0] * kernelSize * kernelSize
+            guard outputChannels == d || outputChannels == 2 * d else {
+                throw ShapeError("conv2d with init \"whitening\" on \(inputShape[0]) channels and \(kernelSize)x\(kernelSize) kernels needs \(d) or \(2 * d) output channels (the patch directions, or each also negated), got \(outputChannels)")
+            }
         }
         let layer = Conv2D<Scalar>(inputChannels: inputShape[0], outputChannels: outputChannels, kernelSize: kernelSize,
                                    stride: stride, padding: padding, initScale: Scalar(initScale), bias: bias,

@@ -141,9 +141,7 @@ public struct DenseSpec: LayerSpecKind {
 
     public func makeLayer<Scalar: NetworkScalar>(inputShape: [Int], path: String, using generator: inout SeededGenerator) throws(ShapeError) -> any Layer<Scalar> {
         guard inputShape.count == 1 else { throw ShapeError("dense needs a flat input, got \(describe(shape: inputShape))") }
-        guard inputShape[0].multipliedReportingOverflow(by: outputFeatures).partialValue <= 1 << 28 else {
-            throw ShapeError("dense \(inputShape[0])→\(outputFeatures) has too many weights")
-        }
+        try NetworkSpec.reserveParameters(elementCount([inputShape[0], outputFeatures]), for: "dense \(inputShape[0])→\(outputFeatures)")
         let layer = Dense<Scalar>(inputSize: inputShape[0], outputSize: outputFeatures, initScale: Scalar(initScale), bias: bias, using: &generator)
         if frozen { for p in [layer.weight, layer.bias] { p.isTrainable = false } }
         return layer
