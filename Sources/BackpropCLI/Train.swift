@@ -54,7 +54,7 @@ struct Train: ParsableCommand {
     var out: String?
     @Option(help: ArgumentHelp("Continue the interrupted run in this folder.", valueName: "dir")) var resume: String?
     @Option(name: .customLong("init"), help: ArgumentHelp(
-        "Start from the weights of this run folder's model (the same architecture; e.g. one made by `backprop import`) instead of fresh ones.",
+        "Start from the weights and preprocessing of this run folder's model (e.g. one made by `backprop import`) instead of fresh ones; without a preset or --spec, the folder's experiment.json gives the network and options.",
         valueName: "dir"))
     var initialModel: String?
     @Flag(help: "Skip the test-set evaluation at the end.") var noTest = false
@@ -103,7 +103,26 @@ struct Train: ParsableCommand {
         try threading.apply()
         if let resume { return try resumeRun(at: resume) }
         if let out { _ = try nonEmpty(out, "--out") }
-        var chosen = try experiment.resolve()
+        var chosen: Experiment
+        if let initialModel, experiment.preset == nil, experiment.spec == nil {
+            // `train --init RUN` alone: the run's own experiment.json (`train` and `import` write
+            // one), so the architecture is the model's.
+            let path = try nonEmpty(initialModel, "--init")
+            let file = URL(fileURLWithPath: path, isDirectory: true).appendingPathComponent(RunFiles.experiment)
+            guard FileManager.default.fileExists(atPath: file.path) else {
+                throw UserError.usage("--init \(path): the folder has no \(RunFiles.experiment); name the network with a preset or --spec FILE")
+            }
+            chosen = try userFacing { try Experiment(specFile: file) }
+            if let name = experiment.dataset {
+                guard let kind = DatasetKind(rawValue: name) else { throw UserError.usage("unknown data set '\(name)' (\(DatasetKind.nameList))") }
+                if let shape = kind.imageShape, shape != chosen.network.input {
+                    throw UserError.usage("--dataset \(name) has \(describe(shape: shape)) images; the model in \(path) takes \(describe(shape: chosen.network.input))")
+                }
+                chosen.dataset = kind
+            }
+        } else {
+            chosen = try experiment.resolve()
+        }
         // A spec file's own options are the file's fault; what fails only with the flags is the
         // command line's.
         do { try chosen.options.validate() } catch { throw UserError("\(experiment.spec ?? chosen.name): training: \(error.description)") }

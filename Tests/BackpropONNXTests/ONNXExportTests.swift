@@ -107,14 +107,22 @@ struct ONNXCommandTests {
         let line = { (r: ProcessResult) in r.stdout.split(separator: "\n").first.map(String.init) ?? "" }
         #expect(line(first).hasPrefix("test accuracy") && line(first) == line(second), "\(line(first)) vs \(line(second))")
 
+        // It is reported on: the model and its evaluation, no training curves.
+        let report = try backprop(["report", back, "--data-dir", data, "--misclassified", "4", "--per-pair", "1"])
+        #expect(report.exited && report.status == 0, "\(report.summary)")
+        #expect(report.stdout.contains("no training history") && report.stdout.contains(line(first).dropFirst("test accuracy ".count).prefix(6)),
+                "\(report.stdout)")
+        let page = try String(contentsOfFile: back + "/report.html", encoding: .utf8)
+        #expect(page.contains("No training history") && !page.contains("accuracy.svg"))
+
         // It fine-tunes: training starts from the imported weights, not from fresh ones.
         let accuracy = { (text: String) -> Double in
             guard let range = text.range(of: #"test accuracy [0-9.]+"#, options: .regularExpression) else { return -1 }
             return Double(text[range].dropFirst("test accuracy ".count)) ?? -1
         }
-        // On 5,000 images (whose own mean differs from the 58,000 the model was trained on), it
-        // keeps the model's preprocessing.
-        let tuned = try backprop(["train", "--spec", back + "/experiment.json", "--init", back, "--iterations", "10",
+        // The folder's experiment.json gives the network. On 5,000 images (whose own mean differs
+        // from the 58,000 the model was trained on), it keeps the model's preprocessing.
+        let tuned = try backprop(["train", "--init", back, "--iterations", "10",
                                   "--learning-rate", "0.001", "--train-size", "5000", "--data-dir", data, "--out", folder.file("tuned").path])
         #expect(tuned.exited && tuned.status == 0, "\(tuned.summary)")
         #expect(accuracy(tuned.stdout) >= accuracy(first.stdout) - 2, "\(tuned.stdout.suffix(300)) vs \(line(first))")
