@@ -11,8 +11,9 @@ struct Export: ParsableCommand {
             The graph takes preprocessed images [N, C, H, W] (float32) and gives logits and softmax \
             probabilities. The preprocessing (x = byte * scale - mean[channel]), the data set and the \
             class names are in the file's metadata_props (backprop.preprocessing.scale, \
-            backprop.preprocessing.mean, backprop.dataset, backprop.class_names). The file is written \
-            atomically.
+            backprop.preprocessing.mean, backprop.dataset, backprop.class_names). Test-time augmentation \
+            is not in the graph (one view); backprop.test_time_augmentation records it. The file is \
+            written atomically.
             """)
 
     @Argument(help: ArgumentHelp("The run folder.", valueName: "run")) var runFolder: String
@@ -39,5 +40,9 @@ struct Export: ParsableCommand {
               + "[N, \(model.network.inputShape.map(String.init).joined(separator: ", "))], outputs \"\(ONNXExport.logitsName)\" "
               + "and \"\(ONNXExport.probabilitiesName)\" [N, \(model.classNames.count)]")
         print("input preprocessing (also in the file's metadata): x = byte * \(String(format: "%g", scale)) - mean, mean [\(mean)]")
+        if !model.testTimeAugmentation.isIdentity {
+            print("note: the model's test-time augmentation (\(model.testTimeAugmentation)) is not in the graph, which computes one view "
+                  + "(as `backprop evaluate --tta none`); it is recorded in the metadata (backprop.test_time_augmentation) and `backprop import` restores it")
+        }
     }
 }
