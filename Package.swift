@@ -51,6 +51,7 @@ let package = Package(
         .library(name: "BackpropData", targets: ["BackpropData"]),
         .library(name: "BackpropTraining", targets: ["BackpropTraining"]),
         .library(name: "BackpropReport", targets: ["BackpropReport"]),
+        .library(name: "BackpropONNX", targets: ["BackpropONNX"]),
         .executable(name: "backprop", targets: ["BackpropCLI"]),
     ],
     dependencies: [
@@ -72,11 +73,15 @@ let package = Package(
         /// The analysis report of a run: figures (SVG, PNG) and a self-contained HTML page.
         .target(name: "BackpropReport", dependencies: ["Backprop", "BackpropData", "BackpropTraining", "_CZlib"]),
 
+        /// ONNX export and import: a model as an ONNX graph (opset 17) and back, with the
+        /// protobuf messages of onnx.proto it needs written by hand (ONNXProto.swift).
+        .target(name: "BackpropONNX", dependencies: ["Backprop", "BackpropData", "BackpropTraining"]),
+
         /// The `backprop` command-line tool: a thin layer over the libraries.
         .executableTarget(
             name: "BackpropCLI",
             dependencies: [
-                "Backprop", "BackpropData", "BackpropTraining", "BackpropReport",
+                "Backprop", "BackpropData", "BackpropTraining", "BackpropReport", "BackpropONNX",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ]
         ),
@@ -114,6 +119,9 @@ let package = Package(
         .testTarget(name: "BackpropTrainingTests",
                     dependencies: ["Backprop", "BackpropData", "BackpropTraining", "BackpropTestSupport",
                                    "backprop-allocation-probe", "BackpropCLI", "BackpropReport"],
+                    exclude: ["Fixtures"]),
+        .testTarget(name: "BackpropONNXTests",
+                    dependencies: ["Backprop", "BackpropData", "BackpropTraining", "BackpropONNX", "BackpropTestSupport"],
                     exclude: ["Fixtures"]),
         .testTarget(name: "BackpropReportTests",
                     dependencies: ["Backprop", "BackpropData", "BackpropTraining", "BackpropReport", "BackpropTestSupport"]),

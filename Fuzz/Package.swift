@@ -14,6 +14,7 @@ let package = Package(
                 .product(name: "Backprop", package: "Backprop"),
                 .product(name: "BackpropData", package: "Backprop"),
                 .product(name: "BackpropTraining", package: "Backprop"),
+                .product(name: "BackpropONNX", package: "Backprop"),
             ]
         ),
     ]

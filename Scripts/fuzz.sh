@@ -16,7 +16,7 @@ if [ "${1:-}" = "--debug" ]; then configuration=debug; shift; fi
 seconds="${1:?usage: Scripts/fuzz.sh [--debug] SECONDS [TARGET...]}"
 shift
 targets=("$@")
-[ ${#targets[@]} -gt 0 ] || targets=(idx gzip tar cifar safetensors model spec)
+[ ${#targets[@]} -gt 0 ] || targets=(idx gzip tar cifar safetensors model spec onnx)
 
 (cd Fuzz && swift build -c "$configuration" -Xswiftc -enable-testing \
     -Xswiftc -sanitize=fuzzer -Xswiftc -parse-as-library --product BackpropFuzz 2>&1 | tail -3)

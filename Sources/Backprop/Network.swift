@@ -169,7 +169,9 @@ public final class Network<Scalar: NetworkScalar> {
     }
 
     /// Copies every parameter's and buffer's value from a network of the same architecture in
-    /// another precision (e.g. to gradient-check a `Float` network in `Double`).
+    /// another precision (e.g. to gradient-check a `Float` network in `Double`). A whitening
+    /// convolution then keeps the loaded filters: it no longer awaits data (`awaitsData`), so
+    /// training from loaded weights (`train --init`) does not recompute them.
     public func loadState<Other: NetworkScalar>(from other: Network<Other>) {
         precondition(parameters.count == other.parameters.count && namedBuffers.count == other.namedBuffers.count,
                      "architectures differ")
@@ -181,6 +183,7 @@ public final class Network<Scalar: NetworkScalar> {
             precondition(mine.buffer.value.shape == theirs.buffer.value.shape, "architectures differ")
             mine.buffer.value = theirs.buffer.value.converted(to: Scalar.self)
         }
+        for row in rows { (row.layer as? Conv2D<Scalar>)?.skipDataInitialization() }
     }
 
     /// Sets every parameter's gradient to zero.

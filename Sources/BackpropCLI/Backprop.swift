@@ -12,7 +12,7 @@ struct BackpropCommand: ParsableCommand {
         abstract: "Build, train, check and analyse neural networks.",
         discussion: "Presets: \(ExperimentChoice.presetList). Run `backprop help <verb>` for a verb's options.",
         version: "backprop \(version)",
-        subcommands: [Train.self, Evaluate.self, Predict.self, Report.self, Summary.self, GradCheck.self, Download.self, Bench.self]
+        subcommands: [Train.self, Evaluate.self, Predict.self, Report.self, Export.self, Import.self, Summary.self, GradCheck.self, Download.self, Bench.self]
     )
 
     /// The verbs, as typed.

@@ -53,13 +53,17 @@ struct Train: ParsableCommand {
     @Option(help: ArgumentHelp("The run folder to create (default: runs/<preset>-<date>-<time>, a new folder each time).", valueName: "dir"))
     var out: String?
     @Option(help: ArgumentHelp("Continue the interrupted run in this folder.", valueName: "dir")) var resume: String?
+    @Option(name: .customLong("init"), help: ArgumentHelp(
+        "Start from the weights and preprocessing of this run folder's model (e.g. one made by `backprop import`) instead of fresh ones; without a preset or --spec, the folder's experiment.json gives the network and options.",
+        valueName: "dir"))
+    var initialModel: String?
     @Flag(help: "Skip the test-set evaluation at the end.") var noTest = false
 
     /// Whether any flag that changes the training options was given.
     private var setsTrainingOptions: Bool {
         let values: [Any?] = [iterations, batchSize, learningRate, momentum, weightDecay, optimizer, schedule, labelSmoothing,
                               ema, augment, tta, trainSize, validationSize, validationInterval, movingAverage, seed, checkpointInterval]
-        return values.contains { $0 != nil } || nesterov || decoupledWeightDecay || reshuffle || saveBest || emaWarmup
+        return values.contains { $0 != nil } || initialModel != nil || nesterov || decoupledWeightDecay || reshuffle || saveBest || emaWarmup
     }
 
     /// The options the flags set, over the experiment's.
@@ -99,7 +103,26 @@ struct Train: ParsableCommand {
         try threading.apply()
         if let resume { return try resumeRun(at: resume) }
         if let out { _ = try nonEmpty(out, "--out") }
-        var chosen = try experiment.resolve()
+        var chosen: Experiment
+        if let initialModel, experiment.preset == nil, experiment.spec == nil {
+            // `train --init RUN` alone: the run's own experiment.json (`train` and `import` write
+            // one), so the architecture is the model's.
+            let path = try nonEmpty(initialModel, "--init")
+            let file = URL(fileURLWithPath: path, isDirectory: true).appendingPathComponent(RunFiles.experiment)
+            guard FileManager.default.fileExists(atPath: file.path) else {
+                throw UserError.usage("--init \(path): the folder has no \(RunFiles.experiment); name the network with a preset or --spec FILE")
+            }
+            chosen = try userFacing { try Experiment(specFile: file) }
+            if let name = experiment.dataset {
+                guard let kind = DatasetKind(rawValue: name) else { throw UserError.usage("unknown data set '\(name)' (\(DatasetKind.nameList))") }
+                if let shape = kind.imageShape, shape != chosen.network.input {
+                    throw UserError.usage("--dataset \(name) has \(describe(shape: shape)) images; the model in \(path) takes \(describe(shape: chosen.network.input))")
+                }
+                chosen.dataset = kind
+            }
+        } else {
+            chosen = try experiment.resolve()
+        }
         // A spec file's own options are the file's fault; what fails only with the flags is the
         // command line's.
         do { try chosen.options.validate() } catch { throw UserError("\(experiment.spec ?? chosen.name): training: \(error.description)") }
@@ -118,6 +141,22 @@ struct Train: ParsableCommand {
             }
         }
         let network = try makeNetwork(chosen, seed: o.seed)
+        // `--init`: the model's weights (a whitening convolution keeps them: `loadState`), and
+        // the preprocessing they were trained with, not one fitted anew.
+        var initialization: (path: String, preprocessing: Preprocessing)?
+        if let initialModel {
+            let path = try nonEmpty(initialModel, "--init")
+            let source = try userFacing { try ModelArchive.load(from: URL(fileURLWithPath: path, isDirectory: true)) }
+            guard source.network.namedParameters.map(\.parameter.value.shape) == network.namedParameters.map(\.parameter.value.shape),
+                  source.network.namedBuffers.map(\.buffer.value.shape) == network.namedBuffers.map(\.buffer.value.shape) else {
+                throw UserError("--init: the model in \(path) has another architecture than \(chosen.name)'s network")
+            }
+            guard source.network.inputShape == network.inputShape else {
+                throw UserError("--init: the model in \(path) takes \(describe(shape: source.network.inputShape)) inputs, \(chosen.name)'s network \(describe(shape: network.inputShape))")
+            }
+            network.loadState(from: source.network)
+            initialization = (path, source.preprocessing)
+        }
         try checkBatchMemory(network, batchSize: o.batchSize, flag: "--batch-size")
         // BatchNorm normalises over the batch (and the plane): it needs two values per channel.
         for row in network.rows where row.layer is BatchNorm<Float> && o.batchSize * row.inputShape.dropFirst().reduce(1, *) < 2 {
@@ -152,10 +191,19 @@ struct Train: ParsableCommand {
         try userFacing {
             try writeAtomically(JSONSerialization.data(withJSONObject: chosen.jsonObject, options: [.prettyPrinted, .sortedKeys]),
                                 to: folder.appendingPathComponent(RunFiles.experiment))
+            if let initialization {
+                let object: [String: Any] = [
+                    "format": "backprop-initialization", "version": 1, "from": initialization.path,
+                    "preprocessing": ["scale": Double(initialization.preprocessing.scale),
+                                      "mean": initialization.preprocessing.mean.map(Double.init)],
+                ]
+                try writeAtomically(JSONSerialization.data(withJSONObject: object, options: [.prettyPrinted, .sortedKeys]),
+                                    to: folder.appendingPathComponent(RunFiles.initialization))
+            }
         }
         let metricsURL = folder.appendingPathComponent(RunFiles.metrics)
         _ = FileManager.default.createFile(atPath: metricsURL.path, contents: nil)
-        let prepared = PreparedData(dataset: dataset, options: o)
+        let prepared = PreparedData(dataset: dataset, options: o, preprocessing: initialization?.preprocessing)
         let trainer = Trainer(network: network, options: o, data: prepared)
         try withExtendedLifetime(lock) {
             try train(trainer, experiment: chosen, dataset: dataset, folder: folder, name: out)
@@ -208,7 +256,19 @@ struct Train: ParsableCommand {
         let dataset = try data.load(chosen.dataset, trainingLimit: o.trainSize, imageShape: chosen.network.input)
         try checkClasses(of: network, fit: dataset)
         try userFacing { try o.validate(availableTrainingImages: dataset.train.count) }
-        let trainer = Trainer(network: network, options: o, data: PreparedData(dataset: dataset, options: o))
+        // A run started from a model (`--init`) keeps that model's preprocessing.
+        var initial: Preprocessing?
+        let initialization = folder.appendingPathComponent(RunFiles.initialization)
+        if FileManager.default.fileExists(atPath: initialization.path) {
+            let object = try? JSONSerialization.jsonObject(with: try userFacing { try readRegularFile(initialization, limit: 1 << 16) })
+            guard let preprocessing = (object as? [String: Any])?["preprocessing"] as? [String: Any],
+                  let scale = preprocessing["scale"] as? Double, let mean = preprocessing["mean"] as? [Double],
+                  scale.isFinite, scale > 0, (1...3).contains(mean.count), mean.allSatisfy(\.isFinite) else {
+                throw UserError("\(initialization.path) is malformed; the folder was changed by hand")
+            }
+            initial = Preprocessing(scale: Float(scale), mean: mean.map(Float.init))
+        }
+        let trainer = Trainer(network: network, options: o, data: PreparedData(dataset: dataset, options: o, preprocessing: initial))
         try userFacing { try checkpoint.restore(into: trainer) }
         // The metrics file keeps the lines of the iterations the checkpoint covers.
         let metricsURL = folder.appendingPathComponent(RunFiles.metrics)

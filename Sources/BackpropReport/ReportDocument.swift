@@ -58,12 +58,14 @@ public struct ReportDocument {
         let grid = MisclassifiedGrid(images: run.testImages, items: Array(mistakes.prefix(options.gridImages)),
                                      classNames: run.evaluation.classNames)
 
-        var files: [(name: String, data: Data)] = [
+        // Without training history (an imported model) there are no curves.
+        let history = run.record != nil
+        var files: [(name: String, data: Data)] = history ? [
             (ReportFiles.accuracy, Data(accuracy.svg(standalone: true, id: "accuracy").utf8)),
             (ReportFiles.accuracyFull, Data(accuracyFull.svg(standalone: true, id: "accuracy-full").utf8)),
             (ReportFiles.loss, Data(loss.svg(standalone: true, id: "loss").utf8)),
-            (ReportFiles.confusion, Data(confusion.svg(standalone: true, linkPairs: false, id: "confusion").utf8)),
-        ]
+        ] : []
+        files.append((ReportFiles.confusion, Data(confusion.svg(standalone: true, linkPairs: false, id: "confusion").utf8)))
         if let learningRate { files.append((ReportFiles.learningRate, Data(learningRate.svg(standalone: true, id: "learning-rate").utf8))) }
         let kernelImage = kernels?.image()
         let kernelPNG = try kernelImage?.pngData()
@@ -76,7 +78,11 @@ public struct ReportDocument {
 
         var page = PageWriter()
         page.header(run)
-        page.curves(accuracy: accuracy, accuracyFull: accuracyFull, loss: loss, learningRate: learningRate)
+        if history {
+            page.curves(accuracy: accuracy, accuracyFull: accuracyFull, loss: loss, learningRate: learningRate)
+        } else {
+            page.noCurves()
+        }
         page.kernels(kernels, image: kernelImage, png: kernelPNG)
         page.misclassified(grid: grid, image: gridImage, png: gridPNG, total: mistakes.count, of: run.evaluation.total)
         page.confusion(confusion, report: run.evaluation)
@@ -159,7 +165,7 @@ public struct ReportDocument {
         let top = points.map(\.y).filter(\.isFinite).max() ?? 1
         let series = LineChart.Series(name: String(format: "learning rate (peak %.4g, last %.4g)", top, points.last!.y),
                                       points: points, color: SeriesColor.blue)
-        var chart = LineChart(title: "Learning rate per iteration — schedule \(run.record.options.schedule.description)", xLabel: "iteration",
+        var chart = LineChart(title: "Learning rate per iteration — schedule \(run.record?.options.schedule.description ?? "—")", xLabel: "iteration",
                               yLabel: "learning rate", series: [series], yRange: 0...max(top, 1e-12))
         chart.integerX = true
         return chart
@@ -196,7 +202,7 @@ struct PageWriter {
     // MARK: Header
 
     mutating func header(_ run: RunReport) {
-        let r = run.record, o = r.options, e = run.evaluation
+        let e = run.evaluation
         let dataset = run.model.dataset.displayName
         line("<header>")
         line("<h1>\(escapeXML(run.name)) <span class=\"muted\">· analysis report</span></h1>")
@@ -209,16 +215,21 @@ struct PageWriter {
             line("<div class=\"kpi\"\(id.map { " id=\"\($0)\"" } ?? "")><div class=\"value\">\(escapeXML(value))</div><div class=\"label\">\(escapeXML(label))</div></div>")
         }
         kpi(Self.percent(e.accuracy), "test accuracy (\(e.correct) of \(e.total))", id: "test-accuracy")
-        kpi(r.finalValidationAccuracy.map(Self.percent) ?? "—", "final validation accuracy")
-        kpi(Self.duration(r.wallSeconds), "wall time")
-        kpi(groupedDigits(Int(r.imagesPerSecond.rounded())), "training images / s")
-        kpi(groupedDigits(r.parameterCount), "parameters")
+        if let r = run.record {
+            kpi(r.finalValidationAccuracy.map(Self.percent) ?? "—", "final validation accuracy")
+            kpi(Self.duration(r.wallSeconds), "wall time")
+            kpi(groupedDigits(Int(r.imagesPerSecond.rounded())), "training images / s")
+        }
+        kpi(groupedDigits(run.model.network.parameterCount), "parameters")
         line("</div>")
 
         let pre = run.model.preprocessing
         let means = pre.mean.map { String(format: "%.4g", Double($0)) }
         let preprocessing = "x = byte · \(String(format: "%.6g", Double(pre.scale))) − "
             + (means.count == 1 ? means[0] : "[" + means.joined(separator: ", ") + "] per channel")
+        var tables: [(String, [(String, String)])] = [("Data", [("test images", groupedDigits(e.total)), ("preprocessing", preprocessing)])]
+        if let r = run.record {
+        let o = r.options
         let rows: [(String, String)] = [
             ("iterations", groupedDigits(r.iterationsCompleted) + (r.iterationsCompleted == o.iterations ? "" : " of \(groupedDigits(o.iterations))")),
             ("batch size", String(o.batchSize)),
@@ -238,8 +249,10 @@ struct PageWriter {
             ("status", r.status),
             ("iterations / s", String(format: "%.1f", r.imagesPerSecond / Double(max(o.batchSize, 1)))),
         ]
+        tables = [("Hyperparameters", rows), ("Data and run", data)]
+        }
         line("<div class=\"facts\">")
-        for (title, pairs) in [("Hyperparameters", rows), ("Data and run", data)] {
+        for (title, pairs) in tables {
             line("<table class=\"facts\"><caption>\(title)</caption><tbody>")
             for (key, value) in pairs { line("<tr><th>\(escapeXML(key))</th><td>\(escapeXML(value))</td></tr>") }
             line("</tbody></table>")
@@ -390,7 +403,15 @@ struct PageWriter {
         line("</div></section>")
     }
 
+    mutating func noCurves() {
+        line("<section id=\"curves\"><h2>Training curves</h2><p>No training history: this model was not trained in this folder (e.g. made by <code>backprop import</code>).</p></section>")
+    }
+
     mutating func footer(_ run: RunReport, files: [String]) {
+        guard run.record != nil else {
+            line("<footer><p>Made by <code>backprop report \(escapeXML(run.runFolder.path))</code> from the saved model and <code>\(RunFiles.experiment)</code>, evaluated on the test set now (no training history). Written beside it in the run folder: " + files.map { "<code>\($0)</code>" }.joined(separator: ", ") + ".</p></footer>")
+            return
+        }
         line("<footer><p>Made by <code>backprop report \(escapeXML(run.runFolder.path))</code> from <code>\(RunFiles.record)</code>, <code>\(RunFiles.metrics)</code> (\(groupedDigits(run.metrics.count)) iterations), <code>\(RunFiles.experiment)</code> and the saved model, evaluated on the test set now. Written beside it in the run folder: " + files.map { "<code>\($0)</code>" }.joined(separator: ", ") + ".</p></footer>")
     }
 

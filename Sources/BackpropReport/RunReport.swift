@@ -20,8 +20,10 @@ public struct RunReport {
     public var name: String
     /// `experiment.json`, when present.
     public var experiment: Experiment?
-    public var record: RunRecord
-    /// One entry per iteration, in order.
+    /// `training.json`; nil for a model without training history (a folder made by
+    /// `backprop import`: the model and `experiment.json` only).
+    public var record: RunRecord?
+    /// One entry per iteration, in order (none without training history).
     public var metrics: [IterationMetrics]
     public var model: ModelArchive
     public var testImages: LabeledImages
@@ -49,7 +51,10 @@ public struct RunReport {
             throw ReportError("\(runFolder.path): no such run folder (make one with `backprop train … --out \(runFolder.path)`)")
         }
         let missing = Self.requiredFiles.filter { !fm.fileExists(atPath: runFolder.appendingPathComponent($0.name).path) }
-        if !missing.isEmpty {
+        // A model with no training record and no metrics at all (`backprop import` makes such
+        // folders) is reported as a model: everything but the training curves.
+        let modelOnly = missing.map(\.name).sorted() == [RunFiles.metrics, RunFiles.record].sorted()
+        if !missing.isEmpty && !modelOnly {
             let list = missing.map { "\($0.name) (\($0.writtenWhen))" }.joined(separator: ", ")
             let hint = missing.count < Self.requiredFiles.count
                 ? "training has not finished, or was stopped before it could save; wait for it or train again"
@@ -58,18 +63,24 @@ public struct RunReport {
         }
         self.runFolder = runFolder
 
+        var notes: [String] = []
         let recordURL = runFolder.appendingPathComponent(RunFiles.record)
-        do {
-            record = try JSONDecoder().decode(RunRecord.self, from: readRegularFile(recordURL, limit: 1 << 24))
-        } catch {
-            throw ReportError("\(recordURL.path): not a training record (\(Self.reason(error)))")
-        }
-        metrics = try Self.readMetrics(runFolder.appendingPathComponent(RunFiles.metrics))
-        guard !metrics.isEmpty else {
-            throw ReportError("\(runFolder.appendingPathComponent(RunFiles.metrics).path): no iterations recorded")
+        if modelOnly {
+            record = nil
+            metrics = []
+            notes.append("The folder has a model but no training history (\(RunFiles.record), \(RunFiles.metrics)), as `backprop import` makes: the report shows the model and its test-set evaluation.")
+        } else {
+            do {
+                record = try JSONDecoder().decode(RunRecord.self, from: readRegularFile(recordURL, limit: 1 << 24))
+            } catch {
+                throw ReportError("\(recordURL.path): not a training record (\(Self.reason(error)))")
+            }
+            metrics = try Self.readMetrics(runFolder.appendingPathComponent(RunFiles.metrics))
+            guard !metrics.isEmpty else {
+                throw ReportError("\(runFolder.appendingPathComponent(RunFiles.metrics).path): no iterations recorded")
+            }
         }
 
-        var notes: [String] = []
         let experimentURL = runFolder.appendingPathComponent(RunFiles.experiment)
         if fm.fileExists(atPath: experimentURL.path) {
             do { experiment = try Experiment(specFile: experimentURL) } catch {
@@ -79,7 +90,7 @@ public struct RunReport {
             experiment = nil
             notes.append("\(RunFiles.experiment) is missing; the architecture shown is the saved model's.")
         }
-        name = experiment?.name ?? record.name
+        name = experiment?.name ?? record?.name ?? runFolder.lastPathComponent
 
         do { model = try ModelArchive.load(from: runFolder) } catch { throw ReportError(error.description) }
 
@@ -99,7 +110,7 @@ public struct RunReport {
         } else {
             notes.append("\(RunFiles.evaluation) was missing: the test set was evaluated now.")
         }
-        if record.status != "finished" {
+        if let record, record.status != "finished" {
             notes.append("Training did not finish (status: \(record.status)); the model is the one saved when it stopped, after \(record.iterationsCompleted) iterations."
                          + (record.status == "interrupted" ? " Continue it with `backprop train --resume \(runFolder.path)`." : ""))
         }

@@ -37,7 +37,8 @@ public struct ModelArchive {
         public var description: String
     }
 
-    var descriptionObject: [String: Any] {
+    /// The description `model.json` holds (also in the safetensors metadata and ONNX `metadata_props`).
+    public var descriptionObject: [String: Any] {
         var object: [String: Any] = [
             "format": "backprop-model", "version": 1,
             "dataset": dataset.rawValue,

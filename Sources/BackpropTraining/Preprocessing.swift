@@ -84,14 +84,15 @@ public struct PreparedData: Sendable {
 
     /// Splits and preprocesses the course's way: the first `trainSize` training images are
     /// shuffled once (by `seed`); the last `validationSize` of that order are held out; the
-    /// mean is computed on the rest.
-    public init(dataset: Dataset, options: TrainingOptions) {
+    /// mean is computed on the rest — unless `preprocessing` is given (training from a model's
+    /// weights keeps the preprocessing they were trained with).
+    public init(dataset: Dataset, options: TrainingOptions, preprocessing given: Preprocessing? = nil) {
         var generator = SeededGenerator(seed: options.seed ^ 0x5348_5546_464C_4521)  // "SHUFFLE!": a stream apart from the weights'
         let order = generator.permutation(min(options.trainSize, dataset.train.count))
         trainIndices = Array(order.dropLast(options.validationSize))
         let validationIndices = Array(order.suffix(options.validationSize))
         trainImages = dataset.train
-        preprocessing = Preprocessing.fit(dataset.kind, to: dataset.train, indices: trainIndices)
+        preprocessing = given ?? Preprocessing.fit(dataset.kind, to: dataset.train, indices: trainIndices)
         trainLabels = trainIndices.map { Int(dataset.train.labels[$0]) }
         validation = preprocessing.apply(to: dataset.train, indices: validationIndices)
         validationLabels = validationIndices.map { Int(dataset.train.labels[$0]) }

@@ -21,6 +21,10 @@ public enum RunFiles {
     public static let evaluation = "evaluation.json"
     /// The model with the best validation accuracy (`--save-best`), in `model.safetensors`' format.
     public static let best = "best.safetensors"
+    /// The preprocessing of the model a run started from (`train --init`), which the run keeps
+    /// (and a resume reads): `{"format": "backprop-initialization", "version": 1, "from": DIR,
+    /// "preprocessing": {"scale": S, "mean": [M, …]}}`.
+    public static let initialization = "initialization.json"
 }
 
 /// What a training run did, written when it ends (or stops): `training.json`, with

@@ -89,6 +89,14 @@ struct WhiteningTests {
         #expect(!net.awaitsData)
         let expected = Whitening.filters(for: sample, kernelSize: 2, filters: 24)
         #expect(net.namedParameters.first { $0.name == "0.weight" }?.parameter.value.scalars == expected.scalars)
+
+        // Loaded weights (`train --init`) are kept: a fresh net that loads them awaits no data,
+        // so the trainer does not recompute its filters over them.
+        let loaded = try network(whiten + #", {"type": "gelu"}, {"type": "flatten"}, {"type": "dense", "out_features": 10}"#)
+        #expect(loaded.awaitsData)
+        loaded.loadState(from: net)
+        #expect(!loaded.awaitsData)
+        #expect(loaded.namedParameters.first { $0.name == "0.weight" }?.parameter.value.scalars == expected.scalars)
         #expect(throws: ShapeError.self) {
             try network(#"{"type": "conv2d", "out_channels": 20, "kernel_size": 2, "init": "whitening"}"#)
         }

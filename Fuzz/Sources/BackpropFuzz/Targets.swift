@@ -1,6 +1,7 @@
 import Foundation
 @testable import Backprop
 @testable import BackpropData
+import BackpropONNX
 @testable import BackpropTraining
 
 // One libFuzzer binary for every target: `BACKPROP_FUZZ_TARGET` names the one to run.
@@ -61,6 +62,16 @@ let targets: [String: @Sendable (Data) -> Void] = [
     // A model file: safetensors + the description + the network built from it + the weights.
     "model": { data in
         _ = try? ModelArchive.load(from: write(data, "model.safetensors"))
+    },
+    // An ONNX file (untrusted protobuf): the hand-written decoder, the graph checks (cycles,
+    // missing inputs, shapes), the walk into layers, the network built with the file's weights,
+    // and the metadata readers.
+    "onnx": { data in
+        guard let model = try? ONNXModel(data: data, source: "fuzz") else { return }
+        _ = try? model.recordedPreprocessing()
+        _ = try? model.recordedTestTimeAugmentation()
+        _ = model.recordedClassNames
+        _ = model.recordedDataset
     },
     // A spec file: JSON, the layer registry, the training options, and the network builder
     // (within 2^22 parameters here, to keep each input fast; the limit itself is 2^28).

@@ -103,6 +103,12 @@ public final class Conv2D<Scalar: NetworkScalar>: Layer {
         awaitsData = false
     }
 
+    /// Keeps the weights as they are: a whitening convolution whose weights were loaded (e.g.
+    /// `Network.loadState(from:)` from a trained model) no longer awaits data.
+    public func skipDataInitialization() {
+        awaitsData = false
+    }
+
     private func geometry(_ shape: [Int]) -> ConvolutionGeometry {
         ConvolutionGeometry(channels: inputChannels, height: shape[shape.count - 2], width: shape[shape.count - 1],
                             kernelHeight: kernelSize, kernelWidth: kernelSize, stride: stride, padding: padding)
