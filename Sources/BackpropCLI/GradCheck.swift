@@ -38,9 +38,13 @@ struct GradCheck: ParsableCommand {
         try checkBatchMemory(trained, batchSize: batchSize, flag: "--batch-size")
         var weights = SeededGenerator(seed: seed)
         let network = try userFacing { try chosen.network.makeNetwork(Double.self, using: &weights) }
-        network.loadState(from: trained)
         var generator = SeededGenerator(seed: seed ^ 0xC4EC4)
         let inputs = Tensor<Double>.randomNormal(shape: [batchSize] + network.inputShape, standardDeviation: inputScale ?? (chosen.dataset == .cifar10 ? 60 : 0.3), using: &generator)
+        // A whitening first layer is set from the batch, as training sets it from its images
+        // (in Float; then copied): left at its placeholder draw, it would feed GELU values so
+        // large that many round to exactly 0 and tie in the max pools, kinks at every h.
+        if trained.awaitsData { trained.initializeFromData(Tensor(shape: inputs.shape, scalars: inputs.scalars.map(Float.init))) }
+        network.loadState(from: trained)
         let labels = (0..<batchSize).map { _ in generator.nextInt(below: 10) }
         let results = GradientCheck.check(network: network, inputs: inputs, labels: labels, entriesPerTensor: entries,
                                           step: step, using: &generator)
