@@ -116,7 +116,8 @@ public final class Network<Scalar: NetworkScalar> {
     }
 
     /// The forward and backward passes of one training step, adding `∂L/∂θ` of the batch's mean
-    /// loss into every parameter's gradient.
+    /// loss into every trainable parameter's gradient (the backward pass stops at the first
+    /// trainable parameter: `StepContext.skipsFrozenPrefix`).
     ///
     /// When no layer couples the examples of a batch, the batch goes through in slices of
     /// `microBatch` examples — forward, loss, backward, then the next slice — so that a large
@@ -157,6 +158,7 @@ public final class Network<Scalar: NetworkScalar> {
             }
             var sliceContext = context
             sliceContext.exampleOffset = context.exampleOffset + start
+            sliceContext.skipsFrozenPrefix = true
             body.forward(input, into: &output, context: sliceContext)
             let result = loss.loss(logits: output, labels: labels[start..<end], gradient: &lossGradient,
                                    scale: m == n ? 1 : Double(Scalar(m) / Scalar(n)))

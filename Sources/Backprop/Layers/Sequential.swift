@@ -16,6 +16,10 @@ public final class Sequential<Scalar: NetworkScalar>: Layer {
     /// `gradients[i]` is `∂L/∂activations[i - 1]` from the last `backward` (slot 0 unused: the
     /// first layer's input gradient is the caller's).
     private var gradients: [Tensor<Scalar>?]
+    /// The index of the first child with a trainable parameter (`layers.count` if none), found
+    /// on the first backward pass that may use it and kept (parameters are frozen when a network
+    /// is built, not later).
+    private var firstTrainable: Int?
 
     /// Creates a sequence.
     /// - Parameter names: one path component per layer (default: the indexes); must be distinct.
@@ -74,12 +78,27 @@ public final class Sequential<Scalar: NetworkScalar>: Layer {
             if inputGradient != nil { inputGradient!.assign(outputGradient) }
             return
         }
+        // Nothing in front of the first trainable parameter learns: when the caller wants no
+        // input gradient either, the pass ends at that layer, which computes no input gradient.
+        var stop = 0
+        if inputGradient == nil && context.skipsFrozenPrefix {
+            if firstTrainable == nil { firstTrainable = layers.firstIndex(where: hasTrainableParameter) ?? layers.count }
+            stop = firstTrainable!
+        }
         var upstream = outputGradient
         for index in stride(from: last, through: 1, by: -1) {
+            if index == stop {
+                var none: Tensor<Scalar>? = nil
+                layers[index].backward(input: activations[index - 1], output: index == last ? output : activations[index],
+                                       outputGradient: upstream, inputGradient: &none, context: context)
+                return
+            }
+            if index < stop { return }
             layers[index].backward(input: activations[index - 1], output: index == last ? output : activations[index],
                                    outputGradient: upstream, inputGradient: &gradients[index], context: context)
             upstream = gradients[index]!
         }
+        guard stop == 0 else { return }
         layers[0].backward(input: input, output: last == 0 ? output : activations[0],
                            outputGradient: upstream, inputGradient: &inputGradient, context: context)
     }
@@ -125,4 +144,9 @@ public struct SequentialSpec: LayerSpecKind {
         let sequence: Sequential<Scalar> = try NetworkSpec.makeSequence(layers, inputShape: inputShape, path: joinPath(path, "layers"), using: &generator)
         return sequence
     }
+}
+
+/// Whether `layer` or a layer inside it has a parameter that training updates.
+private func hasTrainableParameter<Scalar: NetworkScalar>(_ layer: any Layer<Scalar>) -> Bool {
+    layer.parameters.contains { $0.isTrainable } || layer.children.contains { hasTrainableParameter($0.layer) }
 }
