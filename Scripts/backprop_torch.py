@@ -595,7 +595,10 @@ class Experiment:
         self.dataset = spec.get("dataset", dataset)
         if self.dataset not in DATASET_DEFAULTS:
             raise SpecError(f"{source}: \"dataset\" must be \"mnist\" or \"cifar10\"")
-        unknown = sorted(set(spec) - {"dataset", "input", "layers", "training", "name"})
+        # A run folder's experiment.json names its format and version (Backprop's FileFormat).
+        if spec.get("format", "backprop-experiment") != "backprop-experiment" or spec.get("version", 1) != 1:
+            raise SpecError(f"{source}: not a version-1 backprop-experiment file")
+        unknown = sorted(set(spec) - {"dataset", "input", "layers", "training", "name", "format", "version"})
         if unknown:
             raise SpecError(f"{source}: unknown key {unknown[0]!r}")
         self.name = spec.get("name") or os.path.splitext(os.path.basename(source))[0]
