@@ -137,25 +137,9 @@ func fixture(_ name: String) -> URL {
 
 // MARK: - Python
 
-/// A Python that can `import onnxruntime, onnx, numpy`: `$BACKPROP_PYTHON`, else
-/// `/work/venv/bin/python`, else `~/venv-torch/bin/python`, else `python3` on the PATH; nil when
-/// none can (the onnxruntime tests are then skipped, with the reason shown).
-let pythonWithONNXRuntime: URL? = {
-    var candidates: [String] = []
-    if let path = ProcessInfo.processInfo.environment["BACKPROP_PYTHON"], !path.isEmpty { candidates.append(path) }
-    candidates.append("/work/venv/bin/python")
-    candidates.append(FileManager.default.homeDirectoryForCurrentUser.appendingPathComponent("venv-torch/bin/python").path)
-    for folder in (ProcessInfo.processInfo.environment["PATH"] ?? "/usr/bin:/bin").split(separator: ":") {
-        candidates.append("\(folder)/python3")
-    }
-    for path in candidates where FileManager.default.isExecutableFile(atPath: path) {
-        let url = URL(fileURLWithPath: path)
-        if let result = try? runProcess(url, ["-c", "import onnxruntime, onnx, numpy"]), result.exited, result.status == 0 {
-            return url
-        }
-    }
-    return nil
-}()
+/// A Python that can `import onnxruntime, onnx, numpy` (`python(importing:)`); nil when none can
+/// (the onnxruntime tests are then skipped, with the reason shown).
+let pythonWithONNXRuntime: URL? = python(importing: ["onnxruntime", "onnx", "numpy"])
 
 /// Runs Scripts/check_onnxruntime.py and returns its JSON report.
 func runONNXRuntime(_ arguments: [String]) throws -> [String: Any] {

@@ -138,3 +138,23 @@ public func backprop(_ arguments: [String], sourceLocation: SourceLocation = #_s
                                   sourceLocation: sourceLocation)
     return try runProcess(executable, arguments, in: TestPaths.packageRoot)
 }
+
+/// A Python that can import every module in `modules` (e.g. `["onnxruntime", "onnx", "numpy"]`):
+/// `$BACKPROP_PYTHON`, else `/work/venv/bin/python`, else `~/venv-torch/bin/python`, else
+/// `python3` on the PATH; nil when none can (the tests that need it are then skipped).
+public func python(importing modules: [String]) -> URL? {
+    var candidates: [String] = []
+    if let path = ProcessInfo.processInfo.environment["BACKPROP_PYTHON"], !path.isEmpty { candidates.append(path) }
+    candidates.append("/work/venv/bin/python")
+    candidates.append(FileManager.default.homeDirectoryForCurrentUser.appendingPathComponent("venv-torch/bin/python").path)
+    for folder in (ProcessInfo.processInfo.environment["PATH"] ?? "/usr/bin:/bin").split(separator: ":") {
+        candidates.append("\(folder)/python3")
+    }
+    for path in candidates where FileManager.default.isExecutableFile(atPath: path) {
+        let url = URL(fileURLWithPath: path)
+        if let result = try? runProcess(url, ["-c", "import " + modules.joined(separator: ", ")]), result.exited, result.status == 0 {
+            return url
+        }
+    }
+    return nil
+}

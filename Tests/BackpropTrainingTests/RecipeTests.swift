@@ -23,18 +23,23 @@ struct RecipeTests {
         }
     }
 
-    /// mnist-fast for one epoch (469 batches of 128).
-    @Test("mnist-fast, one epoch: test accuracy ≥ 98.5 %")
-    func mnistFastOneEpoch() throws {
+    /// `backprop train PRESET --iterations N` into a fresh folder; returns the test accuracy.
+    func trainShortened(_ preset: String, iterations: Int) throws -> Double {
         let folder = try TemporaryFolder()
         defer { folder.remove() }
         let run = folder.url.appendingPathComponent("run")
-        let result = try backprop(["train", "mnist-fast", "--iterations", "469", "--data-dir", TestPaths.dataRoot.path,
+        let result = try backprop(["train", preset, "--iterations", String(iterations), "--data-dir", TestPaths.dataRoot.path,
                                    "--out", run.path])
         #expect(result.exited && result.status == 0, "\(result.summary)")
         let record = try JSONDecoder().decode(RunRecord.self, from: Data(contentsOf: run.appendingPathComponent(RunFiles.record)))
-        let accuracy = try #require(record.testAccuracy)
-        #expect(record.iterationsCompleted == 469)
+        #expect(record.iterationsCompleted == iterations)
+        return try #require(record.testAccuracy)
+    }
+
+    /// mnist-fast for one epoch (469 batches of 128).
+    @Test("mnist-fast, one epoch: test accuracy ≥ 98.5 %")
+    func mnistFastOneEpoch() throws {
+        let accuracy = try trainShortened("mnist-fast", iterations: 469)
         #expect(accuracy >= 0.985, "test accuracy \(accuracy)")
     }
 
@@ -43,15 +48,7 @@ struct RecipeTests {
     /// reflected translations, the moving average and flip test-time augmentation all take part.
     @Test("cifar-quick, 100 iterations: test accuracy ≥ 55 %")
     func cifarQuickShort() throws {
-        let folder = try TemporaryFolder()
-        defer { folder.remove() }
-        let run = folder.url.appendingPathComponent("run")
-        let result = try backprop(["train", "cifar-quick", "--iterations", "100", "--data-dir", TestPaths.dataRoot.path,
-                                   "--out", run.path])
-        #expect(result.exited && result.status == 0, "\(result.summary)")
-        let record = try JSONDecoder().decode(RunRecord.self, from: Data(contentsOf: run.appendingPathComponent(RunFiles.record)))
-        let accuracy = try #require(record.testAccuracy)
-        #expect(record.iterationsCompleted == 100)
+        let accuracy = try trainShortened("cifar-quick", iterations: 100)
         #expect(accuracy >= 0.55, "test accuracy \(accuracy)")
     }
 }

@@ -70,25 +70,9 @@ struct SafetensorsParts {
 
 // MARK: - Python
 
-/// A Python interpreter that can `import safetensors, torch, numpy`: `$BACKPROP_PYTHON`, else
-/// `/work/venv/bin/python`, else `~/venv-torch/bin/python`, else `python3` on the PATH; nil when none can (the interop tests are
-/// then skipped, not failed).
-let pythonWithTorch: URL? = {
-    var candidates: [String] = []
-    if let path = ProcessInfo.processInfo.environment["BACKPROP_PYTHON"], !path.isEmpty { candidates.append(path) }
-    candidates.append("/work/venv/bin/python")
-    candidates.append(FileManager.default.homeDirectoryForCurrentUser.appendingPathComponent("venv-torch/bin/python").path)
-    for folder in (ProcessInfo.processInfo.environment["PATH"] ?? "/usr/bin:/bin").split(separator: ":") {
-        candidates.append("\(folder)/python3")
-    }
-    for path in candidates where FileManager.default.isExecutableFile(atPath: path) {
-        let url = URL(fileURLWithPath: path)
-        if let result = try? runProcess(url, ["-c", "import safetensors, torch, numpy"]), result.exited, result.status == 0 {
-            return url
-        }
-    }
-    return nil
-}()
+/// A Python that can `import safetensors, torch, numpy` (`python(importing:)`); nil when none can
+/// (the interop tests are then skipped, not failed).
+let pythonWithTorch: URL? = python(importing: ["safetensors", "torch", "numpy"])
 
 // MARK: - Networks
 

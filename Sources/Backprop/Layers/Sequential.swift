@@ -84,6 +84,7 @@ public final class Sequential<Scalar: NetworkScalar>: Layer {
         if inputGradient == nil && context.skipsFrozenPrefix {
             if firstTrainable == nil { firstTrainable = layers.firstIndex(where: hasTrainableParameter) ?? layers.count }
             stop = firstTrainable!
+            guard stop <= last else { return }  // nothing here trains
         }
         var upstream = outputGradient
         for index in stride(from: last, through: 1, by: -1) {
@@ -93,12 +94,10 @@ public final class Sequential<Scalar: NetworkScalar>: Layer {
                                        outputGradient: upstream, inputGradient: &none, context: context)
                 return
             }
-            if index < stop { return }
             layers[index].backward(input: activations[index - 1], output: index == last ? output : activations[index],
                                    outputGradient: upstream, inputGradient: &gradients[index], context: context)
             upstream = gradients[index]!
         }
-        guard stop == 0 else { return }
         layers[0].backward(input: input, output: last == 0 ? output : activations[0],
                            outputGradient: upstream, inputGradient: &inputGradient, context: context)
     }
