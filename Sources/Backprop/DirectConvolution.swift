@@ -187,12 +187,23 @@ enum DirectConvolution {
     /// room for a whole tile starting at any tile position.
     static func planeRowStride(outputWidth wo: Int, kernelSize k: Int) -> Int { max(wo, lanes) + k - 1 }
 
-    /// Packs `W: [Cout][Cin][kh][kw]` for `convolvePlanes`, L output channels at a time:
-    /// `packed[b][(c, i, j)][l] = W[Lb + l][c][i][j]`.
+    /// Output channels per block of `convolvePlanes`: its tile is 6 channels × 2 rows of L
+    /// pixels, 12 accumulators; with the two input vectors and a broadcast, 15 of AVX2's 16
+    /// registers.
+    static let blockChannels = 6
+
+    /// The blocks of `blockChannels` that `outputs` channels take (the last may be partial).
+    static func channelBlocks(_ outputs: Int) -> Int { (outputs + blockChannels - 1) / blockChannels }
+
+    /// The floats `packPlaneWeights` writes: whole blocks, the last zero-padded.
+    static func packedPlaneWeightCount(outputs: Int, patchSize: Int) -> Int { channelBlocks(outputs) * blockChannels * patchSize }
+
+    /// Packs `W: [Cout][Cin][kh][kw]` for `convolvePlanes`, `blockChannels` output channels at a
+    /// time: `packed[b][(c, i, j)][q] = W[6b + q][c][i][j]`, zero past the last channel.
     ///
     /// With `flippedForInputGradient`, packs the kernel of the input-gradient convolution,
     /// whose outputs are the `Cin` channels and inputs the `Cout` ones:
-    /// `packed[b][(o, i, j)][l] = W[o][Lb + l][kh−1−i][kw−1−j]` (`Cin` a multiple of L).
+    /// `packed[b][(o, i, j)][q] = W[o][6b + q][kh−1−i][kw−1−j]`.
     static func packPlaneWeights(
         _ w: UnsafePointer<Float>, outputChannels: Int, inputChannels: Int, kernelSize k: Int,
         flippedForInputGradient: Bool, into packed: UnsafeMutablePointer<Float>
@@ -200,17 +211,17 @@ enum DirectConvolution {
         let (cout, cin) = (outputChannels, inputChannels)
         let (outputs, inputs) = flippedForInputGradient ? (cin, cout) : (cout, cin)
         var destination = packed
-        for block in 0..<(outputs / lanes) {
+        for block in 0..<channelBlocks(outputs) {
             for c in 0..<inputs {
                 for i in 0..<k {
                     for j in 0..<k {
-                        for l in 0..<lanes {
-                            let output = block * lanes + l
-                            destination[l] = flippedForInputGradient
+                        for q in 0..<blockChannels {
+                            let output = block * blockChannels + q
+                            destination[q] = output >= outputs ? 0 : flippedForInputGradient
                                 ? w[((c * cin + output) * k + (k - 1 - i)) * k + (k - 1 - j)]
                                 : w[((output * cin + c) * k + i) * k + j]
                         }
-                        destination += lanes
+                        destination += blockChannels
                     }
                 }
             }
@@ -233,14 +244,17 @@ enum DirectConvolution {
     /// Convolves one image held as padded planes (`padPlanes`) and writes the NCHW output
     /// `y: [Cout][Ho][Wo]` (overwriting it).
     ///
-    /// The register tile is L output channels × L consecutive pixels of one row (pixels in the
-    /// lanes): each patch entry `e = (c, i, j)` loads one input vector and broadcasts L weights,
-    /// `acc[o] += W[o][e] · xp[c][y + i][x0 + j ..< x0 + j + L]`. A row's last tile is moved left to
-    /// end at the row's end (its overlap is computed twice, identically); rows narrower than a
-    /// tile store only their pixels.
+    /// The register tile is 6 output channels × 2 rows × L consecutive pixels (pixels in the
+    /// lanes): each patch entry `e = (c, i, j)` loads an input vector from each of the two rows
+    /// and broadcasts 6 weights, 12 multiply-adds for 8 loads,
+    /// `acc[o][r] += W[o][e] · xp[c][y + r + i][x0 + j ..< x0 + j + L]`. A row's last tile is
+    /// moved left to end at the row's end, and an odd last row pairs with the row above it (their
+    /// overlap is computed twice, identically); rows narrower than a tile store only their
+    /// pixels. Each output is its bias plus the entries' products in entry order, whatever tile it
+    /// falls in.
     /// - Parameters:
     ///   - xp: `[C][Hp][rowStride]`, `C·kh·kw` entries located by `offsets` (`patchOffsets`).
-    ///   - weights: `packPlaneWeights`'s layout, `[Cout/L][C·kh·kw][L]`.
+    ///   - weights: `packPlaneWeights`'s layout, `[⌈Cout/6⌉][C·kh·kw][6]`.
     ///   - bias: `[Cout]`, or nil for none.
     static func convolvePlanes(
         _ xp: UnsafePointer<Float>, rowStride: Int, offsets: UnsafePointer<Int>, patchSize: Int,
@@ -248,91 +262,131 @@ enum DirectConvolution {
         weights: UnsafePointer<Float>, outputChannels: Int, bias: UnsafePointer<Float>?,
         into y: UnsafeMutablePointer<Float>
     ) {
-        let planeSize = ho * wo
-        for block in 0..<(outputChannels / lanes) {
-            let blockWeights = UnsafeRawPointer(weights + block * patchSize * lanes)
-            let blockBias = bias.map { $0 + block * lanes }
-            let outputPlanes = y + block * lanes * planeSize
-            for row in 0..<ho {
+        let planeSize = ho * wo, b = blockChannels
+        // With a single row, the second row of the tile reads the first again and is not stored.
+        let secondRow = ho >= 2 ? rowStride : 0
+        for block in 0..<channelBlocks(outputChannels) {
+            let channels = min(b, outputChannels - block * b)
+            let blockWeights = weights + block * patchSize * b
+            let outputPlanes = y + block * b * planeSize
+            var row = 0
+            while row < ho {
+                let top = max(0, min(row, ho - 2))
                 var x0 = 0
                 while x0 < wo {
                     let start = wo >= lanes ? min(x0, wo - lanes) : 0
-                    let first = xp + row * rowStride + start
-                    // Every output channel starts at its bias.
-                    var acc = KernelTile(repeating: Vector())
-                    if let blockBias { for o in 0..<lanes { acc[o] = Vector(repeating: blockBias[o]) } }
+                    let first = xp + top * rowStride + start
+                    // Every output channel starts at its bias; acc[q] is row `top`, acc[6 + q] the next.
+                    var acc = InlineArray<12, Vector>(repeating: Vector())
+                    if let bias {
+                        for q in 0..<channels { acc[q] = Vector(repeating: bias[block * b + q]); acc[q &+ 6] = acc[q] }
+                    }
                     // Wrapping arithmetic inside the loop: overflow checks would keep the tile out of registers.
                     for e in 0..<patchSize {
-                        let x = UnsafeRawPointer(first + offsets[e]).loadUnaligned(as: Vector.self)
-                        let w = (blockWeights + e &* (lanes &* 4)).assumingMemoryBound(to: Float.self)
-                        for o in 0..<lanes { acc[o] = acc[o].fusedAdding(Vector(repeating: w[o]), x) }
+                        let upper = UnsafeRawPointer(first + offsets[e])
+                        let x = upper.loadUnaligned(as: Vector.self)
+                        let z = upper.loadUnaligned(fromByteOffset: secondRow &* 4, as: Vector.self)
+                        let w = blockWeights + e &* 6
+                        for q in 0..<6 {
+                            let s = Vector(repeating: w[q])
+                            acc[q] = acc[q].fusedAdding(s, x)
+                            acc[q &+ 6] = acc[q &+ 6].fusedAdding(s, z)
+                        }
                     }
-                    let outputRow = outputPlanes + row * wo + start
-                    if wo >= lanes {
-                        for o in 0..<lanes { UnsafeMutableRawPointer(outputRow + o * planeSize).storeBytes(of: acc[o], as: Vector.self) }
-                    } else {
-                        for o in 0..<lanes { for r in 0..<wo { outputRow[o * planeSize + r] = acc[o][r] } }
+                    for r in 0..<min(2, ho) {
+                        let outputRow = outputPlanes + (top + r) * wo + start
+                        if wo >= lanes {
+                            for q in 0..<channels {
+                                UnsafeMutableRawPointer(outputRow + q * planeSize).storeBytes(of: acc[q &+ 6 &* r], as: Vector.self)
+                            }
+                        } else {
+                            for q in 0..<channels { for p in 0..<wo { outputRow[q * planeSize + p] = acc[q &+ 6 &* r][p] } }
+                        }
                     }
                     x0 += lanes
                 }
+                row += 2
             }
         }
     }
 
-    /// Adds one image's weight gradient into `gradient` (`[kh][kw][C][L]` for one block of L
-    /// output channels): `gradient[i][t] += Σ_{y,x} xp[y+i][x·C + t] · ∂y[y][x]`.
+    /// Adds one image's weight gradient into `gradient` for two blocks of L output channels
+    /// (`[kh][kw][C][L]` each, the second `secondBlock` floats after the first):
+    /// `gradient[i][t] += Σ_{y,x} xp[y+i][x·C + t] · ∂y[y][x]`.
+    ///
+    /// The register tile is 6 patch entries × 2L channels: per pixel, two `∂y` vectors and 6
+    /// broadcast inputs, 12 multiply-adds for 8 loads. With `secondBlock == 0` both halves are the
+    /// same block (a channel count that is an odd number of blocks): it is computed twice and
+    /// stored twice, identically. Every sum runs over the pixels in order from its stored value,
+    /// whatever tile it falls in.
     /// - Parameters:
     ///   - xp: the padded channels-last input, `[Hp][Wp][C]`.
-    ///   - outputGradient: `∂y` of pixel `(0, 0)` for this block's L channels, channels-last;
-    ///     pixel `(y, x)` is at `y·gradientRowStride + x·gradientPixelStride`.
+    ///   - outputGradient: `∂y` of pixel `(0, 0)` for the first block's L channels, channels-last;
+    ///     pixel `(y, x)` is at `y·gradientRowStride + x·gradientPixelStride`, and the second
+    ///     block's channels L floats on (unless `secondBlock == 0`).
     static func accumulateWeightGradient(
         _ xp: UnsafePointer<Float>, channels c: Int, paddedWidth wp: Int, kernelSize k: Int,
         outputHeight ho: Int, outputWidth wo: Int,
         outputGradient dy: UnsafePointer<Float>, gradientPixelStride: Int, gradientRowStride: Int,
-        into gradient: UnsafeMutablePointer<Float>
+        into gradient: UnsafeMutablePointer<Float>, secondBlock: Int
     ) {
         let rowStride = wp * c, depth = k * c
         let entries = k * depth
+        let secondChannels = secondBlock == 0 ? 0 : lanes * 4  // bytes from a pixel's first block to its second
         var first = 0
         while first < entries {
-            let count = min(lanes, entries - first)
+            let count = min(6, entries - first)
             // Where entry (i, t) of this tile sits relative to the pixel: i rows down, t floats on.
             // Entries past the end read offset 0 and are not stored.
-            var offsets = KernelOffsets(repeating: 0)
+            var offsets = InlineArray<6, Int>(repeating: 0)
             for u in 0..<count { offsets[u] = (first + u) / depth * rowStride + (first + u) % depth }
             let raw = UnsafeMutableRawPointer(gradient + first * lanes)
-            // Two copies of the loop nest, each with its own accumulators: LLVM keeps a tile in
-            // registers only when nothing else shares its stack slot.
-            if count == lanes && first / depth == (first + lanes - 1) / depth {
-                // All L entries in one kernel row: consecutive floats after one start offset,
-                // addressed from one register instead of L.
-                var acc = KernelTile { u in raw.loadUnaligned(fromByteOffset: u &* (lanes &* 4), as: Vector.self) }
+            var acc = InlineArray<12, Vector>(repeating: Vector())
+            for u in 0..<count {
+                acc[u] = raw.loadUnaligned(fromByteOffset: u * lanes * 4, as: Vector.self)
+                acc[u + 6] = raw.loadUnaligned(fromByteOffset: (secondBlock + u * lanes) * 4, as: Vector.self)
+            }
+            // Two copies of the loop nest: LLVM keeps a tile in registers only when nothing else
+            // shares its stack slot.
+            if count == 6 && first / depth == (first + 5) / depth {
+                // All 6 entries in one kernel row: consecutive floats after one start offset,
+                // addressed from one register instead of 6.
                 let start = xp + offsets[0]
                 for y in 0..<ho {
                     let inputRow = start + y &* rowStride
                     let gradientRow = UnsafeRawPointer(dy + y &* gradientRowStride)
                     for x in 0..<wo {
-                        let d = gradientRow.loadUnaligned(fromByteOffset: x &* gradientPixelStride &* 4, as: Vector.self)
+                        let d = gradientRow + x &* gradientPixelStride &* 4
+                        let d0 = d.loadUnaligned(as: Vector.self), d1 = d.loadUnaligned(fromByteOffset: secondChannels, as: Vector.self)
                         let pixel = inputRow + x &* c
-                        for u in 0..<lanes { acc[u] = acc[u].fusedAdding(Vector(repeating: pixel[u]), d) }
+                        for u in 0..<6 {
+                            let s = Vector(repeating: pixel[u])
+                            acc[u] = acc[u].fusedAdding(s, d0)
+                            acc[u &+ 6] = acc[u &+ 6].fusedAdding(s, d1)
+                        }
                     }
                 }
-                for u in 0..<lanes { raw.storeBytes(of: acc[u], toByteOffset: u * lanes * 4, as: Vector.self) }
             } else {
-                var acc = KernelTile(repeating: Vector())
-                for u in 0..<count { acc[u] = raw.loadUnaligned(fromByteOffset: u * lanes * 4, as: Vector.self) }
                 for y in 0..<ho {
                     let inputRow = xp + y &* rowStride
                     let gradientRow = UnsafeRawPointer(dy + y &* gradientRowStride)
                     for x in 0..<wo {
-                        let d = gradientRow.loadUnaligned(fromByteOffset: x &* gradientPixelStride &* 4, as: Vector.self)
+                        let d = gradientRow + x &* gradientPixelStride &* 4
+                        let d0 = d.loadUnaligned(as: Vector.self), d1 = d.loadUnaligned(fromByteOffset: secondChannels, as: Vector.self)
                         let pixel = inputRow + x &* c
-                        for u in 0..<lanes { acc[u] = acc[u].fusedAdding(Vector(repeating: pixel[offsets[u]]), d) }
+                        for u in 0..<6 {
+                            let s = Vector(repeating: pixel[offsets[u]])
+                            acc[u] = acc[u].fusedAdding(s, d0)
+                            acc[u &+ 6] = acc[u &+ 6].fusedAdding(s, d1)
+                        }
                     }
                 }
-                for u in 0..<count { raw.storeBytes(of: acc[u], toByteOffset: u * lanes * 4, as: Vector.self) }
             }
-            first += lanes
+            for u in 0..<count {
+                raw.storeBytes(of: acc[u], toByteOffset: u * lanes * 4, as: Vector.self)
+                raw.storeBytes(of: acc[u + 6], toByteOffset: (secondBlock + u * lanes) * 4, as: Vector.self)
+            }
+            first += 6
         }
     }
 }

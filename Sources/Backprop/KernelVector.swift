@@ -13,16 +13,12 @@ import _CPUFeatures
 /// The manifest defines `BACKPROP_AVX512` when the build machine has AVX-512.
 #if BACKPROP_AVX512
 typealias KernelVector = SIMD16<Float>
-/// One accumulator per lane: a square tile of `KernelVector.scalarCount` vectors.
+/// One vector per lane: a square block of `KernelVector.scalarCount` vectors (a transpose's).
 typealias KernelTile = InlineArray<16, SIMD16<Float>>
-/// One offset per lane.
-typealias KernelOffsets = InlineArray<16, Int>
 #else
 typealias KernelVector = SIMD8<Float>
-/// One accumulator per lane: a square tile of `KernelVector.scalarCount` vectors.
+/// One vector per lane: a square block of `KernelVector.scalarCount` vectors (a transpose's).
 typealias KernelTile = InlineArray<8, SIMD8<Float>>
-/// One offset per lane.
-typealias KernelOffsets = InlineArray<8, Int>
 #endif
 
 extension SIMD where Scalar == Float {

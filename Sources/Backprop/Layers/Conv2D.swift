@@ -275,7 +275,7 @@ public final class Conv2D<Scalar: NetworkScalar>: Layer {
 
     /// The smallest output plane the automatic choice sends to the direct kernels (measured:
     /// BENCHMARKS.md, "Convolution paths").
-    static var directMinimumPixels: Int { 100 }
+    static var directMinimumPixels: Int { 49 }
 
     // MARK: The batched GEMM path (Float)
 
@@ -368,7 +368,7 @@ public final class Conv2D<Scalar: NetworkScalar>: Layer {
         let paddedCount = cin * hp * rowStride
         let groups = (n + Self.imagesPerGroup - 1) / Self.imagesPerGroup
         let padded = floats(patchScratch.reserve(groups * paddedCount))
-        let packed = floats(packedWeightScratch.reserve(weight.value.count))
+        let packed = floats(packedWeightScratch.reserve(DirectConvolution.packedPlaneWeightCount(outputs: cout, patchSize: g.patchSize)))
         let offsets = patchOffsets.table(channels: cin, kernelSize: k, paddedHeight: hp, rowStride: rowStride)
         weight.value.scalars.withUnsafeBufferPointer { w in
             DirectConvolution.packPlaneWeights(floats(w.baseAddress!), outputChannels: cout, inputChannels: cin, kernelSize: k,
@@ -413,7 +413,7 @@ public final class Conv2D<Scalar: NetworkScalar>: Layer {
         let partials = floats(partialScratch.reserve(groups * (weightCount + cout)))
         // Direct ∂X needs the input channels in whole vectors too; otherwise Wᵀ·∂Y and col2im.
         let directInputGradient = cin % lanes == 0
-        let flipped = floats(packedWeightScratch.reserve(weightCount))
+        let flipped = floats(packedWeightScratch.reserve(DirectConvolution.packedPlaneWeightCount(outputs: cin, patchSize: cout * k * k)))
         let dcolCount = directInputGradient || inputGradient == nil ? 0 : g.patchSize * ho * wo
         let dcols = floats(columnGradientScratch.reserve(max(groups * dcolCount, 1)))
         let offsets = gradientPatchOffsets.table(channels: cout, kernelSize: k, paddedHeight: hq, rowStride: gradientRowStride)
@@ -512,11 +512,13 @@ private struct DirectBackwardGroup: ParallelWork {
             DirectConvolution.padChannelsLast(x + image * inputStride, channels: cin, height: g.height, width: g.width,
                                               padding: p, into: xp)
             DirectConvolution.toChannelsLast(dyi, channels: cout, pixels: ho * wo, into: dyc)
-            for block in 0..<(cout / lanes) {
+            // Two blocks of L channels at a time; an odd last block pairs with itself.
+            let blocks = cout / lanes
+            for block in Swift.stride(from: 0, to: blocks, by: 2) {
                 DirectConvolution.accumulateWeightGradient(
                     xp, channels: cin, paddedWidth: g.width + 2 * p, kernelSize: k, outputHeight: ho, outputWidth: wo,
                     outputGradient: dyc + block * lanes, gradientPixelStride: cout, gradientRowStride: wo * cout,
-                    into: dw + block * lanes * g.patchSize)
+                    into: dw + block * lanes * g.patchSize, secondBlock: block + 1 < blocks ? lanes * g.patchSize : 0)
             }
             for o in 0..<cout { db[o] += sum(dyi + o * ho * wo, count: ho * wo) }
             guard let dx else { continue }
