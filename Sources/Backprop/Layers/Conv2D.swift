@@ -24,10 +24,15 @@ public final class Conv2D<Scalar: NetworkScalar>: Layer {
     public let kernelSize: Int, stride: Int, padding: Int
     /// `weight`: `[Cout, Cin, kh, kw]` (PyTorch's layout); `bias`: `[Cout]`.
     public let weight: Parameter<Scalar>, bias: Parameter<Scalar>
-    /// Images per work item. Fixed — not derived from the thread count — so that ∂W and ∂b,
-    /// summed image by image within a group and then group by group, come out bit-identical
-    /// however many threads run the groups.
-    static var imagesPerGroup: Int { 4 }
+    /// Images per work item for a batch of `n`: at least 4, and at most 16 groups, so that the
+    /// groups' partial `∂W` (one per group, e.g. 2.4 MB for 256→256 3x3 filters) stay few at
+    /// large batches. Derived from the batch size alone — never the thread count — so that ∂W
+    /// and ∂b, summed image by image within a group and then group by group, come out
+    /// bit-identical however many threads run the groups.
+    static func imagesPerGroup(batch n: Int) -> Int { max(4, (n + 15) / 16) }
+
+    /// The number of work items for a batch of `n`.
+    static func groupCount(batch n: Int) -> Int { (n + imagesPerGroup(batch: n) - 1) / imagesPerGroup(batch: n) }
     /// Each group's patch matrix (`[C·kh·kw, Ho·Wo]`), reused across steps.
     private let patchScratch = Scratch<Scalar>()
     /// Each group's `∂L/∂col`, reused.
@@ -151,7 +156,7 @@ public final class Conv2D<Scalar: NetworkScalar>: Layer {
         case .batchedGEMM: forwardBatched(input, g, into: &output); return
         case .automatic, .im2col: break
         }
-        let groups = (n + Self.imagesPerGroup - 1) / Self.imagesPerGroup
+        let groups = Self.groupCount(batch: n)
         let scratchSize = isPointwise ? 0 : k * spatial
         let columns = patchScratch.reserve(max(groups * scratchSize, 1))
         input.scalars.withUnsafeBufferPointer { x in
@@ -184,7 +189,7 @@ public final class Conv2D<Scalar: NetworkScalar>: Layer {
         let n = input.batchSize
         let (k, spatial) = (g.patchSize, g.outputHeight * g.outputWidth)
         let (inputStride, outputStride) = (inputChannels * g.height * g.width, outputChannels * spatial)
-        let groups = (n + Self.imagesPerGroup - 1) / Self.imagesPerGroup
+        let groups = Self.groupCount(batch: n)
         let scratchSize = isPointwise ? 0 : k * spatial
         let columns = patchScratch.reserve(max(groups * scratchSize, 1))
         let columnGradients = patchGradientScratch.reserve(max(groups * scratchSize, 1))
@@ -366,7 +371,7 @@ public final class Conv2D<Scalar: NetworkScalar>: Layer {
         let hp = g.height + 2 * p
         let rowStride = DirectConvolution.planeRowStride(outputWidth: g.outputWidth, kernelSize: k)
         let paddedCount = cin * hp * rowStride
-        let groups = (n + Self.imagesPerGroup - 1) / Self.imagesPerGroup
+        let groups = Self.groupCount(batch: n)
         let padded = floats(patchScratch.reserve(groups * paddedCount))
         let packed = floats(packedWeightScratch.reserve(DirectConvolution.packedPlaneWeightCount(outputs: cout, patchSize: g.patchSize)))
         let offsets = patchOffsets.table(channels: cin, kernelSize: k, paddedHeight: hp, rowStride: rowStride)
@@ -381,7 +386,7 @@ public final class Conv2D<Scalar: NetworkScalar>: Layer {
                         x: floats(x.baseAddress!), bias: floats(b.baseAddress!), y: floats(y.baseAddress!),
                         padded: padded, paddedCount: paddedCount, weights: packed, offsets: offsets, g: g, outputChannels: cout,
                         rowStride: rowStride,
-                        batch: n, imagesPerGroup: Self.imagesPerGroup)
+                        batch: n, imagesPerGroup: Self.imagesPerGroup(batch: n))
                     Parallel.forEach(groups, work)
                 }
             }
@@ -406,7 +411,7 @@ public final class Conv2D<Scalar: NetworkScalar>: Layer {
         let channelsLastCount = (g.height + 2 * p) * (g.width + 2 * p) * cin
         // Per group: ∂Y channels-last, then ∂Y's padded planes.
         let (gradientCount, gradientPlanesCount) = (ho * wo * cout, cout * hq * gradientRowStride)
-        let groups = (n + Self.imagesPerGroup - 1) / Self.imagesPerGroup
+        let groups = Self.groupCount(batch: n)
         let weightCount = weight.value.count
         let padded = floats(patchScratch.reserve(groups * channelsLastCount))
         let gradients = floats(patchGradientScratch.reserve(groups * (gradientCount + gradientPlanesCount)))
@@ -430,7 +435,7 @@ public final class Conv2D<Scalar: NetworkScalar>: Layer {
                         flipped: directInputGradient ? flipped : nil, columnGradients: dcols, offsets: offsets,
                         g: g, outputChannels: cout, gradientRowStride: gradientRowStride,
                         sizes: (channelsLastCount, gradientCount, gradientPlanesCount, dcolCount),
-                        batch: n, imagesPerGroup: Self.imagesPerGroup)
+                        batch: n, imagesPerGroup: Self.imagesPerGroup(batch: n))
                     Parallel.forEach(groups, work)
                 }
             }
@@ -451,7 +456,8 @@ public final class Conv2D<Scalar: NetworkScalar>: Layer {
     /// The images of one work item.
     @inline(__always)
     private func imageRange(of group: Int, batch: Int) -> Range<Int> {
-        group * Self.imagesPerGroup ..< min(batch, (group + 1) * Self.imagesPerGroup)
+        let size = Self.imagesPerGroup(batch: batch)
+        return group * size ..< min(batch, (group + 1) * size)
     }
 }
 
