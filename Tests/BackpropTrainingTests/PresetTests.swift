@@ -148,8 +148,11 @@ struct NetworkGradientCheckTests {
     /// of 4 with the data set's spread (preprocessed MNIST pixels have std ≈ 0.3, CIFAR-10's raw
     /// mean-subtracted bytes ≈ 60), random labels, h = 3e-5. A correct backward pass agrees to
     /// ~1e-8; a transposed weight gradient, a missing 1/N or a wrong pooling route is off by
-    /// order 1 — far above the 1e-6 bound.
-    @Test("backprop's gradients match central differences for every parameter tensor", arguments: Experiment.presetNames)
+    /// order 1 — far above the 1e-6 bound. cifar-fast is left out: its network is cifar-quick's
+    /// at four times the widths (the same layers, checked here in the same `Double` code), and
+    /// its check took four minutes of CI.
+    @Test("backprop's gradients match central differences for every parameter tensor",
+          arguments: Experiment.presetNames.filter { $0 != "cifar-fast" })
     func presetGradients(_ name: String) throws {
         let experiment = try preset(name)
         let seed: UInt64 = 1
