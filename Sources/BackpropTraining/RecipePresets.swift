@@ -60,35 +60,8 @@ extension Experiment {
     /// λ = 1.33e-3); label smoothing 0.2, alternating flips and ±2 px reflected translations, a
     /// moving average of the weights (0.98, warmed up); predictions average the image and its
     /// mirror.
-    static let cifarQuick = """
-        {
-          "name": "cifar-quick",
-          "dataset": "cifar10",
-          "input": [3, 32, 32],
-          "layers": [
-            {"type": "conv2d", "out_channels": 24, "kernel_size": 2, "padding": 0, "bias": false, "init": "whitening", "frozen": true},
-            {"type": "gelu"},
-            {"type": "conv2d", "out_channels": 32, "kernel_size": 3, "padding": 1, "bias": false, "init": "he_dirac", "init_scale": 0.408},
-            {"type": "maxpool2d"},
-            {"type": "batchnorm2d", "affine": "bias", "bias_lr_scale": 64, "eps": 1e-12, "momentum": 0.4}, {"type": "gelu"},
-            {"type": "conv2d", "out_channels": 32, "kernel_size": 3, "padding": 1, "bias": false, "init": "he_dirac", "init_scale": 0.408},
-            {"type": "batchnorm2d", "affine": "bias", "bias_lr_scale": 64, "eps": 1e-12, "momentum": 0.4}, {"type": "gelu"},
-            {"type": "conv2d", "out_channels": 64, "kernel_size": 3, "padding": 1, "bias": false, "init": "he_dirac", "init_scale": 0.408},
-            {"type": "maxpool2d"},
-            {"type": "batchnorm2d", "affine": "bias", "bias_lr_scale": 64, "eps": 1e-12, "momentum": 0.4}, {"type": "gelu"},
-            {"type": "conv2d", "out_channels": 64, "kernel_size": 3, "padding": 1, "bias": false, "init": "he_dirac", "init_scale": 0.408},
-            {"type": "batchnorm2d", "affine": "bias", "bias_lr_scale": 64, "eps": 1e-12, "momentum": 0.4}, {"type": "gelu"},
-            {"type": "conv2d", "out_channels": 64, "kernel_size": 3, "padding": 1, "bias": false, "init": "he_dirac", "init_scale": 0.408},
-            {"type": "maxpool2d"},
-            {"type": "batchnorm2d", "affine": "bias", "bias_lr_scale": 64, "eps": 1e-12, "momentum": 0.4}, {"type": "gelu"},
-            {"type": "conv2d", "out_channels": 64, "kernel_size": 3, "padding": 1, "bias": false, "init": "he_dirac", "init_scale": 0.408},
-            {"type": "batchnorm2d", "affine": "bias", "bias_lr_scale": 64, "eps": 1e-12, "momentum": 0.4}, {"type": "gelu"},
-            {"type": "global_maxpool2d"},
-            {"type": "dense", "out_features": 10, "bias": false, "init_scale": 0.408},
-            {"type": "scale", "factor": 0.1111111111111111},
-            {"type": "softmaxloss"}
-          ],
-          "training": {
+    static let cifarQuick = airbench(name: "cifar-quick", widths: (32, 64, 64), training: """
+          {
             "iterations": 586, "batch_size": 256, "train_size": 50000, "validation_size": 0,
             "optimizer": "sgd", "learning_rate": 0.375, "momentum": 0.85, "nesterov": true, "weight_decay": 0.0013333333,
             "schedule": "onecycle:pct_start=0.2,anneal_strategy=linear,div_factor=5,cycle_momentum=false",
@@ -96,8 +69,7 @@ extension Experiment {
             "test_time_augmentation": "flip",
             "validation_interval": 100000
           }
-        }
-        """
+        """)
 
     /// CIFAR-10 to 94 % within the hour: airbench94 (KellerJordan/cifar10-airbench) at full size —
     /// the network of `cifar-quick` at widths 64 / 256 / 256, 118 M multiply-adds per image — for
@@ -106,35 +78,8 @@ extension Experiment {
     /// of the steps, then down to 0.07·α), and test-time augmentation over the image, its mirror
     /// and their diagonal 1-pixel moves. airbench's Lookahead is replaced by the moving average of
     /// the weights (0.98, warmed up), and its whitening bias stays frozen.
-    static let cifarFast = """
-        {
-          "name": "cifar-fast",
-          "dataset": "cifar10",
-          "input": [3, 32, 32],
-          "layers": [
-            {"type": "conv2d", "out_channels": 24, "kernel_size": 2, "padding": 0, "bias": false, "init": "whitening", "frozen": true},
-            {"type": "gelu"},
-            {"type": "conv2d", "out_channels": 64, "kernel_size": 3, "padding": 1, "bias": false, "init": "he_dirac", "init_scale": 0.408},
-            {"type": "maxpool2d"},
-            {"type": "batchnorm2d", "affine": "bias", "bias_lr_scale": 64, "eps": 1e-12, "momentum": 0.4}, {"type": "gelu"},
-            {"type": "conv2d", "out_channels": 64, "kernel_size": 3, "padding": 1, "bias": false, "init": "he_dirac", "init_scale": 0.408},
-            {"type": "batchnorm2d", "affine": "bias", "bias_lr_scale": 64, "eps": 1e-12, "momentum": 0.4}, {"type": "gelu"},
-            {"type": "conv2d", "out_channels": 256, "kernel_size": 3, "padding": 1, "bias": false, "init": "he_dirac", "init_scale": 0.408},
-            {"type": "maxpool2d"},
-            {"type": "batchnorm2d", "affine": "bias", "bias_lr_scale": 64, "eps": 1e-12, "momentum": 0.4}, {"type": "gelu"},
-            {"type": "conv2d", "out_channels": 256, "kernel_size": 3, "padding": 1, "bias": false, "init": "he_dirac", "init_scale": 0.408},
-            {"type": "batchnorm2d", "affine": "bias", "bias_lr_scale": 64, "eps": 1e-12, "momentum": 0.4}, {"type": "gelu"},
-            {"type": "conv2d", "out_channels": 256, "kernel_size": 3, "padding": 1, "bias": false, "init": "he_dirac", "init_scale": 0.408},
-            {"type": "maxpool2d"},
-            {"type": "batchnorm2d", "affine": "bias", "bias_lr_scale": 64, "eps": 1e-12, "momentum": 0.4}, {"type": "gelu"},
-            {"type": "conv2d", "out_channels": 256, "kernel_size": 3, "padding": 1, "bias": false, "init": "he_dirac", "init_scale": 0.408},
-            {"type": "batchnorm2d", "affine": "bias", "bias_lr_scale": 64, "eps": 1e-12, "momentum": 0.4}, {"type": "gelu"},
-            {"type": "global_maxpool2d"},
-            {"type": "dense", "out_features": 10, "bias": false, "init_scale": 0.408},
-            {"type": "scale", "factor": 0.1111111111111111},
-            {"type": "softmaxloss"}
-          ],
-          "training": {
+    static let cifarFast = airbench(name: "cifar-fast", widths: (64, 256, 256), training: """
+          {
             "iterations": 484, "batch_size": 1024, "train_size": 50000, "validation_size": 0,
             "optimizer": "sgd", "learning_rate": 1.5, "momentum": 0.85, "nesterov": true, "weight_decay": 0.0013333333,
             "schedule": "onecycle:pct_start=0.23,anneal_strategy=linear,div_factor=5,final_div_factor=2.857,cycle_momentum=false",
@@ -142,6 +87,34 @@ extension Experiment {
             "test_time_augmentation": "flip,translate:1",
             "validation_interval": 100000
           }
+        """)
+
+    /// airbench94's network (see `cifarQuick`) at `widths`, as a CIFAR-10 spec with `training`
+    /// (a JSON object) as its training settings.
+    static func airbench(name: String, widths: (Int, Int, Int), training: String) -> String {
+        let conv = { (width: Int) in
+            #"{"type": "conv2d", "out_channels": \#(width), "kernel_size": 3, "padding": 1, "bias": false, "init": "he_dirac", "init_scale": 0.408},"#
         }
-        """
+        let norm = #"{"type": "batchnorm2d", "affine": "bias", "bias_lr_scale": 64, "eps": 1e-12, "momentum": 0.4}, {"type": "gelu"},"#
+        let groups = [widths.0, widths.1, widths.2].map { width in
+            [conv(width), #"{"type": "maxpool2d"},"#, norm, conv(width), norm].map { "    " + $0 }.joined(separator: "\n")
+        }
+        return """
+            {
+              "name": "\(name)",
+              "dataset": "cifar10",
+              "input": [3, 32, 32],
+              "layers": [
+                {"type": "conv2d", "out_channels": 24, "kernel_size": 2, "padding": 0, "bias": false, "init": "whitening", "frozen": true},
+                {"type": "gelu"},
+            \(groups.joined(separator: "\n"))
+                {"type": "global_maxpool2d"},
+                {"type": "dense", "out_features": 10, "bias": false, "init_scale": 0.408},
+                {"type": "scale", "factor": 0.1111111111111111},
+                {"type": "softmaxloss"}
+              ],
+              "training": \(training.trimmingCharacters(in: .whitespacesAndNewlines))
+            }
+            """
+    }
 }
