@@ -164,7 +164,8 @@ enum DirectConvolution {
 
     /// Copies one NCHW image `x: [C][H][W]` into zero-bordered planes `xp: [C][Hp][rowStride]`
     /// (`planeRowStride`): `p` zero columns, the row, then zeros to the end of the row, so that a
-    /// L-pixel tile hanging over the right edge reads zeros, never the next row.
+    /// L-pixel tile hanging over the right edge reads zeros, never the next row; then
+    /// `planeSlack` zeros (`paddedPlanesCount` floats in all).
     static func padPlanes(
         _ x: UnsafePointer<Float>, channels: Int, height: Int, width: Int, padding: Int, rowStride: Int,
         into xp: UnsafeMutablePointer<Float>
@@ -181,11 +182,21 @@ enum DirectConvolution {
             }
             (plane + (height + padding) * rowStride).update(repeating: 0, count: padding * rowStride)
         }
+        (xp + channels * hp * rowStride).update(repeating: 0, count: planeSlack)
     }
 
     /// The row stride of `padPlanes`'s planes for a `k`-wide kernel and `wo` output columns:
     /// room for a whole tile starting at any tile position.
-    static func planeRowStride(outputWidth wo: Int, kernelSize k: Int) -> Int { max(wo, lanes) + k - 1 }
+    /// Narrow rows (`wo < L`) need only the padded row, `Wp = wo + k − 1`: their tiles run across
+    /// row ends (`convolvePlanes`).
+    static func planeRowStride(outputWidth wo: Int, kernelSize k: Int) -> Int { (wo < lanes ? wo : max(wo, lanes)) + k - 1 }
+
+    /// The zeros `padPlanes` writes after the planes: a narrow-row tile that starts at the last
+    /// output pixel reads up to 2L floats past the planes.
+    static let planeSlack = 2 * lanes
+
+    /// The floats `padPlanes` writes: `C` planes of `Hp` rows, then `planeSlack`.
+    static func paddedPlanesCount(channels: Int, paddedHeight hp: Int, rowStride: Int) -> Int { channels * hp * rowStride + planeSlack }
 
     /// Output channels per block of `convolvePlanes`: its tile is 6 channels × 2 rows of L
     /// pixels, 12 accumulators; with the two input vectors and a broadcast, 15 of AVX2's 16
@@ -244,16 +255,21 @@ enum DirectConvolution {
     /// Convolves one image held as padded planes (`padPlanes`) and writes the NCHW output
     /// `y: [Cout][Ho][Wo]` (overwriting it).
     ///
-    /// The register tile is 6 output channels × 2 rows × L consecutive pixels (pixels in the
-    /// lanes): each patch entry `e = (c, i, j)` loads an input vector from each of the two rows
-    /// and broadcasts 6 weights, 12 multiply-adds for 8 loads,
-    /// `acc[o][r] += W[o][e] · xp[c][y + r + i][x0 + j ..< x0 + j + L]`. A row's last tile is
-    /// moved left to end at the row's end, and an odd last row pairs with the row above it (their
-    /// overlap is computed twice, identically); rows narrower than a tile store only their
-    /// pixels. Each output is its bias plus the entries' products in entry order, whatever tile it
-    /// falls in.
+    /// The register tile is 6 output channels × 2 vectors of L output pixels (pixels in the
+    /// lanes): each patch entry `e = (c, i, j)` loads the two input vectors and broadcasts 6
+    /// weights, 12 multiply-adds for 8 loads, `acc[o][v] += W[o][e] · xp[c][pixels of v + (i, j)]`.
+    /// Each output is its bias plus the entries' products in entry order, whatever tile it falls
+    /// in, so the two ways of placing the vectors give the same bits:
+    /// - **Wide rows** (`Wo ≥ L`): the vectors are L consecutive pixels of two adjacent rows. A
+    ///   row's last tile is moved left to end at the row's end, and an odd last row pairs with
+    ///   the row above it (their overlap is computed twice, identically).
+    /// - **Narrow rows** (`Wo < L`, e.g. 7x7 planes with AVX-512's 16 lanes): a vector of one row
+    ///   would leave most lanes idle, so the vectors run over the planes' flat index
+    ///   `f = y·rowStride + x` (`rowStride` = `Wp`, `planeRowStride`), 2L consecutive positions a
+    ///   tile, across row ends; lanes with `x ≥ Wo` (the border columns) are computed and dropped.
     /// - Parameters:
-    ///   - xp: `[C][Hp][rowStride]`, `C·kh·kw` entries located by `offsets` (`patchOffsets`).
+    ///   - xp: `[C][Hp][rowStride]`, `C·kh·kw` entries located by `offsets` (`patchOffsets`),
+    ///     followed by `planeSlack` floats.
     ///   - weights: `packPlaneWeights`'s layout, `[⌈Cout/6⌉][C·kh·kw][6]`.
     ///   - bias: `[Cout]`, or nil for none.
     static func convolvePlanes(
@@ -263,51 +279,78 @@ enum DirectConvolution {
         into y: UnsafeMutablePointer<Float>
     ) {
         let planeSize = ho * wo, b = blockChannels
-        // With a single row, the second row of the tile reads the first again and is not stored.
-        let secondRow = ho >= 2 ? rowStride : 0
         for block in 0..<channelBlocks(outputChannels) {
             let channels = min(b, outputChannels - block * b)
             let blockWeights = weights + block * patchSize * b
+            let blockBias = bias.map { $0 + block * b }
             let outputPlanes = y + block * b * planeSize
-            var row = 0
-            while row < ho {
-                let top = max(0, min(row, ho - 2))
-                var x0 = 0
-                while x0 < wo {
-                    let start = wo >= lanes ? min(x0, wo - lanes) : 0
-                    let first = xp + top * rowStride + start
-                    // Every output channel starts at its bias; acc[q] is row `top`, acc[6 + q] the next.
-                    var acc = InlineArray<12, Vector>(repeating: Vector())
-                    if let bias {
-                        for q in 0..<channels { acc[q] = Vector(repeating: bias[block * b + q]); acc[q &+ 6] = acc[q] }
-                    }
-                    // Wrapping arithmetic inside the loop: overflow checks would keep the tile out of registers.
-                    for e in 0..<patchSize {
-                        let upper = UnsafeRawPointer(first + offsets[e])
-                        let x = upper.loadUnaligned(as: Vector.self)
-                        let z = upper.loadUnaligned(fromByteOffset: secondRow &* 4, as: Vector.self)
-                        let w = blockWeights + e &* 6
-                        for q in 0..<6 {
-                            let s = Vector(repeating: w[q])
-                            acc[q] = acc[q].fusedAdding(s, x)
-                            acc[q &+ 6] = acc[q &+ 6].fusedAdding(s, z)
+            if wo < lanes {
+                // Narrow rows; lane l of vector v is flat position `position + v·L + l`.
+                let positions = (ho - 1) * rowStride + wo
+                var position = 0
+                while position < positions {
+                    let acc = planeTile(xp + position, second: lanes, offsets: offsets, patchSize: patchSize,
+                                        weights: blockWeights, bias: blockBias, channels: channels)
+                    var (y, x) = (position / rowStride, position % rowStride)
+                    for lane in 0..<(2 * lanes) where y < ho {
+                        if x < wo {
+                            let (v, l) = (lane / lanes, lane % lanes)
+                            for q in 0..<channels { outputPlanes[q * planeSize + y * wo + x] = acc[q &+ 6 &* v][l] }
                         }
+                        x += 1
+                        if x == rowStride { (y, x) = (y + 1, 0) }
                     }
-                    for r in 0..<min(2, ho) {
-                        let outputRow = outputPlanes + (top + r) * wo + start
-                        if wo >= lanes {
+                    position += 2 * lanes
+                }
+            } else {
+                // Wide rows; with a single row, the second vector reads row 0 again and is not stored.
+                var row = 0
+                while row < ho {
+                    let top = max(0, min(row, ho - 2))
+                    var x0 = 0
+                    while x0 < wo {
+                        let start = min(x0, wo - lanes)
+                        let acc = planeTile(xp + top * rowStride + start, second: ho >= 2 ? rowStride : 0, offsets: offsets,
+                                            patchSize: patchSize, weights: blockWeights, bias: blockBias, channels: channels)
+                        for r in 0..<min(2, ho) {
+                            let outputRow = outputPlanes + (top + r) * wo + start
                             for q in 0..<channels {
                                 UnsafeMutableRawPointer(outputRow + q * planeSize).storeBytes(of: acc[q &+ 6 &* r], as: Vector.self)
                             }
-                        } else {
-                            for q in 0..<channels { for p in 0..<wo { outputRow[q * planeSize + p] = acc[q &+ 6 &* r][p] } }
                         }
+                        x0 += lanes
                     }
-                    x0 += lanes
+                    row += 2
                 }
-                row += 2
             }
         }
+    }
+
+    /// One tile of `convolvePlanes`: 6 output channels × the vectors at `first` and `second`
+    /// floats after it, each its bias (or 0) plus `Σ_e W[o][e] · xp[first + offsets[e] ...]` in
+    /// entry order; `acc[q]` is channel q's first vector, `acc[6 + q]` its second.
+    @inline(__always)
+    private static func planeTile(
+        _ first: UnsafePointer<Float>, second: Int, offsets: UnsafePointer<Int>, patchSize: Int,
+        weights: UnsafePointer<Float>, bias: UnsafePointer<Float>?, channels: Int
+    ) -> InlineArray<12, Vector> {
+        var acc = InlineArray<12, Vector>(repeating: Vector())
+        if let bias {
+            for q in 0..<channels { acc[q] = Vector(repeating: bias[q]); acc[q &+ 6] = acc[q] }
+        }
+        // Wrapping arithmetic inside the loop: overflow checks would keep the tile out of registers.
+        for e in 0..<patchSize {
+            let upper = UnsafeRawPointer(first + offsets[e])
+            let x = upper.loadUnaligned(as: Vector.self)
+            let z = upper.loadUnaligned(fromByteOffset: second &* 4, as: Vector.self)
+            let w = weights + e &* 6
+            for q in 0..<6 {
+                let s = Vector(repeating: w[q])
+                acc[q] = acc[q].fusedAdding(s, x)
+                acc[q &+ 6] = acc[q &+ 6].fusedAdding(s, z)
+            }
+        }
+        return acc
     }
 
     /// Adds one image's weight gradient into `gradient` for two blocks of L output channels

@@ -5,15 +5,17 @@ import Testing
 
 /// The direct convolution (`Float`, stride 1, output channels in whole kernel vectors: 16s with
 /// AVX-512, 8s with AVX2) against the gradient-checked im2col path run in `Double` on the same
-/// weights: output, `∂W`, `∂b` and `∂X`, over odd sizes (rows shorter and longer than the 8- or
-/// 16-pixel tile, ragged last tiles), input channels that do and do not fill vectors (the latter
-/// take col2im for `∂X`), and 1x1 kernels. 24 and 8 channels take the direct path only with
-/// 8-float vectors; with 16 they check the fallback.
+/// weights: output, `∂W`, `∂b` and `∂X`, over odd sizes (rows shorter than the 8- or 16-pixel
+/// vector, whose tiles run across row ends, and longer ones with ragged last tiles; narrow planes
+/// of one row, of one tile and of several), input channels that do and do not fill vectors (`∂X`
+/// is a direct convolution with the input channels as its outputs either way), and 1x1 kernels.
+/// 24 and 8 output channels take the direct path only with 8-float vectors.
 @Suite struct DirectConvolutionTests {
     @Test(arguments: [
         (1, 16, 5, 2, 28, 28), (16, 16, 5, 2, 14, 14), (3, 16, 5, 2, 32, 32), (16, 16, 3, 1, 16, 16),
         (5, 32, 3, 0, 9, 21), (32, 16, 3, 2, 7, 5), (16, 32, 1, 0, 6, 17), (2, 16, 4, 3, 3, 19), (16, 16, 5, 2, 1, 1),
         (24, 24, 3, 1, 7, 7), (8, 8, 3, 1, 3, 3), (24, 8, 3, 1, 15, 15),
+        (16, 16, 3, 1, 20, 5), (7, 32, 3, 1, 13, 11), (24, 16, 3, 1, 7, 7), (16, 16, 3, 1, 3, 3),
     ])
     func matchesTheIm2colPath(inputChannels: Int, outputChannels: Int, kernel: Int, padding: Int, height: Int, width: Int) {
         for path in [ConvolutionPath.direct, .batchedGEMM] {

@@ -41,8 +41,6 @@ public final class Conv2D<Scalar: NetworkScalar>: Layer {
     private let partialScratch = Scratch<Scalar>()
     /// The direct path's packed weights: the forward kernel's, then the input gradient's.
     private let packedWeightScratch = Scratch<Scalar>()
-    /// The direct path's `∂L/∂col` when the input channels do not fill vectors.
-    private let columnGradientScratch = Scratch<Scalar>()
     /// Where the direct path's patch entries sit in padded input planes, and in padded `∂Y` planes.
     private let patchOffsets = PatchOffsetTable(), gradientPatchOffsets = PatchOffsetTable()
     /// Which kernels compute a `Float` pass (`.automatic` picks by shape; tests force each path
@@ -370,7 +368,7 @@ public final class Conv2D<Scalar: NetworkScalar>: Layer {
         let (cin, cout, k, p) = (inputChannels, outputChannels, kernelSize, padding)
         let hp = g.height + 2 * p
         let rowStride = DirectConvolution.planeRowStride(outputWidth: g.outputWidth, kernelSize: k)
-        let paddedCount = cin * hp * rowStride
+        let paddedCount = DirectConvolution.paddedPlanesCount(channels: cin, paddedHeight: hp, rowStride: rowStride)
         let groups = Self.groupCount(batch: n)
         let padded = floats(patchScratch.reserve(groups * paddedCount))
         let packed = floats(packedWeightScratch.reserve(DirectConvolution.packedPlaneWeightCount(outputs: cout, patchSize: g.patchSize)))
@@ -403,38 +401,34 @@ public final class Conv2D<Scalar: NetworkScalar>: Layer {
         _ input: Tensor<Scalar>, _ g: ConvolutionGeometry, outputGradient: Tensor<Scalar>, inputGradient: UnsafeMutablePointer<Scalar>?
     ) {
         let n = input.batchSize
-        let (cin, cout, k, p, lanes) = (inputChannels, outputChannels, kernelSize, padding, DirectConvolution.lanes)
+        let (cin, cout, k, p) = (inputChannels, outputChannels, kernelSize, padding)
         let (ho, wo) = (g.outputHeight, g.outputWidth)
         let q = k - 1 - p  // the input-gradient convolution's padding
         let hq = ho + 2 * q
         let gradientRowStride = DirectConvolution.planeRowStride(outputWidth: g.width, kernelSize: k)
         let channelsLastCount = (g.height + 2 * p) * (g.width + 2 * p) * cin
         // Per group: ∂Y channels-last, then ∂Y's padded planes.
-        let (gradientCount, gradientPlanesCount) = (ho * wo * cout, cout * hq * gradientRowStride)
+        let (gradientCount, gradientPlanesCount) = (ho * wo * cout, DirectConvolution.paddedPlanesCount(channels: cout, paddedHeight: hq, rowStride: gradientRowStride))
         let groups = Self.groupCount(batch: n)
         let weightCount = weight.value.count
         let padded = floats(patchScratch.reserve(groups * channelsLastCount))
         let gradients = floats(patchGradientScratch.reserve(groups * (gradientCount + gradientPlanesCount)))
         let partials = floats(partialScratch.reserve(groups * (weightCount + cout)))
-        // Direct ∂X needs the input channels in whole vectors too; otherwise Wᵀ·∂Y and col2im.
-        let directInputGradient = cin % lanes == 0
         let flipped = floats(packedWeightScratch.reserve(DirectConvolution.packedPlaneWeightCount(outputs: cin, patchSize: cout * k * k)))
-        let dcolCount = directInputGradient || inputGradient == nil ? 0 : g.patchSize * ho * wo
-        let dcols = floats(columnGradientScratch.reserve(max(groups * dcolCount, 1)))
         let offsets = gradientPatchOffsets.table(channels: cout, kernelSize: k, paddedHeight: hq, rowStride: gradientRowStride)
         weight.value.scalars.withUnsafeBufferPointer { w in
-            if directInputGradient {
+            if inputGradient != nil {
                 DirectConvolution.packPlaneWeights(floats(w.baseAddress!), outputChannels: cout, inputChannels: cin, kernelSize: k,
                                                    flippedForInputGradient: true, into: flipped)
             }
             input.scalars.withUnsafeBufferPointer { x in
                 outputGradient.scalars.withUnsafeBufferPointer { dy in
                     let work = DirectBackwardGroup(
-                        x: floats(x.baseAddress!), dy: floats(dy.baseAddress!), w: floats(w.baseAddress!),
+                        x: floats(x.baseAddress!), dy: floats(dy.baseAddress!),
                         dx: inputGradient.map(floats), padded: padded, gradients: gradients, partials: partials,
-                        flipped: directInputGradient ? flipped : nil, columnGradients: dcols, offsets: offsets,
+                        flipped: flipped, offsets: offsets,
                         g: g, outputChannels: cout, gradientRowStride: gradientRowStride,
-                        sizes: (channelsLastCount, gradientCount, gradientPlanesCount, dcolCount),
+                        sizes: (channelsLastCount, gradientCount, gradientPlanesCount),
                         batch: n, imagesPerGroup: Self.imagesPerGroup(batch: n))
                     Parallel.forEach(groups, work)
                 }
@@ -486,20 +480,18 @@ private struct DirectForwardGroup: ParallelWork {
 /// One group of images of the direct backward pass: its partial `∂W`, `∂b` (packed, zeroed
 /// here) and each image's `∂X`.
 private struct DirectBackwardGroup: ParallelWork {
-    let x: UnsafePointer<Float>, dy: UnsafePointer<Float>, w: UnsafePointer<Float>
+    let x: UnsafePointer<Float>, dy: UnsafePointer<Float>
     /// `∂X`, or nil when the caller does not want it.
     let dx: UnsafeMutablePointer<Float>?
     /// Per group: the channels-last padded input; `∂Y` channels-last then as padded planes;
-    /// the packed partial `∂W` then `∂b`; `∂col` for the col2im fallback.
+    /// the packed partial `∂W` then `∂b`.
     let padded: UnsafeMutablePointer<Float>, gradients: UnsafeMutablePointer<Float>, partials: UnsafeMutablePointer<Float>
-    /// The flipped kernel for a direct `∂X`, or nil for `Wᵀ·∂Y` and col2im.
-    let flipped: UnsafePointer<Float>?
-    let columnGradients: UnsafeMutablePointer<Float>
+    /// The kernel of the `∂X` convolution (`packPlaneWeights`, flipped), when `dx` is wanted.
+    let flipped: UnsafePointer<Float>
     let offsets: UnsafePointer<Int>
     let g: ConvolutionGeometry, outputChannels: Int, gradientRowStride: Int
-    /// Each group's share of `padded`, of `gradients` (channels-last, then planes) and of
-    /// `columnGradients`.
-    let sizes: (padded: Int, gradient: Int, gradientPlanes: Int, columnGradient: Int)
+    /// Each group's share of `padded` and of `gradients` (channels-last, then planes).
+    let sizes: (padded: Int, gradient: Int, gradientPlanes: Int)
     let batch: Int, imagesPerGroup: Int
 
     func callAsFunction(_ group: Int) {
@@ -528,20 +520,11 @@ private struct DirectBackwardGroup: ParallelWork {
             }
             for o in 0..<cout { db[o] += sum(dyi + o * ho * wo, count: ho * wo) }
             guard let dx else { continue }
-            let dxi = dx + image * inputStride
-            if let flipped {
-                DirectConvolution.padPlanes(dyi, channels: cout, height: ho, width: wo, padding: q,
-                                            rowStride: gradientRowStride, into: dyp)
-                DirectConvolution.convolvePlanes(dyp, rowStride: gradientRowStride, offsets: offsets, patchSize: cout * k * k,
-                                                 outputHeight: g.height, outputWidth: g.width, weights: flipped,
-                                                 outputChannels: cin, bias: nil, into: dxi)
-            } else {
-                let dcol = columnGradients + group * sizes.columnGradient
-                Float.gemm(transposeA: true, transposeB: false, m: g.patchSize, n: ho * wo, k: cout,
-                           a: w, lda: g.patchSize, b: dyi, ldb: ho * wo, c: dcol, ldc: ho * wo, accumulate: false)
-                dxi.update(repeating: 0, count: inputStride)
-                col2im(dcol, g, into: dxi)
-            }
+            DirectConvolution.padPlanes(dyi, channels: cout, height: ho, width: wo, padding: q,
+                                        rowStride: gradientRowStride, into: dyp)
+            DirectConvolution.convolvePlanes(dyp, rowStride: gradientRowStride, offsets: offsets, patchSize: cout * k * k,
+                                             outputHeight: g.height, outputWidth: g.width, weights: flipped,
+                                             outputChannels: cin, bias: nil, into: dx + image * inputStride)
         }
     }
 }
