@@ -10,7 +10,7 @@ import Foundation
 ///            ∂L/∂x = ∂L/∂y · (½(1 + t) + ½x·(1 − t²)·√(2/π)·(1 + 3·0.044715·x²))
 /// ```
 /// In `Double` each value is computed with the C library's `erf`, `exp` and `tanh`: the
-/// reference. In `Float` eight values at a time with `FastGELU`'s vector `erf` (a rational
+/// reference. In `Float` a vector of values at a time with `FastGELU`'s vector `erf` (a rational
 /// approximation) and `exp` (range reduction and a polynomial), which agree with the reference
 /// to about 1e-7 (the test `GELU's Float kernel matches the Double reference` holds them
 /// together); chunks run in parallel. The backward pass reads the saved input.
@@ -92,8 +92,10 @@ enum GELUReference {
 }
 
 /// GELU's `Float` kernel: one chunk of `y = gelu(x)` or, given `gradient`, of
-/// `y = gradient · gelu′(x)`, eight lanes at a time (a short tail is padded into one vector).
+/// `y = gradient · gelu′(x)`, a vector at a time (a short tail is padded into one vector).
 struct FastGELU: ParallelWork {
+    /// `KernelVector`: 16 lanes with AVX-512, 8 otherwise; each lane's arithmetic is the same.
+    typealias Vector = KernelVector
     let x: UnsafePointer<Float>, gradient: UnsafePointer<Float>?, y: UnsafeMutablePointer<Float>
     let count: Int, tanhForm: Bool
     /// Elements per work item: large enough to amortize handing it to a thread.
@@ -106,15 +108,16 @@ struct FastGELU: ParallelWork {
     func callAsFunction(_ part: Int) {
         let end = min(count, (part + 1) * Self.chunk)
         var i = part * Self.chunk
-        while i + 8 <= end {
-            let v = UnsafeRawPointer(x + i).loadUnaligned(as: SIMD8<Float>.self)
+        let lanes = Vector.scalarCount
+        while i + lanes <= end {
+            let v = UnsafeRawPointer(x + i).loadUnaligned(as: Vector.self)
             var result = Self.evaluate(v, tanhForm: tanhForm, derivative: gradient != nil)
-            if let gradient { result *= UnsafeRawPointer(gradient + i).loadUnaligned(as: SIMD8<Float>.self) }
-            UnsafeMutableRawPointer(y + i).storeBytes(of: result, as: SIMD8<Float>.self)
-            i += 8
+            if let gradient { result *= UnsafeRawPointer(gradient + i).loadUnaligned(as: Vector.self) }
+            UnsafeMutableRawPointer(y + i).storeBytes(of: result, as: Vector.self)
+            i += lanes
         }
         guard i < end else { return }
-        var v = SIMD8<Float>(repeating: 0), g = SIMD8<Float>(repeating: 1)
+        var v = Vector(repeating: 0), g = Vector(repeating: 1)
         for lane in 0..<(end - i) {
             v[lane] = x[i + lane]
             if let gradient { g[lane] = gradient[i + lane] }
@@ -125,47 +128,47 @@ struct FastGELU: ParallelWork {
 
     /// `gelu(x)` or `gelu′(x)`, lane by lane.
     @inline(__always)
-    static func evaluate(_ x: SIMD8<Float>, tanhForm: Bool, derivative: Bool) -> SIMD8<Float> {
-        let half = SIMD8<Float>(repeating: 0.5)
+    static func evaluate(_ x: Vector, tanhForm: Bool, derivative: Bool) -> Vector {
+        let half = Vector(repeating: 0.5)
         if tanhForm {
             // With E = e^{2u} and s = 1/(1 + E):  1 + t = 2E·s  and  1 − t² = 4E·s², which keep
             // their relative precision where t is near ±1 (1 − t² itself would cancel). 2u is
             // clamped to ±80, where t is ±1 in Float and E·s stays a normal number.
-            let sqrt2OverPi = SIMD8<Float>(repeating: Float(GELUReference.sqrt2OverPi))
-            let cubic = SIMD8<Float>(repeating: Float(GELUReference.cubic))
-            let one = SIMD8<Float>(repeating: 1)
-            let x2: SIMD8<Float> = x * x
-            let u: SIMD8<Float> = sqrt2OverPi * x * (one + cubic * x2)
-            let e: SIMD8<Float> = exp(pointwiseMin(pointwiseMax(u + u, SIMD8(repeating: -80)), SIMD8(repeating: 80)))
-            let s: SIMD8<Float> = one / (one + e)
-            let es: SIMD8<Float> = e * s
+            let sqrt2OverPi = Vector(repeating: Float(GELUReference.sqrt2OverPi))
+            let cubic = Vector(repeating: Float(GELUReference.cubic))
+            let one = Vector(repeating: 1)
+            let x2: Vector = x * x
+            let u: Vector = sqrt2OverPi * x * (one + cubic * x2)
+            let e: Vector = exp(pointwiseMin(pointwiseMax(u + u, Vector(repeating: -80)), Vector(repeating: 80)))
+            let s: Vector = one / (one + e)
+            let es: Vector = e * s
             if !derivative { return x * es }                 // x/2 · (1 + t)
-            let du: SIMD8<Float> = sqrt2OverPi * (one + 3 * cubic * x2)
+            let du: Vector = sqrt2OverPi * (one + 3 * cubic * x2)
             return es + 2 * x * es * s * du                  // ½(1 + t) + ½x·(1 − t²)·du
         }
-        let erfTerm: SIMD8<Float> = erf(x * Float(GELUReference.inverseSqrt2))
-        let cdf: SIMD8<Float> = half * (1 + erfTerm)
+        let erfTerm: Vector = erf(x * Float(GELUReference.inverseSqrt2))
+        let cdf: Vector = half * (1 + erfTerm)
         if !derivative { return x * cdf }
-        let density: SIMD8<Float> = exp(-half * x * x) * Float(GELUReference.inverseSqrt2Pi)
+        let density: Vector = exp(-half * x * x) * Float(GELUReference.inverseSqrt2Pi)
         return cdf + x * density
     }
 
     /// `erf(x)`: a rational approximation `x·P(x²)/Q(x²)` on `[−4, 4]` (outside it erf is ±1 in
     /// `Float`), Eigen's `generic_fast_erf_float`; absolute error about 1e-7.
     @inline(__always)
-    static func erf(_ a: SIMD8<Float>) -> SIMD8<Float> {
-        let x = pointwiseMin(pointwiseMax(a, SIMD8(repeating: -4)), SIMD8(repeating: 4))
+    static func erf(_ a: Vector) -> Vector {
+        let x = pointwiseMin(pointwiseMax(a, Vector(repeating: -4)), Vector(repeating: 4))
         let x2 = x * x
-        var p = x2 * SIMD8(repeating: -2.72614225801306e-10) + SIMD8(repeating: 2.77068142495902e-08)
-        p = x2 * p + SIMD8(repeating: -2.10102402082508e-06)
-        p = x2 * p + SIMD8(repeating: -5.69250639462346e-05)
-        p = x2 * p + SIMD8(repeating: -7.34990630326855e-04)
-        p = x2 * p + SIMD8(repeating: -2.95459980854025e-03)
-        p = x2 * p + SIMD8(repeating: -1.60960333262415e-02)
-        var q = x2 * SIMD8(repeating: -1.45660718464996e-05) + SIMD8(repeating: -2.13374055278905e-04)
-        q = x2 * q + SIMD8(repeating: -1.68282697438203e-03)
-        q = x2 * q + SIMD8(repeating: -7.37332916720468e-03)
-        q = x2 * q + SIMD8(repeating: -1.42647390514189e-02)
+        var p = x2 * Vector(repeating: -2.72614225801306e-10) + Vector(repeating: 2.77068142495902e-08)
+        p = x2 * p + Vector(repeating: -2.10102402082508e-06)
+        p = x2 * p + Vector(repeating: -5.69250639462346e-05)
+        p = x2 * p + Vector(repeating: -7.34990630326855e-04)
+        p = x2 * p + Vector(repeating: -2.95459980854025e-03)
+        p = x2 * p + Vector(repeating: -1.60960333262415e-02)
+        var q = x2 * Vector(repeating: -1.45660718464996e-05) + Vector(repeating: -2.13374055278905e-04)
+        q = x2 * q + Vector(repeating: -1.68282697438203e-03)
+        q = x2 * q + Vector(repeating: -7.37332916720468e-03)
+        q = x2 * q + Vector(repeating: -1.42647390514189e-02)
         return x * p / q
     }
 
@@ -173,23 +176,23 @@ struct FastGELU: ParallelWork {
     /// then `2ⁿ` put into the exponent bits. Inputs are clamped to `[−87.3, 88]` (the finite,
     /// normal results); error about 1 ulp.
     @inline(__always)
-    static func exp(_ a: SIMD8<Float>) -> SIMD8<Float> {
-        let x = pointwiseMin(pointwiseMax(a, SIMD8(repeating: -87.3)), SIMD8(repeating: 88.0))
+    static func exp(_ a: Vector) -> Vector {
+        let x = pointwiseMin(pointwiseMax(a, Vector(repeating: -87.3)), Vector(repeating: 88.0))
         // n = round(x·log₂e): adding 1.5·2²³ leaves the rounded integer in the low mantissa bits
         // (a lane loop of `rounded()` would not vectorize).
-        let shifted: SIMD8<Float> = x * 1.44269504088896341 + 12582912
-        let n: SIMD8<Float> = shifted - 12582912
+        let shifted: Vector = x * 1.44269504088896341 + 12582912
+        let n: Vector = shifted - 12582912
         // ln 2 in two parts, so n·ln2 is subtracted without rounding error.
-        let r: SIMD8<Float> = x - n * 0.693359375 + n * 2.12194440e-4
-        var p = SIMD8<Float>(repeating: 1.9875691500e-4)
+        let r: Vector = x - n * 0.693359375 + n * 2.12194440e-4
+        var p = Vector(repeating: 1.9875691500e-4)
         p = p * r + 1.3981999507e-3
         p = p * r + 8.3334519073e-3
         p = p * r + 4.1665795894e-2
         p = p * r + 1.6666665459e-1
         p = p * r + 5.0000001201e-1
         p = p * r * r + r + 1
-        let exponent = (unsafeBitCast(shifted, to: SIMD8<Int32>.self) &- 0x4B40_0000 &+ 127) &<< 23
-        return p * unsafeBitCast(exponent, to: SIMD8<Float>.self)
+        let exponent = (unsafeBitCast(shifted, to: Vector.MaskStorage.self) &- 0x4B40_0000 &+ 127) &<< 23
+        return p * unsafeBitCast(exponent, to: Vector.self)
     }
 }
 
