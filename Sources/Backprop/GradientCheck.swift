@@ -107,11 +107,13 @@ public enum GradientCheck {
     ///   - labels: `N` class indexes.
     ///   - entriesPerTensor: how many entries of each tensor to check (chosen at random by
     ///     `generator`; all of a tensor's entries when it has fewer).
+    ///   - checked: called with each tensor's result as soon as it is known (a large network
+    ///     takes minutes in `Double`).
     /// - Returns: one result per parameter tensor, named as in `namedParameters`.
     public static func check<Scalar: NetworkScalar>(
         network: Network<Scalar>, inputs: Tensor<Scalar>, labels: [Int], loss lossFunction: SoftmaxCrossEntropy = SoftmaxCrossEntropy(),
         context: StepContext = .training(seed: 1, step: 1), entriesPerTensor: Int = 40,
-        step: Scalar, using generator: inout SeededGenerator
+        step: Scalar, using generator: inout SeededGenerator, checked: (Result) -> Void = { _ in }
     ) -> [Result] {
         var none: Tensor<Scalar>? = nil
         func loss() -> Double {
@@ -133,6 +135,7 @@ public enum GradientCheck {
                 return loss()
             })
             parameter.value.scalars = values
+            checked(results[results.count - 1])
         }
         return results
     }

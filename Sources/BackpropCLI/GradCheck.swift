@@ -46,17 +46,20 @@ struct GradCheck: ParsableCommand {
         if trained.awaitsData { trained.initializeFromData(Tensor(shape: inputs.shape, scalars: inputs.scalars.map(Float.init))) }
         network.loadState(from: trained)
         let labels = (0..<batchSize).map { _ in generator.nextInt(below: 10) }
-        let results = GradientCheck.check(network: network, inputs: inputs, labels: labels, entriesPerTensor: entries,
-                                          step: step, using: &generator)
         print("gradient check (Double): \(chosen.name), batch \(batchSize), h \(step), tolerance \(tolerance)")
         print([pad("tensor", 12), pad("checked", 8, right: true), pad("at kinks", 9, right: true), pad("max rel err", 12, right: true), pad("norm rel err", 13, right: true), "  result"].joined())
+        fflush(nil)
+        // Each row as soon as its tensor is done: every checked entry costs a few forward passes
+        // in Double, minutes in all for a large network.
         var failed = 0
-        for r in results {
+        let results = GradientCheck.check(network: network, inputs: inputs, labels: labels, entriesPerTensor: entries,
+                                          step: step, using: &generator) { r in
             let ok = r.maxRelativeError < tolerance && r.checked > 0
             if !ok { failed += 1 }
             print([pad(r.name, 12), pad(String(r.checked), 8, right: true), pad(String(r.skipped), 9, right: true),
                    pad(String(format: "%.2e", r.maxRelativeError), 12, right: true),
                    pad(String(format: "%.2e", r.normRelativeError), 13, right: true), ok ? "  ok" : "  FAIL"].joined())
+            fflush(nil)
         }
         if failed > 0 { throw UserError("\(failed) of \(results.count) parameter tensors failed the gradient check") }
         print("all \(results.count) parameter tensors pass")
