@@ -49,38 +49,39 @@ extension Experiment {
         }
         """
 
-    /// CIFAR-10 in about 5 minutes: airbench94's network and training at a seventh of its
-    /// arithmetic. A frozen 2x2 whitening conv (3→24, from the first 5,000 shuffled training
-    /// images) and GELU, then three groups of conv 3x3 → max pool → BatchNorm → GELU → conv 3x3
-    /// → BatchNorm → GELU at widths 32 / 64 / 64 (airbench: 64 / 256 / 256), convolutions
-    /// initialised as identity, BatchNorm with a bias only (its learning rate ×64), momentum 0.4 and
-    /// eps 1e-12, global max pooling, a linear layer without bias and logits × 1/9. Three epochs of
-    /// Nesterov SGD (momentum 0.85) at batch 256 on a linear one-cycle schedule; airbench's
-    /// learning rate and coupled weight decay rescaled to a mean loss (α = 1.5 · 256/1024,
-    /// λ = 1.33e-3); label smoothing 0.2, alternating flips and ±2 px reflected translations, a
-    /// moving average of the weights (0.98, warmed up); predictions average the image and its
-    /// mirror.
-    static let cifarQuick = airbench(name: "cifar-quick", widths: (32, 64, 64), training: """
+    /// CIFAR-10 to 90 % in under 5 minutes: airbench94's network at airbench's "cheaper variant"
+    /// widths 64 / 128 / 128 (airbench: 64 / 256 / 256), 46 % of its arithmetic. A frozen 2x2
+    /// whitening conv (3→24, from the first 5,000 shuffled training images) and GELU, then three
+    /// groups of conv 3x3 → max pool → BatchNorm → GELU → conv 3x3 → BatchNorm → GELU,
+    /// convolutions initialised as identity, BatchNorm with a bias only (its learning rate ×64),
+    /// momentum 0.4 and eps 1e-12, global max pooling, a linear layer without bias and logits ×
+    /// 1/9. Four epochs of Nesterov SGD (momentum 0.85) at batch 256 on a linear one-cycle
+    /// schedule; airbench's learning rate and coupled weight decay rescaled to a mean loss
+    /// (α = 1.5 · 256/1024, λ = 1.33e-3); label smoothing 0.2, alternating flips and ±2 px
+    /// reflected translations, a moving average of the weights (0.98, warmed up); predictions
+    /// average the image, its mirror and their diagonal 1-pixel moves.
+    static let cifarQuick = airbench(name: "cifar-quick", widths: (64, 128, 128), training: """
           {
-            "iterations": 586, "batch_size": 256, "train_size": 50000, "validation_size": 0,
+            "iterations": 781, "batch_size": 256, "train_size": 50000, "validation_size": 0,
             "optimizer": "sgd", "learning_rate": 0.375, "momentum": 0.85, "nesterov": true, "weight_decay": 0.0013333333,
             "schedule": "onecycle:pct_start=0.2,anneal_strategy=linear,div_factor=5,cycle_momentum=false",
             "label_smoothing": 0.2, "augmentation": "altflip,translate:2:reflect", "ema": 0.98, "ema_warmup": true,
-            "test_time_augmentation": "flip",
+            "test_time_augmentation": "flip,translate:1",
             "validation_interval": 100000
           }
         """)
 
     /// CIFAR-10 to 94 % within the hour: airbench94 (KellerJordan/cifar10-airbench) at full size —
     /// the network of `cifar-quick` at widths 64 / 256 / 256, 118 M multiply-adds per image — for
-    /// 9.9 epochs (484 steps) at batch 1024 with airbench's learning rate and weight decay (α = 1.5
-    /// for a mean loss, λ = 1.33e-3), its schedule (linear from 0.2·α up to α over the first 23 %
-    /// of the steps, then down to 0.07·α), and test-time augmentation over the image, its mirror
-    /// and their diagonal 1-pixel moves. airbench's Lookahead is replaced by the moving average of
-    /// the weights (0.98, warmed up), and its whitening bias stays frozen.
+    /// 15 epochs (733 steps; airbench: 9.9) at batch 1024 with airbench's learning rate and weight
+    /// decay (α = 1.5 for a mean loss, λ = 1.33e-3), its schedule (linear from 0.2·α up to α over
+    /// the first 23 % of the steps, then down to 0.07·α), and test-time augmentation over the
+    /// image, its mirror and their diagonal 1-pixel moves. airbench's Lookahead is replaced by the
+    /// moving average of the weights (0.98, warmed up), and its whitening bias stays frozen; with
+    /// those two changes airbench's 9.9 epochs reached 93.65 % (seed 42), hence the longer run.
     static let cifarFast = airbench(name: "cifar-fast", widths: (64, 256, 256), training: """
           {
-            "iterations": 484, "batch_size": 1024, "train_size": 50000, "validation_size": 0,
+            "iterations": 733, "batch_size": 1024, "train_size": 50000, "validation_size": 0,
             "optimizer": "sgd", "learning_rate": 1.5, "momentum": 0.85, "nesterov": true, "weight_decay": 0.0013333333,
             "schedule": "onecycle:pct_start=0.23,anneal_strategy=linear,div_factor=5,final_div_factor=2.857,cycle_momentum=false",
             "label_smoothing": 0.2, "augmentation": "altflip,translate:2:reflect", "ema": 0.98, "ema_warmup": true,
