@@ -73,7 +73,9 @@ struct ONNXRuntimeTests {
         let disagreements = zip(theirs, predictions.classes).filter { $0 != $1 }.count
         print("onnxruntime vs Backprop, \(name) after \(options.iterations) iterations: test accuracy \(correct)/\(total) vs \(evaluation.correct)/\(evaluation.total), \(disagreements) predictions differ")
         #expect(total == evaluation.total && theirs.count == total)
-        #expect(evaluation.accuracy > (dataset == .mnist ? 0.85 : 0.3), "\(name): barely trained (\(evaluation.accuracy))")
+        // Trained at all (chance is 10 %); CIFAR-10 after 300 batches of 16 measured 30.73 % and,
+        // on an AVX-512 machine whose kernels sum in another order, 29.93 %.
+        #expect(evaluation.accuracy > (dataset == .mnist ? 0.85 : 0.25), "\(name): barely trained (\(evaluation.accuracy))")
         // Identical predictions but for near-ties, where float32 rounding may pick the other class.
         #expect(disagreements <= 2, "\(name): \(disagreements) predictions differ")
         #expect(abs(correct - evaluation.correct) <= 2, "\(name): \(correct) vs \(evaluation.correct) correct")
