@@ -163,8 +163,7 @@ enum DirectConvolution {
     // MARK: Kernels
 
     /// Copies one NCHW image `x: [C][H][W]` into zero-bordered planes `xp: [C][Hp][rowStride]`
-    /// (`planeRowStride`): `p` zero columns, the row, then zeros to the end of the row, so that a
-    /// L-pixel tile hanging over the right edge reads zeros, never the next row; then
+    /// (`planeRowStride`): `p` zero columns, the row, then zeros to the end of the row; then
     /// `planeSlack` zeros (`paddedPlanesCount` floats in all).
     static func padPlanes(
         _ x: UnsafePointer<Float>, channels: Int, height: Int, width: Int, padding: Int, rowStride: Int,
@@ -185,11 +184,10 @@ enum DirectConvolution {
         (xp + channels * hp * rowStride).update(repeating: 0, count: planeSlack)
     }
 
-    /// The row stride of `padPlanes`'s planes for a `k`-wide kernel and `wo` output columns:
-    /// room for a whole tile starting at any tile position.
-    /// Narrow rows (`wo < L`) need only the padded row, `Wp = wo + k − 1`: their tiles run across
-    /// row ends (`convolvePlanes`).
-    static func planeRowStride(outputWidth wo: Int, kernelSize k: Int) -> Int { (wo < lanes ? wo : max(wo, lanes)) + k - 1 }
+    /// The row stride of `padPlanes`'s planes for a `k`-wide kernel and `wo` output columns: the
+    /// padded row, `Wp = wo + k − 1` (wide rows' last tile moves left to end at the row's end;
+    /// narrow rows' tiles run across row ends, `convolvePlanes`).
+    static func planeRowStride(outputWidth wo: Int, kernelSize k: Int) -> Int { wo + k - 1 }
 
     /// The zeros `padPlanes` writes after the planes: a narrow-row tile that starts at the last
     /// output pixel reads up to 2L floats past the planes.
