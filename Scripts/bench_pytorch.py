@@ -9,8 +9,11 @@ Usage (venv outside the repo):
 
     e.g. spec nets only:
     ~/venv-torch/bin/python Scripts/bench_pytorch.py --presets '' --specs Examples/resnet-mnist.json --no-gemm
+    e.g. the cifar-fast recipe's net at its batch size:
+    ~/venv-torch/bin/python Scripts/bench_pytorch.py --presets cifar-fast --batch-sizes 1024 --no-gemm
 
-For each seed preset (hand-written below) and each spec file (built by
+For each seed preset (hand-written below), each recipe preset (mnist-fast, cifar-quick,
+cifar-fast: their spec from `backprop summary NAME --print-spec`) and each spec file (built by
 `backprop_torch.build_model`: the same layers, names and initial weights as Backprop's) at each
 batch size it measures, in PyTorch (CPU, `--threads` threads): training img/s (forward + loss +
 backward + SGD-with-momentum step, BatchNorm in training mode) and inference img/s (forward under
@@ -29,7 +32,7 @@ Timings on a shared machine drift by 10-30 % from one measurement to the next, a
 disturbance only ever slows a run down. So each row is measured `--repeats` times, Backprop and
 PyTorch alternating, and each side's best rate is kept.
 """
-import argparse, json, os, re, subprocess, sys, time
+import argparse, json, os, re, subprocess, sys, tempfile, time
 
 import torch
 import torch.nn as nn
@@ -54,6 +57,8 @@ PRESETS = {
         nn.Flatten(), nn.Linear(4096, 10)),
 }
 SHAPES = {"mnist": (1, 28, 28), "cifar10": (3, 32, 32), "cifar10-improved": (3, 32, 32)}
+# Recipe presets are spec files compiled into Backprop; `backprop summary NAME --print-spec` prints them.
+RECIPES = ["mnist-fast", "cifar-quick", "cifar-fast"]
 
 
 def rate(body, seconds):
@@ -93,6 +98,16 @@ def spec_net(path):
     """(name, make_net, input shape) of a spec file, as Backprop's bench names its row."""
     experiment = bt.load_experiment(path)
     return experiment.name, lambda: bt.build_model(experiment.spec, seed=1, exact_dropout=False), tuple(experiment.spec["input"])
+
+
+def recipe_net(binary, name):
+    """(name, make_net, input shape) of a recipe preset, from the spec the binary prints for it."""
+    spec = subprocess.run([binary, "summary", name, "--print-spec"], check=True, capture_output=True, text=True).stdout
+    with tempfile.TemporaryDirectory() as folder:
+        path = os.path.join(folder, name + ".json")
+        with open(path, "w") as f:
+            f.write(spec)
+        return spec_net(path)
 
 
 def torch_gemm(n, seconds):
@@ -164,11 +179,20 @@ def main():
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     presets = [p for p in args.presets.split(",") if p]
-    unknown = [p for p in presets if p not in PRESETS]
+    unknown = [p for p in presets if p not in PRESETS and p not in RECIPES]
     if unknown:
-        parser.error(f"unknown preset {unknown[0]!r} (known: {', '.join(PRESETS)}; other nets: --specs)")
+        parser.error(f"unknown preset {unknown[0]!r} (known: {', '.join([*PRESETS, *RECIPES])}; other nets: --specs)")
     batches = [int(b) for b in args.batch_sizes.split(",") if b]
-    rows = [(p, PRESETS[p], SHAPES[p], ["--presets", p]) for p in presets]
+    rows = []
+    for p in presets:
+        if p in PRESETS:
+            rows.append((p, PRESETS[p], SHAPES[p], ["--presets", p]))
+        else:
+            try:
+                _, make_net, shape = recipe_net(args.binary, p)
+            except subprocess.CalledProcessError:
+                parser.error(f"{args.binary} cannot print the spec of {p} (`backprop summary {p} --print-spec`); rebuild it")
+            rows.append((p, make_net, shape, ["--presets", p]))
     for path in (p for p in args.specs.split(",") if p):
         name, make_net, shape = spec_net(path)
         rows.append((name, make_net, shape, ["--presets", "", "--specs", path]))

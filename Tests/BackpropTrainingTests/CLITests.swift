@@ -63,6 +63,27 @@ struct CLITests {
         #expect(result.stderr.isEmpty, "\(result.stderr)")
     }
 
+    /// The printed spec is a file `train --spec` takes, and it reads back as the preset itself
+    /// (network and every training option), so a user can start their own spec from it.
+    @Test("`backprop summary <preset> --print-spec` prints a spec file that reads back as the preset",
+          arguments: ["mnist", "cifar-quick", "cifar-fast"])
+    func printSpec(preset: String) throws {
+        let result = try backprop(["summary", preset, "--print-spec"])
+        expectSuccess(result)
+        #expect(result.stderr.isEmpty, "\(result.stderr)")
+        let folder = try TemporaryFolder()
+        defer { folder.remove() }
+        let file = folder.file("spec.json")
+        try Data(result.stdout.utf8).write(to: file)
+        let experiment = try Experiment(specFile: file)
+        let expected = try #require(Experiment.preset(named: preset))
+        #expect(experiment.name == expected.name && experiment.dataset == expected.dataset)
+        #expect(experiment.network == expected.network)
+        #expect(experiment.options == expected.options)
+
+        expectUserError(try backprop(["summary", folder.url.path, "--print-spec"]), mentioning: ["experiment.json"])
+    }
+
     @Test("`backprop gradcheck mnist` passes")
     func gradcheck() throws {
         let result = try backprop(["gradcheck", "mnist", "--entries", "3", "--batch-size", "2"])
