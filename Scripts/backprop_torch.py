@@ -570,7 +570,7 @@ COMMON_DEFAULTS = {
     "seed": 42, "validation_interval": 200, "moving_average": 0.99, "reshuffle_each_epoch": False,
     "optimizer": "course_sgd", "nesterov": False, "decoupled_weight_decay": False, "beta2": 0.999,
     "epsilon": 1e-8, "schedule": "constant", "label_smoothing": 0.0, "ema": 0.0, "ema_warmup": False, "augmentation": "none",
-    "checkpoint_interval": 1000, "save_best": False, "test_time_augmentation": "none",
+    "lookahead": None, "checkpoint_interval": 1000, "save_best": False, "test_time_augmentation": "none",
 }
 DATASET_DEFAULTS = {
     "mnist": dict(iterations=3000, batch_size=16, learning_rate=0.1, momentum=0.9, weight_decay=0.005,
@@ -635,6 +635,11 @@ def validate_options(o, image_height=None, image_width=None, available=None):
         need(o["train_size"] <= available, f"train size {o['train_size']} exceeds the {available} training images available")
     need(o["validation_interval"] > 0, "validation interval must be positive")
     need(0 <= o["ema"] < 1, "ema must be in [0, 1)")
+    if lookahead_settings(o) is not None:
+        every, decay, power = lookahead_settings(o)
+        need(1 <= every <= 1 << 30, f"lookahead every must be from 1 to 2^30 steps, got {every}")
+        need(0 <= decay <= 1, f"lookahead decay must be in [0, 1], got {decay}")
+        need(0 <= power <= 100, f"lookahead power must be in [0, 100], got {power}")
     need(0 <= o["label_smoothing"] <= 1, "label smoothing must be in [0, 1]")
     need(o["optimizer"] in ("course_sgd", "sgd", "adamw"), "optimizer must be course_sgd, sgd or adamw")
     need(not o["nesterov"] or (o["optimizer"] == "sgd" and o["momentum"] > 0), "nesterov needs the sgd optimizer with momentum > 0")
@@ -883,6 +888,42 @@ class ExponentialMovingAverage:
                 average.add_((value - average) * self.rate)
             else:
                 average.copy_(value)
+
+
+def lookahead_settings(o):
+    """(every, decay, power) of the options' `lookahead` (`LookaheadOptions`: `true` or an object
+    with airbench's defaults for missing keys), or None."""
+    value = o.get("lookahead")
+    if value is None or value is False:
+        return None
+    settings = {} if value is True else dict(value)
+    unknown = sorted(set(settings) - {"every", "decay", "power"})
+    if unknown:
+        raise SpecError(f"training: \"lookahead\": unknown key {unknown[0]!r} (every, decay, power)")
+    return int(settings.get("every", 5)), float(settings.get("decay", 0.7737809375)), float(settings.get("power", 3.0))
+
+
+class Lookahead:
+    """Backprop's `Lookahead` (airbench94's): after step t of T, when t is a multiple of `every`,
+    the slow copy of the parameters and float buffers moves `s += (1 − d)(w − s)` with
+    `d = decay · (t/T)^power` (double, then the rate in float32) and the live ones are set to it;
+    after step T the live ones take the slow ones. Integer buffers are left alone."""
+
+    def __init__(self, model, every, decay, power):
+        self.every, self.decay, self.power = every, decay, power
+        self.slow = {name: value.detach().clone() for name, value in model.state_dict().items() if value.is_floating_point()}
+
+    @torch.no_grad()
+    def after_step(self, model, step, total):
+        live = model.state_dict()
+        if step % self.every == 0:
+            rate = float(np.float32(1 - self.decay * (step / total) ** self.power))
+            for name, slow in self.slow.items():
+                slow.add_((live[name] - slow) * rate)
+                live[name].copy_(slow)
+        if step == total:
+            for name, slow in self.slow.items():
+                live[name].copy_(slow)
 
 
 # MARK: - Data (Sources/BackpropData, Sources/BackpropTraining/Preprocessing.swift)

@@ -127,6 +127,8 @@ def main(argv=None):
     schedule = bt.Schedule.parse(o["schedule"])
     augmentation = bt.Augmentation.parse(o["augmentation"])
     ema = bt.ExponentialMovingAverage(model, o["ema"], o.get("ema_warmup", False)) if o["ema"] > 0 else None
+    lookahead = bt.lookahead_settings(o)
+    lookahead = bt.Lookahead(model, *lookahead) if lookahead else None
     source = bt.BatchSource(data["train_images"], data["train_labels"], prepared["train_indices"], pre, o["batch_size"],
                             o["seed"], order="reshuffled_in_sequence" if o["reshuffle_each_epoch"] else "fixed",
                             augmentation=augmentation)
@@ -143,7 +145,7 @@ def main(argv=None):
         + ("" if schedule.kind == "constant" else f" ({o['schedule']})")
         + f", momentum {o['momentum']:g}, weight decay {o['weight_decay']:g}, seed {o['seed']}"
         + ("" if augmentation.is_identity else f", augment {augmentation}")
-        + (f", ema {o['ema']:g}" if o["ema"] > 0 else "") + (f", label smoothing {smoothing:g}" if smoothing else ""))
+        + (f", ema {o['ema']:g}" if o["ema"] > 0 else "") + (", lookahead" if lookahead else "") + (f", label smoothing {smoothing:g}" if smoothing else ""))
 
     metrics_file = open(args.metrics, "w") if args.metrics else None
     loss_smoother, accuracy_smoother = Smoother(o["moving_average"]), Smoother(o["moving_average"])
@@ -168,6 +170,8 @@ def main(argv=None):
             with torch.no_grad():
                 decay_loss = lam / 2 * sum(float(p.double().pow(2).sum()) for p in model.parameters()) if lam else 0.0
         optimizer.step()
+        if lookahead:
+            lookahead.after_step(model, iteration, iterations)
         if ema:
             ema.update(model)
         correct = int((logits.detach().argmax(dim=1) == labels).sum())

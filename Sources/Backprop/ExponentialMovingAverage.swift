@@ -90,6 +90,22 @@ public final class ExponentialMovingAverage<Scalar: NetworkScalar> {
         }
     }
 
+    /// Overwrites the live parameters and buffers with the averages (Lookahead's reset of the
+    /// fast weights to the slow ones). Allocates nothing.
+    public func copyAveragesToLive() {
+        precondition(!isSwapped, "EMA copy while the averages are swapped in")
+        for index in parameters.indices { Self.copy(averages[index], into: &parameters[index].value) }
+        for index in buffers.indices { Self.copy(averagedBuffers[index], into: &buffers[index].value) }
+    }
+
+    @inline(__always)
+    private static func copy(_ source: Tensor<Scalar>, into target: inout Tensor<Scalar>) {
+        precondition(source.count == target.count, "EMA: a parameter changed size")
+        target.scalars.withUnsafeMutableBufferPointer { t in
+            _ = source.scalars.withUnsafeBufferPointer { t.update(fromContentsOf: $0) }
+        }
+    }
+
     /// Exchanges the averages with the live values (parameters and buffers): call once to
     /// evaluate with the averages, again to go back to training. Copies nothing.
     public func swapAverages() {

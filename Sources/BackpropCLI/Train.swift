@@ -38,6 +38,8 @@ struct Train: ParsableCommand {
     @Option(parsing: .unconditional, help: "Label smoothing ε of the loss.") var labelSmoothing: Double?
     @Option(parsing: .unconditional, help: "Decay of a moving average of the weights, used for validation and saved as the model (0: off).") var ema: Double?
     @Flag(help: "Warm the moving average's decay up as min(ema, (1 + n)/(10 + n)) after n steps.") var emaWarmup = false
+    @Flag(help: "Lookahead as airbench94 runs it: every 5 steps the slow weights move towards the live ones (decay 0.95^5 · (t/T)^3) and the live ones are reset to them; the model is the slow weights.")
+    var lookahead = false
     @Option(help: "Augmentation: none, flip, altflip, crop:P[:zero|reflect], translate:K[:zero|reflect], comma-separated.")
     var augment: String?
     @Option(help: "Test-time augmentation of the saved model: none, flip, translate:K[:fill], shift:K[:fill], grid:K[:fill], comma-separated.")
@@ -63,7 +65,7 @@ struct Train: ParsableCommand {
     private var setsTrainingOptions: Bool {
         let values: [Any?] = [iterations, batchSize, learningRate, momentum, weightDecay, optimizer, schedule, labelSmoothing,
                               ema, augment, tta, trainSize, validationSize, validationInterval, movingAverage, seed, checkpointInterval]
-        return values.contains { $0 != nil } || initialModel != nil || nesterov || decoupledWeightDecay || reshuffle || saveBest || emaWarmup
+        return values.contains { $0 != nil } || initialModel != nil || nesterov || decoupledWeightDecay || reshuffle || saveBest || emaWarmup || lookahead
     }
 
     /// The options the flags set, over the experiment's.
@@ -86,6 +88,7 @@ struct Train: ParsableCommand {
         if let labelSmoothing { o.labelSmoothing = labelSmoothing }
         if let ema { o.ema = ema }
         if emaWarmup { o.emaWarmUp = true }
+        if lookahead && o.lookahead == nil { o.lookahead = LookaheadOptions() }
         if let augment { o.augmentation = try flagValue { try Augmentation(parsing: augment) } }
         if let tta { o.testTimeAugmentation = try flagValue { try TestTimeAugmentation(parsing: tta) } }
         if let trainSize { o.trainSize = trainSize }
@@ -297,6 +300,7 @@ struct Train: ParsableCommand {
                      o.iterations, o.batchSize, o.optimizer.rawValue, o.learningRate,
                      o.schedule == .constant ? "" : " (\(o.schedule))", o.momentum, o.weightDecay, o.seed)
               + (o.augmentation.isIdentity ? "" : ", augment \(o.augmentation)") + (o.ema > 0 ? ", ema \(o.ema)" + (o.emaWarmUp ? " (warm-up)" : "") : "")
+              + (o.lookahead.map { ", lookahead every \($0.every) (decay \($0.decay)·(t/T)^\($0.power))" } ?? "")
               + (o.labelSmoothing > 0 ? ", label smoothing \(o.labelSmoothing)" : "")
               + (o.testTimeAugmentation.isIdentity ? "" : ", test-time augmentation \(o.testTimeAugmentation)"))
 

@@ -8,6 +8,8 @@ import Foundation
 /// model.<path>                   every parameter and buffer (e.g. model.3.weight, model.1.running_mean)
 /// optimizer.<i>.<name>           the optimizer's per-parameter state (i: index in the parameter list)
 /// ema.parameter.<i>, ema.buffer.<i>   the moving average of the weights, when the run keeps one
+/// lookahead.parameter.<i>, lookahead.buffer.<i>   Lookahead's slow weights, when the run uses it
+///                                      (buffer indices count the floating-point buffers only)
 /// __metadata__ "backprop.checkpoint": {"format", "version", "progress", "optimizer_scalars",
 ///                                      "ema_updates", "options"}
 /// ```
@@ -43,6 +45,10 @@ public struct Checkpoint {
             for (i, t) in average.parameterAverages.enumerated() { tensors["ema.parameter.\(i)"] = t }
             for (i, t) in average.bufferAverages.enumerated() { tensors["ema.buffer.\(i)"] = t }
             averageUpdates = average.updateCount
+        }
+        if let lookahead = trainer.lookahead {
+            for (i, t) in lookahead.slowParameters.enumerated() { tensors["lookahead.parameter.\(i)"] = t }
+            for (i, t) in lookahead.slowBuffers.enumerated() { tensors["lookahead.buffer.\(i)"] = t }
         }
         self.tensors = tensors
     }
@@ -109,7 +115,7 @@ public struct Checkpoint {
     }
 
     /// Puts the saved state into `trainer` (built from the same experiment): weights, buffers,
-    /// optimizer, moving average and progress.
+    /// optimizer, moving average, Lookahead's slow weights and progress.
     /// - Throws: `LoadError` when a tensor is missing or has another shape, or the state does not
     ///   fit the trainer's optimizer or moving average. The weights are replaced last, once
     ///   everything else fitted; the optimizer or average may hold the checkpoint's state after a
@@ -146,6 +152,16 @@ public struct Checkpoint {
             for (i, (_, b)) in network.namedBuffers.enumerated() { bufferAverages.append(try take("ema.buffer.\(i)", shape: b.value.shape)) }
             do { try average.restoreState(parameterAverages: parameterAverages, bufferAverages: bufferAverages, updateCount: updates) } catch {
                 throw fail(error.description)
+            }
+        }
+        if let lookahead = trainer.lookahead {
+            var slowParameters: [Tensor<Float>] = [], slowBuffers: [Tensor<Float>] = []
+            for (i, p) in network.parameters.enumerated() { slowParameters.append(try take("lookahead.parameter.\(i)", shape: p.value.shape)) }
+            for (i, b) in Trainer.lookaheadBuffers(of: network).enumerated() {
+                slowBuffers.append(try take("lookahead.buffer.\(i)", shape: b.value.shape))
+            }
+            do { try lookahead.restoreState(slowParameters: slowParameters, slowBuffers: slowBuffers) } catch {
+                throw fail("Lookahead: \(error.description)")
             }
         }
         for (p, value) in zip(network.parameters, parameterValues) { p.value = value }

@@ -12,6 +12,54 @@ public enum OptimizerKind: String, Codable, Sendable, CaseIterable {
     case adamw
 }
 
+/// Lookahead's settings (`Lookahead`): after every `every` steps the slow weights move towards
+/// the live ones with decay `decay · (t/T)^power`, and the live ones are reset to them; after the
+/// last step the network keeps the slow weights. The defaults are airbench94's.
+///
+/// In a spec's `"training"`: `"lookahead": {"every": 5, "decay": 0.774, "power": 3}` (missing
+/// keys take the defaults), or `"lookahead": true` for the defaults.
+public struct LookaheadOptions: Codable, Sendable, Equatable {
+    /// Steps between synchronisations.
+    public var every = 5
+    /// The largest decay, reached at the last step (airbench: 0.95⁵).
+    public var decay = 0.7737809375
+    /// The exponent of the decay's ramp over the run.
+    public var power = 3.0
+
+    public init(every: Int = 5, decay: Double = 0.7737809375, power: Double = 3.0) {
+        self.every = every
+        self.decay = decay
+        self.power = power
+    }
+
+    enum CodingKeys: String, CodingKey { case every, decay, power }
+
+    /// Any key, to find the ones a spec misspelt.
+    private struct AnyKey: CodingKey {
+        var stringValue: String
+        var intValue: Int? { nil }
+        init(stringValue: String) { self.stringValue = stringValue }
+        init?(intValue: Int) { nil }
+    }
+
+    public init(from decoder: any Decoder) throws {
+        if let unknown = try decoder.container(keyedBy: AnyKey.self).allKeys.first(where: { CodingKeys(stringValue: $0.stringValue) == nil }) {
+            throw DecodingError.dataCorrupted(.init(codingPath: decoder.codingPath,
+                                                    debugDescription: "unknown key \"\(unknown.stringValue)\" (every, decay, power)"))
+        }
+        let c = try decoder.container(keyedBy: CodingKeys.self)
+        every = try c.decodeIfPresent(Int.self, forKey: .every) ?? every
+        decay = try c.decodeIfPresent(Double.self, forKey: .decay) ?? decay
+        power = try c.decodeIfPresent(Double.self, forKey: .power) ?? power
+    }
+
+    func validate() throws(SpecError) {
+        guard every >= 1, every <= 1 << 30 else { throw SpecError("lookahead every must be from 1 to 2^30 steps, got \(every)") }
+        guard decay >= 0, decay <= 1 else { throw SpecError("lookahead decay must be in [0, 1], got \(decay)") }
+        guard power >= 0, power <= 100 else { throw SpecError("lookahead power must be in [0, 100], got \(power)") }
+    }
+}
+
 /// The hyperparameters of one training run (the course's `opts`, and what modern recipes add).
 ///
 /// JSON keys are snake_case; every key beyond the course's may be missing (older run folders and
@@ -61,6 +109,8 @@ public struct TrainingOptions: Codable, Sendable, Equatable {
     /// Warm the average's decay up as `min(ema, (1 + n)/(10 + n))` after `n` updates, so that
     /// the initial weights do not linger in the average of a short run.
     public var emaWarmUp = false
+    /// Lookahead (slow weights that the live ones are reset to every few steps), or `nil`.
+    public var lookahead: LookaheadOptions?
     /// Random changes to each training image.
     public var augmentation = Augmentation()
     /// The views of each test image whose logits the saved model averages (`TestTimeAugmentation`).
@@ -94,6 +144,7 @@ public struct TrainingOptions: Codable, Sendable, Equatable {
         case movingAverage = "moving_average", reshuffleEachEpoch = "reshuffle_each_epoch"
         case optimizer, nesterov, decoupledWeightDecay = "decoupled_weight_decay", beta2, epsilon, schedule
         case labelSmoothing = "label_smoothing", ema, emaWarmUp = "ema_warmup", augmentation, checkpointInterval = "checkpoint_interval"
+        case lookahead
         case testTimeAugmentation = "test_time_augmentation"
         case saveBest = "save_best"
     }
@@ -116,6 +167,11 @@ public struct TrainingOptions: Codable, Sendable, Equatable {
         labelSmoothing = try c.decodeIfPresent(Double.self, forKey: .labelSmoothing) ?? labelSmoothing
         ema = try c.decodeIfPresent(Double.self, forKey: .ema) ?? ema
         emaWarmUp = try c.decodeIfPresent(Bool.self, forKey: .emaWarmUp) ?? emaWarmUp
+        if let on = try? c.decode(Bool.self, forKey: .lookahead) {
+            lookahead = on ? LookaheadOptions() : nil
+        } else {
+            lookahead = try c.decodeIfPresent(LookaheadOptions.self, forKey: .lookahead)
+        }
         if let text = try? c.decode(String.self, forKey: .augmentation) {
             do { augmentation = try Augmentation(parsing: text) } catch {
                 throw DecodingError.dataCorruptedError(forKey: .augmentation, in: c, debugDescription: error.description)
@@ -150,6 +206,7 @@ public struct TrainingOptions: Codable, Sendable, Equatable {
         guard labelSmoothing >= 0, labelSmoothing <= 1 else { throw fail("label smoothing must be in [0, 1], got \(labelSmoothing)") }
         guard ema >= 0, ema < 1 else { throw fail("ema must be in [0, 1) (0 turns it off), got \(ema)") }
         if emaWarmUp && ema == 0 { throw fail("ema_warmup needs an ema decay above 0") }
+        try lookahead?.validate()
         guard checkpointInterval >= 0 else { throw fail("checkpoint interval must be >= 0 (0: only on an interrupt)") }
         if nesterov && (optimizer != .sgd || momentum == 0) { throw fail("nesterov needs the sgd optimizer with momentum > 0") }
         if decoupledWeightDecay && optimizer != .sgd { throw fail("decoupled weight decay is an option of the sgd optimizer (adamw always decouples)") }
@@ -314,7 +371,10 @@ extension Experiment {
             guard let training = training as? [String: Any] else { throw prefixed(SpecError("\"training\" must be an object")) }
             var merged = (try? JSONSerialization.jsonObject(with: JSONEncoder().encode(options))) as? [String: Any] ?? [:]
             for (key, value) in training {
-                guard merged[key] != nil else { throw prefixed(SpecError("training: unknown key \"\(key)\"")) }
+                // Optional keys (lookahead) are absent from the encoded defaults.
+                guard merged[key] != nil || TrainingOptions.CodingKeys(stringValue: key) != nil else {
+                    throw prefixed(SpecError("training: unknown key \"\(key)\""))
+                }
                 merged[key] = value
             }
             do {

@@ -92,8 +92,9 @@ public enum TrainingOutcome: Sendable, Equatable {
 }
 
 /// The training loop: batches from a `BatchSource` (the course's order, optionally reshuffled
-/// and augmented), the loss, the optimizer under its schedule, an optional moving average of the
-/// weights, smoothed metrics, and the validation accuracy every `validationInterval` iterations.
+/// and augmented), the loss, the optimizer under its schedule, optionally Lookahead and a moving
+/// average of the weights, smoothed metrics, and the validation accuracy every
+/// `validationInterval` iterations.
 ///
 /// All of its state between iterations — the network's parameters and buffers, the optimizer's
 /// and the average's state, and `progress` — is what a `Checkpoint` saves; the batch order,
@@ -107,6 +108,8 @@ public final class Trainer {
     public let optimizer: any Optimizer<Float>
     /// The moving average of the weights, when `options.ema > 0`.
     public let average: ExponentialMovingAverage<Float>?
+    /// Lookahead's slow weights, when `options.lookahead` is set.
+    public let lookahead: Lookahead<Float>?
     public let loss: SoftmaxCrossEntropy
     public private(set) var progress: TrainingProgress
     private let source: BatchSource
@@ -127,6 +130,10 @@ public final class Trainer {
             ? ExponentialMovingAverage(parameters: network.parameters, buffers: network.namedBuffers.map(\.buffer), decay: options.ema,
                                     warmUp: options.emaWarmUp)
             : nil
+        lookahead = options.lookahead.map {
+            Lookahead(parameters: network.parameters, buffers: Self.lookaheadBuffers(of: network), every: $0.every, decay: $0.decay,
+                      power: $0.power)
+        }
         loss = SoftmaxCrossEntropy(labelSmoothing: options.labelSmoothing)
         progress = TrainingProgress(movingAverage: options.movingAverage)
         source = BatchSource(images: data.trainImages, indices: data.trainIndices, preprocessing: data.preprocessing,
@@ -135,6 +142,11 @@ public final class Trainer {
 
     /// The training images whose patches a whitening convolution's filters come from.
     public static let whiteningSampleSize = 5000
+
+    /// The buffers Lookahead keeps slow copies of: the network's floating-point ones, in order.
+    public static func lookaheadBuffers(of network: Network<Float>) -> [Buffer<Float>] {
+        network.namedBuffers.map(\.buffer).filter { $0.storage != .integer }
+    }
 
     /// Continues from a checkpoint's progress (the caller restores the weights, the optimizer
     /// and the average).
@@ -188,6 +200,7 @@ public final class Trainer {
                 }
             }
             optimizer.step(network.parameters)
+            lookahead?.afterStep(iteration, of: options.iterations)
             average?.update()
 
             progress.iteration = iteration

@@ -283,4 +283,56 @@ struct OptimizerTests {
             try copy.restoreState(parameterAverages: ema.parameterAverages, bufferAverages: [], updateCount: 1)
         }
     }
+
+    // MARK: Lookahead
+
+    @Test("Lookahead: every k steps s ← s + (1 − d·(t/T)^p)(w − s), w ← s; after the last step w ← s; integer buffers alone")
+    func lookahead() throws {
+        let p = Parameter(name: "weight", value: Tensor(shape: [2], scalars: [1, 2]))
+        let running = Buffer(name: "running_mean", value: Tensor(shape: [1], scalars: [1]))
+        let count = Buffer(name: "num_batches_tracked", value: Tensor(shape: [], scalars: [0]), storage: .integer)
+        let lookahead = Lookahead(parameters: [p], buffers: [running, count], every: 2, decay: 0.5, power: 1)
+        #expect(lookahead.decay(afterStep: 2, of: 4) == 0.25)
+
+        // Step 1 (the optimizer moved the weights): not a multiple of 2, nothing happens.
+        p.value = Tensor(shape: [2], scalars: [3, 6])
+        lookahead.afterStep(1, of: 4)
+        #expect(p.value.scalars == [3, 6] && lookahead.slowParameters == [Tensor(shape: [2], scalars: [1, 2])])
+        // Step 2: d = 0.5·(2/4) = 0.25, s = [1, 2] + 0.75·([5, 10] − [1, 2]) = [4, 8], and the live
+        // weights take it; the running mean 1 + 0.75·(3 − 1) = 2.5; the count stays the live 2.
+        p.value = Tensor(shape: [2], scalars: [5, 10])
+        running.value = Tensor(shape: [1], scalars: [3])
+        count.value = Tensor(shape: [], scalars: [2])
+        lookahead.afterStep(2, of: 4)
+        #expect(p.value.scalars == [4, 8] && running.value.scalars == [2.5] && count.value.scalars == [2])
+        #expect(lookahead.slowBuffers == [Tensor(shape: [1], scalars: [2.5])])
+        // Steps 3, 4: d = 0.5, s = [4, 8] + 0.5·([8, 16] − [4, 8]) = [6, 12].
+        p.value = Tensor(shape: [2], scalars: [0, 0])
+        lookahead.afterStep(3, of: 4)
+        #expect(p.value.scalars == [0, 0])
+        p.value = Tensor(shape: [2], scalars: [8, 16])
+        running.value = Tensor(shape: [1], scalars: [4.5])
+        count.value = Tensor(shape: [], scalars: [4])
+        lookahead.afterStep(4, of: 4)
+        #expect(p.value.scalars == [6, 12] && running.value.scalars == [3.5] && count.value.scalars == [4])
+
+        // A run whose length is not a multiple of `every`: the last step hands over the slow weights.
+        let q = Parameter(name: "weight", value: Tensor(shape: [2], scalars: [1, 2]))
+        let odd = Lookahead(parameters: [q], every: 2, decay: 0.5, power: 0)
+        q.value = Tensor(shape: [2], scalars: [5, 10])
+        odd.afterStep(2, of: 3)  // d = 0.5: s = [3, 6]
+        #expect(q.value.scalars == [3, 6])
+        q.value = Tensor(shape: [2], scalars: [9, 9])
+        odd.afterStep(3, of: 3)
+        #expect(q.value.scalars == [3, 6])
+
+        // State: restore into a fresh Lookahead and continue identically.
+        let r = Parameter(name: "weight", value: Tensor(shape: [2], scalars: [7, 7]))
+        let copy = Lookahead(parameters: [r], every: 2, decay: 0.5, power: 0)
+        try copy.restoreState(slowParameters: odd.slowParameters, slowBuffers: [])
+        q.value = Tensor(shape: [2], scalars: [1, 1]); r.value = q.value
+        odd.afterStep(4, of: 10); copy.afterStep(4, of: 10)
+        #expect(q.value == r.value && q.value.scalars == [2, 3.5])
+        #expect(throws: OptimizerStateError.self) { try copy.restoreState(slowParameters: [Tensor(shape: [3])], slowBuffers: []) }
+    }
 }

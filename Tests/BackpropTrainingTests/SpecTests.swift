@@ -80,6 +80,48 @@ struct SpecTests {
         #expect(read.network == experiment.network)
     }
 
+    @Test("lookahead: true, an object with defaults for missing keys, round-trips, and values out of range are one-line errors")
+    func lookaheadOptions() throws {
+        let folder = try TemporaryFolder()
+        defer { folder.remove() }
+        var object = try preset("cifar-fast").jsonObject
+        var training = try #require(object["training"] as? [String: Any])
+        training["lookahead"] = true
+        object["training"] = training
+        let on = try Experiment(specFile: writeSpec(object, in: folder))
+        #expect(on.options.lookahead == LookaheadOptions(every: 5, decay: 0.7737809375, power: 3))
+        #expect(abs(0.7737809375 - pow(0.95, 5)) < 1e-12)
+        training["lookahead"] = ["every": 7]
+        object["training"] = training
+        let seven = try Experiment(specFile: writeSpec(object, in: folder))
+        #expect(seven.options.lookahead == LookaheadOptions(every: 7))
+        #expect(try Experiment(specFile: writeSpec(seven.jsonObject, in: folder)).options == seven.options)
+        training["lookahead"] = false
+        object["training"] = training
+        #expect(try Experiment(specFile: writeSpec(object, in: folder)).options.lookahead == nil)
+        // Out of range: the options' validation (run before training) refuses them.
+        for (bad, fragment) in [(["every": 0], "every"), (["decay": 1.5], "decay"), (["power": -1], "power")] as [([String: Any], String)] {
+            training["lookahead"] = bad
+            object["training"] = training
+            let read = try Experiment(specFile: writeSpec(object, in: folder))
+            do {
+                try read.options.validate()
+                Issue.record("lookahead \(bad) was accepted")
+            } catch {
+                #expect(error.description.contains(fragment) && !error.description.contains("\n"), "\(error)")
+            }
+        }
+        // A misspelt key is a SpecError when the file is read.
+        training["lookahead"] = ["evry": 5]
+        object["training"] = training
+        do {
+            _ = try Experiment(specFile: writeSpec(object, in: folder))
+            Issue.record("lookahead {evry: 5} was accepted")
+        } catch {
+            #expect("\(error)".contains("evry") && "\(error)".contains("lookahead"), "\(error)")
+        }
+    }
+
     @Test("the documented JSON form, with the course's aliases and a partial training object")
     func handWrittenSpec() throws {
         let folder = try TemporaryFolder()
