@@ -37,6 +37,8 @@ for name in Experiment.presetNames {
     experiment.options.validationSize = 100
     // One more iteration than counted: the last one also measures validation accuracy.
     experiment.options.iterations = warmUp + counted + 1
+    // cifar-quick also runs Lookahead (its slow weights are synchronised on every other step).
+    if name == "cifar-quick" { experiment.options.lookahead = LookaheadOptions(every: 2) }
     let data = PreparedData(dataset: dataset, options: experiment.options)
     let network = try experiment.network.makeNetwork(Float.self, using: &generator)
     let trainer = Trainer(network: network, options: experiment.options, data: data)
