@@ -70,7 +70,8 @@ put("spec", "residual.json", json.dumps({"dataset": "mnist", "input": [1, 28, 28
     {"type": "conv2d", "out_channels": 4, "kernel_size": 3, "padding": 1}, {"type": "batchnorm2d"},
     {"type": "residual", "main": [{"type": "conv2d", "out_channels": 4, "kernel_size": 3, "padding": 1}, {"type": "gelu"}]},
     {"type": "maxpool2d", "size": 2, "stride": 2}, {"type": "dropout", "p": 0.1}, {"type": "dense", "out_features": 10}],
-    "training": {"iterations": 10, "batch_size": 4, "learning_rate": 0.1}}).encode())
+    "training": {"iterations": 10, "batch_size": 4, "learning_rate": 0.1,
+                 "lookahead": {"every": 5, "decay": 0.5, "power": 3}}}).encode())
 
 # ONNX models (protobuf written here field by field, as onnx.proto numbers them), small nets of
 # the operators the importer reads, plus the torch.onnx.export fixture of the ONNX tests.

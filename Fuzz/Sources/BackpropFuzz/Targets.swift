@@ -73,10 +73,11 @@ let targets: [String: @Sendable (Data) -> Void] = [
         _ = model.recordedClassNames
         _ = model.recordedDataset
     },
-    // A spec file: JSON, the layer registry, the training options, and the network builder
+    // A spec file: JSON, the layer registry, the training options and their validation, and the network builder
     // (within 2^22 parameters here, to keep each input fast; the limit itself is 2^28).
     "spec": { data in
         guard let experiment = try? Experiment(specData: data, source: "fuzz", dataset: .mnist) else { return }
+        try? experiment.options.validate(imageHeight: 28, imageWidth: 28)
         var generator = SeededGenerator(seed: 1)
         _ = try? experiment.network.makeNetwork(Float.self, parameterLimit: 1 << 22, using: &generator)
     },
