@@ -635,8 +635,9 @@ def validate_options(o, image_height=None, image_width=None, available=None):
         need(o["train_size"] <= available, f"train size {o['train_size']} exceeds the {available} training images available")
     need(o["validation_interval"] > 0, "validation interval must be positive")
     need(0 <= o["ema"] < 1, "ema must be in [0, 1)")
-    if lookahead_settings(o) is not None:
-        every, decay, power = lookahead_settings(o)
+    lookahead = lookahead_settings(o)
+    if lookahead is not None:
+        every, decay, power = lookahead
         need(1 <= every <= 1 << 30, f"lookahead every must be from 1 to 2^30 steps, got {every}")
         need(0 <= decay <= 1, f"lookahead decay must be in [0, 1], got {decay}")
         need(0 <= power <= 100, f"lookahead power must be in [0, 100], got {power}")

@@ -56,14 +56,17 @@ public final class Lookahead<Scalar: NetworkScalar> {
             slow.decay = decay(afterStep: step, of: totalSteps)
             slow.update()
             slow.copyAveragesToLive()
+        } else if step == totalSteps {
+            slow.copyAveragesToLive()
         }
-        if step == totalSteps { slow.copyAveragesToLive() }
     }
+
+    /// The buffers that take part: those given at `init` without the integer ones, in order.
+    public var buffers: [Buffer<Scalar>] { slow.buffers }
 
     /// Copies of the slow parameters, in `parameters` order.
     public var slowParameters: [Tensor<Scalar>] { slow.parameterAverages }
-    /// Copies of the slow floating-point buffers, in the order of the buffers given at `init`
-    /// without the integer ones.
+    /// Copies of the slow buffers, in `buffers` order.
     public var slowBuffers: [Tensor<Scalar>] { slow.bufferAverages }
 
     /// Restores what `slowParameters` and `slowBuffers` returned.

@@ -157,9 +157,7 @@ public struct Checkpoint {
         if let lookahead = trainer.lookahead {
             var slowParameters: [Tensor<Float>] = [], slowBuffers: [Tensor<Float>] = []
             for (i, p) in network.parameters.enumerated() { slowParameters.append(try take("lookahead.parameter.\(i)", shape: p.value.shape)) }
-            for (i, b) in Trainer.lookaheadBuffers(of: network).enumerated() {
-                slowBuffers.append(try take("lookahead.buffer.\(i)", shape: b.value.shape))
-            }
+            for (i, b) in lookahead.buffers.enumerated() { slowBuffers.append(try take("lookahead.buffer.\(i)", shape: b.value.shape)) }
             do { try lookahead.restoreState(slowParameters: slowParameters, slowBuffers: slowBuffers) } catch {
                 throw fail("Lookahead: \(error.description)")
             }

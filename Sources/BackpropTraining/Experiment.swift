@@ -371,8 +371,8 @@ extension Experiment {
             guard let training = training as? [String: Any] else { throw prefixed(SpecError("\"training\" must be an object")) }
             var merged = (try? JSONSerialization.jsonObject(with: JSONEncoder().encode(options))) as? [String: Any] ?? [:]
             for (key, value) in training {
-                // Optional keys (lookahead) are absent from the encoded defaults.
-                guard merged[key] != nil || TrainingOptions.CodingKeys(stringValue: key) != nil else {
+                // Known keys, not the encoded defaults: an optional key (lookahead) is absent from those.
+                guard TrainingOptions.CodingKeys(stringValue: key) != nil else {
                     throw prefixed(SpecError("training: unknown key \"\(key)\""))
                 }
                 merged[key] = value

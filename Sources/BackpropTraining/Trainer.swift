@@ -131,8 +131,8 @@ public final class Trainer {
                                     warmUp: options.emaWarmUp)
             : nil
         lookahead = options.lookahead.map {
-            Lookahead(parameters: network.parameters, buffers: Self.lookaheadBuffers(of: network), every: $0.every, decay: $0.decay,
-                      power: $0.power)
+            Lookahead(parameters: network.parameters, buffers: network.namedBuffers.map(\.buffer), every: $0.every,
+                      decay: $0.decay, power: $0.power)
         }
         loss = SoftmaxCrossEntropy(labelSmoothing: options.labelSmoothing)
         progress = TrainingProgress(movingAverage: options.movingAverage)
@@ -142,11 +142,6 @@ public final class Trainer {
 
     /// The training images whose patches a whitening convolution's filters come from.
     public static let whiteningSampleSize = 5000
-
-    /// The buffers Lookahead keeps slow copies of: the network's floating-point ones, in order.
-    public static func lookaheadBuffers(of network: Network<Float>) -> [Buffer<Float>] {
-        network.namedBuffers.map(\.buffer).filter { $0.storage != .integer }
-    }
 
     /// Continues from a checkpoint's progress (the caller restores the weights, the optimizer
     /// and the average).
