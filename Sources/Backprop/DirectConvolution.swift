@@ -5,26 +5,27 @@
 /// (Wp − kw + 1)` is the output; `e = (c, i, j)` indexes the `C·kh·kw` entries of a patch.
 ///
 /// **Forward** (`convolvePlanes`): the image is copied into zero-bordered planes, and the
-/// register tile is L output channels × L consecutive output pixels of a row, pixels in the
-/// vector lanes:
+/// register tile is 6 output channels × V vectors of L output pixels (`tileVectors`), pixels in
+/// the vector lanes:
 /// ```
 /// y[o][y][x0 ..< x0+L] = b[o] + Σ_e W[o][e] · xp[c][y + i][x0 + j ..< x0 + j + L]
 /// ```
-/// — per entry one unaligned input load and L broadcast weights; the tile is stored straight
-/// into the NCHW output planes.
+/// — per entry V unaligned input loads and 6 broadcast weights; the tile is stored into the
+/// NCHW output planes (planes narrower than a vector through a flat copy).
 ///
 /// **Input gradient**: for stride 1 it is itself a convolution — of `∂y` padded by
 /// `kh − 1 − p`, with the kernel flipped in space and its channel axes swapped — so it is
 /// `convolvePlanes` again with other packed weights.
 ///
 /// **Weight gradient** (`accumulateWeightGradient`): a reduction over pixels, tiled the other
-/// way round — L patch entries × L output channels, channels in the lanes — on channels-last
-/// copies `xp: [Hp][Wp][C]` and `∂y: [Ho][Wo][Cout]`. In that layout the patch entries `(j, c)`
-/// of kernel row `i` are the contiguous run `xp[y + i][x ..< x + kw][0 ..< C]`, so
+/// way round — E patch entries × 2L output channels (`weightTileEntries`), channels in the
+/// lanes — on channels-last copies `xp: [Hp][Wp][C]` and `∂y: [Ho][Wo][Cout]`. In that layout
+/// the patch entries `(j, c)` of kernel row `i` are the contiguous run
+/// `xp[y + i][x ..< x + kw][0 ..< C]`, so
 /// ```
 /// ∂W[i][t][o] += Σ_{y,x} xp[y + i][x·C + t] · ∂y[y][x][o]        t = j·C + c
 /// ```
-/// loads one `∂y` vector per pixel and broadcasts L input scalars.
+/// loads two `∂y` vectors per pixel and broadcasts E input scalars.
 ///
 /// `L` is `lanes`, the floats in one `KernelVector`: 16 with AVX-512, 8 with AVX2 or NEON.
 ///
@@ -190,16 +191,25 @@ enum DirectConvolution {
     static func planeRowStride(outputWidth wo: Int, kernelSize k: Int) -> Int { wo + k - 1 }
 
     /// The zeros `padPlanes` writes after the planes: a narrow-row tile that starts at the last
-    /// output pixel reads up to 2L floats past the planes.
-    static let planeSlack = 2 * lanes
+    /// output pixel reads up to `tileVectors`·L floats past the planes.
+    static let planeSlack = tileVectors * lanes
 
     /// The floats `padPlanes` writes: `C` planes of `Hp` rows, then `planeSlack`.
     static func paddedPlanesCount(channels: Int, paddedHeight hp: Int, rowStride: Int) -> Int { channels * hp * rowStride + planeSlack }
 
-    /// Output channels per block of `convolvePlanes`: its tile is 6 channels × 2 rows of L
-    /// pixels, 12 accumulators; with the two input vectors and a broadcast, 15 of AVX2's 16
-    /// registers.
+    /// Output channels per block of `convolvePlanes`: its tile is 6 channels × `tileVectors`
+    /// vectors of L pixels.
     static let blockChannels = 6
+
+    /// Vectors of pixels per tile of `convolvePlanes`: 4 with AVX-512 (24 accumulators, the
+    /// four input vectors and a broadcast: 29 of its 32 registers), 2 otherwise (12
+    /// accumulators: 15 of AVX2's 16). Per patch entry a tile loads `tileVectors` vectors and
+    /// broadcasts 6 weights for `6·tileVectors` multiply-adds, so the larger tile spends fewer
+    /// loads per multiply-add.
+    static let tileVectors = lanes == 16 ? 4 : 2
+
+    /// The accumulators of one `convolvePlanes` tile: `acc[q + 6·v]` is channel q's vector v.
+    typealias PlaneTile = InlineArray<24, Vector>
 
     /// The blocks of `blockChannels` that `outputs` channels take (the last may be partial).
     static func channelBlocks(_ outputs: Int) -> Int { (outputs + blockChannels - 1) / blockChannels }
@@ -253,18 +263,19 @@ enum DirectConvolution {
     /// Convolves one image held as padded planes (`padPlanes`) and writes the NCHW output
     /// `y: [Cout][Ho][Wo]` (overwriting it).
     ///
-    /// The register tile is 6 output channels × 2 vectors of L output pixels (pixels in the
-    /// lanes): each patch entry `e = (c, i, j)` loads the two input vectors and broadcasts 6
-    /// weights, 12 multiply-adds for 8 loads, `acc[o][v] += W[o][e] · xp[c][pixels of v + (i, j)]`.
+    /// The register tile is 6 output channels × V vectors of L output pixels (`tileVectors`;
+    /// pixels in the lanes): each patch entry `e = (c, i, j)` loads the V input vectors and
+    /// broadcasts 6 weights, `acc[o][v] += W[o][e] · xp[c][pixels of v + (i, j)]`.
     /// Each output is its bias plus the entries' products in entry order, whatever tile it falls
     /// in, so the two ways of placing the vectors give the same bits:
-    /// - **Wide rows** (`Wo ≥ L`): the vectors are L consecutive pixels of two adjacent rows. A
-    ///   row's last tile is moved left to end at the row's end, and an odd last row pairs with
-    ///   the row above it (their overlap is computed twice, identically).
+    /// - **Wide rows** (`Wo ≥ L`): the vectors are L consecutive pixels of V adjacent rows. A
+    ///   row's last tile is moved left to end at the row's end, and the last rows' tile moves up
+    ///   to end at the last row (the overlap is computed twice, identically); planes of fewer
+    ///   than V rows repeat their last row in the spare vectors, which are not stored.
     /// - **Narrow rows** (`Wo < L`, e.g. 7x7 planes with AVX-512's 16 lanes): a vector of one row
     ///   would leave most lanes idle, so the vectors run over the planes' flat index
-    ///   `f = y·rowStride + x` (`rowStride` = `Wp`, `planeRowStride`), 2L consecutive positions a
-    ///   tile, across row ends; lanes with `x ≥ Wo` (the border columns) are computed and dropped.
+    ///   `f = y·rowStride + x` (`rowStride` = `Wp`, `planeRowStride`), V·L consecutive positions
+    ///   a tile, across row ends; lanes with `x ≥ Wo` (the border columns) are computed and dropped.
     /// - Parameters:
     ///   - xp: `[C][Hp][rowStride]`, `C·kh·kw` entries located by `offsets` (`patchOffsets`),
     ///     followed by `planeSlack` floats.
@@ -276,41 +287,49 @@ enum DirectConvolution {
         weights: UnsafePointer<Float>, outputChannels: Int, bias: UnsafePointer<Float>?,
         into y: UnsafeMutablePointer<Float>
     ) {
-        let planeSize = ho * wo, b = blockChannels
+        let planeSize = ho * wo, b = blockChannels, vectors = tileVectors
         for block in 0..<channelBlocks(outputChannels) {
             let channels = min(b, outputChannels - block * b)
             let blockWeights = weights + block * patchSize * b
             let blockBias = bias.map { $0 + block * b }
             let outputPlanes = y + block * b * planeSize
             if wo < lanes {
-                // Narrow rows; lane l of vector v is flat position `position + v·L + l`.
+                // Narrow rows; lane l of vector v is flat position `position + v·L + l`. The
+                // tiles' vectors go whole into a flat copy of the block's planes (this thread's
+                // workspace), whose rows are then copied out without their border columns:
+                // picking lanes out of a tile one by one cost a quarter of the pass.
+                let tileFloats = vectors * lanes
                 let positions = (ho - 1) * rowStride + wo
+                let span = (positions + tileFloats - 1) / tileFloats * tileFloats
+                let flat = ThreadWorkspace.floats(b * span)
+                let starts = InlineArray<4, Int> { v in v * lanes }
                 var position = 0
                 while position < positions {
-                    let acc = planeTile(xp + position, second: lanes, offsets: offsets, patchSize: patchSize,
+                    let acc = planeTile(xp + position, vectorStarts: starts, offsets: offsets, patchSize: patchSize,
                                         weights: blockWeights, bias: blockBias, channels: channels)
-                    var (y, x) = (position / rowStride, position % rowStride)
-                    for lane in 0..<(2 * lanes) where y < ho {
-                        if x < wo {
-                            let (v, l) = (lane / lanes, lane % lanes)
-                            for q in 0..<channels { outputPlanes[q * planeSize + y * wo + x] = acc[q &+ 6 &* v][l] }
-                        }
-                        x += 1
-                        if x == rowStride { (y, x) = (y + 1, 0) }
+                    for q in 0..<b {
+                        let row = UnsafeMutableRawPointer(flat + q * span + position)
+                        for v in 0..<vectors { row.storeBytes(of: acc[q &+ 6 &* v], toByteOffset: v * lanes * 4, as: Vector.self) }
                     }
-                    position += 2 * lanes
+                    position += tileFloats
+                }
+                for q in 0..<channels {
+                    for y in 0..<ho {
+                        (outputPlanes + q * planeSize + y * wo).update(from: flat + q * span + y * rowStride, count: wo)
+                    }
                 }
             } else {
-                // Wide rows; with a single row, the second vector reads row 0 again and is not stored.
+                // Wide rows: vector v is row `top + min(v, Ho − 1)`.
+                let starts = InlineArray<4, Int> { v in min(v, ho - 1) * rowStride }
                 var row = 0
                 while row < ho {
-                    let top = max(0, min(row, ho - 2))
+                    let top = max(0, min(row, ho - vectors))
                     var x0 = 0
                     while x0 < wo {
                         let start = min(x0, wo - lanes)
-                        let acc = planeTile(xp + top * rowStride + start, second: ho >= 2 ? rowStride : 0, offsets: offsets,
+                        let acc = planeTile(xp + top * rowStride + start, vectorStarts: starts, offsets: offsets,
                                             patchSize: patchSize, weights: blockWeights, bias: blockBias, channels: channels)
-                        for r in 0..<min(2, ho) {
+                        for r in 0..<min(vectors, ho) {
                             let outputRow = outputPlanes + (top + r) * wo + start
                             for q in 0..<channels {
                                 UnsafeMutableRawPointer(outputRow + q * planeSize).storeBytes(of: acc[q &+ 6 &* r], as: Vector.self)
@@ -318,48 +337,76 @@ enum DirectConvolution {
                         }
                         x0 += lanes
                     }
-                    row += 2
+                    row += vectors
                 }
             }
         }
     }
 
-    /// One tile of `convolvePlanes`: 6 output channels × the vectors at `first` and `second`
-    /// floats after it, each its bias (or 0) plus `Σ_e W[o][e] · xp[first + offsets[e] ...]` in
-    /// entry order; `acc[q]` is channel q's first vector, `acc[6 + q]` its second.
+    /// One tile of `convolvePlanes`: 6 output channels × `tileVectors` vectors, vector v at
+    /// `vectorStarts[v]` floats after `first`; each output its bias (or 0) plus
+    /// `Σ_e W[o][e] · xp[first + vectorStarts[v] + offsets[e] ...]` in entry order.
     @inline(__always)
     private static func planeTile(
-        _ first: UnsafePointer<Float>, second: Int, offsets: UnsafePointer<Int>, patchSize: Int,
+        _ first: UnsafePointer<Float>, vectorStarts: InlineArray<4, Int>, offsets: UnsafePointer<Int>, patchSize: Int,
         weights: UnsafePointer<Float>, bias: UnsafePointer<Float>?, channels: Int
-    ) -> InlineArray<12, Vector> {
-        var acc = InlineArray<12, Vector>(repeating: Vector())
+    ) -> PlaneTile {
+        var acc = PlaneTile(repeating: Vector())
         if let bias {
-            for q in 0..<channels { acc[q] = Vector(repeating: bias[q]); acc[q &+ 6] = acc[q] }
+            for q in 0..<channels {
+                for v in 0..<tileVectors { acc[q &+ 6 &* v] = Vector(repeating: bias[q]) }
+            }
         }
-        // Wrapping arithmetic inside the loop: overflow checks would keep the tile out of registers.
-        for e in 0..<patchSize {
-            let upper = UnsafeRawPointer(first + offsets[e])
-            let x = upper.loadUnaligned(as: Vector.self)
-            let z = upper.loadUnaligned(fromByteOffset: second &* 4, as: Vector.self)
-            let w = weights + e &* 6
-            for q in 0..<6 {
-                let s = Vector(repeating: w[q])
-                acc[q] = acc[q].fusedAdding(s, x)
-                acc[q &+ 6] = acc[q &+ 6].fusedAdding(s, z)
+        // One base pointer per vector, so that each load is base + offset (no address arithmetic
+        // in the loop). Wrapping arithmetic inside the loop: overflow checks would keep the tile
+        // out of registers.
+        let bases = InlineArray<4, UnsafeRawPointer> { v in UnsafeRawPointer(first + vectorStarts[v]) }
+        if tileVectors == 4 {
+            for e in 0..<patchSize {
+                let offset = offsets[e] &* 4
+                let x0 = bases[0].loadUnaligned(fromByteOffset: offset, as: Vector.self)
+                let x1 = bases[1].loadUnaligned(fromByteOffset: offset, as: Vector.self)
+                let x2 = bases[2].loadUnaligned(fromByteOffset: offset, as: Vector.self)
+                let x3 = bases[3].loadUnaligned(fromByteOffset: offset, as: Vector.self)
+                let w = weights + e &* 6
+                for q in 0..<6 {
+                    let s = Vector(repeating: w[q])
+                    acc[q] = acc[q].fusedAdding(s, x0)
+                    acc[q &+ 6] = acc[q &+ 6].fusedAdding(s, x1)
+                    acc[q &+ 12] = acc[q &+ 12].fusedAdding(s, x2)
+                    acc[q &+ 18] = acc[q &+ 18].fusedAdding(s, x3)
+                }
+            }
+        } else {
+            for e in 0..<patchSize {
+                let offset = offsets[e] &* 4
+                let x0 = bases[0].loadUnaligned(fromByteOffset: offset, as: Vector.self)
+                let x1 = bases[1].loadUnaligned(fromByteOffset: offset, as: Vector.self)
+                let w = weights + e &* 6
+                for q in 0..<6 {
+                    let s = Vector(repeating: w[q])
+                    acc[q] = acc[q].fusedAdding(s, x0)
+                    acc[q &+ 6] = acc[q &+ 6].fusedAdding(s, x1)
+                }
             }
         }
         return acc
     }
 
+    /// Patch entries per tile of `accumulateWeightGradient`: 12 with AVX-512 (24 accumulators,
+    /// two `∂y` vectors and a broadcast: 27 of its 32 registers), 6 otherwise (12 accumulators:
+    /// 15 of AVX2's 16). Each pixel's two `∂y` vectors then serve more multiply-adds.
+    static let weightTileEntries = lanes == 16 ? 12 : 6
+
     /// Adds one image's weight gradient into `gradient` for two blocks of L output channels
     /// (`[kh][kw][C][L]` each, the second `secondBlock` floats after the first):
     /// `gradient[i][t] += Σ_{y,x} xp[y+i][x·C + t] · ∂y[y][x]`.
     ///
-    /// The register tile is 6 patch entries × 2L channels: per pixel, two `∂y` vectors and 6
-    /// broadcast inputs, 12 multiply-adds for 8 loads. With `secondBlock == 0` both halves are the
-    /// same block (a channel count that is an odd number of blocks): it is computed twice and
-    /// stored twice, identically. Every sum runs over the pixels in order from its stored value,
-    /// whatever tile it falls in.
+    /// The register tile is E patch entries × 2L channels (E = `weightTileEntries`): per pixel,
+    /// two `∂y` vectors and E broadcast inputs, 2E multiply-adds. With `secondBlock == 0` both
+    /// halves are the same block (a channel count that is an odd number of blocks): it is
+    /// computed twice and stored twice, identically. Every sum runs over the pixels in order from
+    /// its stored value, whatever tile it falls in.
     /// - Parameters:
     ///   - xp: the padded channels-last input, `[Hp][Wp][C]`.
     ///   - outputGradient: `∂y` of pixel `(0, 0)` for the first block's L channels, channels-last;
@@ -371,27 +418,28 @@ enum DirectConvolution {
         outputGradient dy: UnsafePointer<Float>, gradientPixelStride: Int, gradientRowStride: Int,
         into gradient: UnsafeMutablePointer<Float>, secondBlock: Int
     ) {
-        let rowStride = wp * c, depth = k * c
+        let rowStride = wp * c, depth = k * c, tile = weightTileEntries
         let entries = k * depth
         let secondChannels = secondBlock == 0 ? 0 : lanes * 4  // bytes from a pixel's first block to its second
         var first = 0
         while first < entries {
-            let count = min(6, entries - first)
+            let count = min(tile, entries - first)
             // Where entry (i, t) of this tile sits relative to the pixel: i rows down, t floats on.
             // Entries past the end read offset 0 and are not stored.
-            var offsets = InlineArray<6, Int>(repeating: 0)
+            var offsets = InlineArray<12, Int>(repeating: 0)
             for u in 0..<count { offsets[u] = (first + u) / depth * rowStride + (first + u) % depth }
             let raw = UnsafeMutableRawPointer(gradient + first * lanes)
-            var acc = InlineArray<12, Vector>(repeating: Vector())
+            // acc[u] is entry u's first block, acc[tile + u] its second.
+            var acc = InlineArray<24, Vector>(repeating: Vector())
             for u in 0..<count {
                 acc[u] = raw.loadUnaligned(fromByteOffset: u * lanes * 4, as: Vector.self)
-                acc[u + 6] = raw.loadUnaligned(fromByteOffset: (secondBlock + u * lanes) * 4, as: Vector.self)
+                acc[tile + u] = raw.loadUnaligned(fromByteOffset: (secondBlock + u * lanes) * 4, as: Vector.self)
             }
             // Two copies of the loop nest: LLVM keeps a tile in registers only when nothing else
             // shares its stack slot.
-            if count == 6 && first / depth == (first + 5) / depth {
-                // All 6 entries in one kernel row: consecutive floats after one start offset,
-                // addressed from one register instead of 6.
+            if count == tile && first / depth == (first + tile - 1) / depth {
+                // All the tile's entries in one kernel row: consecutive floats after one start
+                // offset, addressed from one register.
                 let start = xp + offsets[0]
                 for y in 0..<ho {
                     let inputRow = start + y &* rowStride
@@ -400,10 +448,10 @@ enum DirectConvolution {
                         let d = gradientRow + x &* gradientPixelStride &* 4
                         let d0 = d.loadUnaligned(as: Vector.self), d1 = d.loadUnaligned(fromByteOffset: secondChannels, as: Vector.self)
                         let pixel = inputRow + x &* c
-                        for u in 0..<6 {
+                        for u in 0..<tile {
                             let s = Vector(repeating: pixel[u])
                             acc[u] = acc[u].fusedAdding(s, d0)
-                            acc[u &+ 6] = acc[u &+ 6].fusedAdding(s, d1)
+                            acc[u &+ tile] = acc[u &+ tile].fusedAdding(s, d1)
                         }
                     }
                 }
@@ -415,19 +463,19 @@ enum DirectConvolution {
                         let d = gradientRow + x &* gradientPixelStride &* 4
                         let d0 = d.loadUnaligned(as: Vector.self), d1 = d.loadUnaligned(fromByteOffset: secondChannels, as: Vector.self)
                         let pixel = inputRow + x &* c
-                        for u in 0..<6 {
+                        for u in 0..<tile {
                             let s = Vector(repeating: pixel[offsets[u]])
                             acc[u] = acc[u].fusedAdding(s, d0)
-                            acc[u &+ 6] = acc[u &+ 6].fusedAdding(s, d1)
+                            acc[u &+ tile] = acc[u &+ tile].fusedAdding(s, d1)
                         }
                     }
                 }
             }
             for u in 0..<count {
                 raw.storeBytes(of: acc[u], toByteOffset: u * lanes * 4, as: Vector.self)
-                raw.storeBytes(of: acc[u + 6], toByteOffset: (secondBlock + u * lanes) * 4, as: Vector.self)
+                raw.storeBytes(of: acc[tile + u], toByteOffset: (secondBlock + u * lanes) * 4, as: Vector.self)
             }
-            first += 6
+            first += tile
         }
     }
 }

@@ -5,7 +5,7 @@ import _CPUFeatures
 ///
 /// A tile only runs at speed when its accumulators, the vectors it loads and a broadcast all
 /// stay in registers:
-/// - AVX-512 has 32 registers of 16 floats: `SIMD16<Float>`, and tiles of 12–16 accumulators.
+/// - AVX-512 has 32 registers of 16 floats: `SIMD16<Float>`, and tiles of 12–24 accumulators.
 /// - AVX2 has 16 registers of 8 floats, and NEON 32 of 4: `SIMD8<Float>` (one AVX2 register,
 ///   two NEON ones), with the same tile shapes in vectors. `SIMD16` tiles there spill: the
 ///   GEMM ran at a third of the AVX2 machine's speed (BENCHMARKS.md).

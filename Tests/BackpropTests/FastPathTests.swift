@@ -7,15 +7,17 @@ import Testing
 /// AVX-512, 8s with AVX2) against the gradient-checked im2col path run in `Double` on the same
 /// weights: output, `∂W`, `∂b` and `∂X`, over odd sizes (rows shorter than the 8- or 16-pixel
 /// vector, whose tiles run across row ends, and longer ones with ragged last tiles; narrow planes
-/// of one row, of one tile and of several), input channels that do and do not fill vectors (`∂X`
-/// is a direct convolution with the input channels as its outputs either way), and 1x1 kernels.
-/// 24 and 8 output channels take the direct path only with 8-float vectors.
+/// of one row, of one tile and of several; wide planes of fewer rows than a tile has vectors),
+/// input channels that do and do not fill vectors (`∂X` is a direct convolution with the input
+/// channels as its outputs either way), and 1x1 kernels. 24 and 8 output channels take the
+/// direct path only with 8-float vectors.
 @Suite struct DirectConvolutionTests {
     @Test(arguments: [
         (1, 16, 5, 2, 28, 28), (16, 16, 5, 2, 14, 14), (3, 16, 5, 2, 32, 32), (16, 16, 3, 1, 16, 16),
         (5, 32, 3, 0, 9, 21), (32, 16, 3, 2, 7, 5), (16, 32, 1, 0, 6, 17), (2, 16, 4, 3, 3, 19), (16, 16, 5, 2, 1, 1),
         (24, 24, 3, 1, 7, 7), (8, 8, 3, 1, 3, 3), (24, 8, 3, 1, 15, 15),
         (16, 16, 3, 1, 20, 5), (7, 32, 3, 1, 13, 11), (24, 16, 3, 1, 7, 7), (16, 16, 3, 1, 3, 3),
+        (16, 16, 3, 1, 2, 18), (3, 16, 3, 1, 3, 40), (8, 16, 3, 1, 15, 15), (16, 48, 3, 1, 5, 33),
     ])
     func matchesTheIm2colPath(inputChannels: Int, outputChannels: Int, kernel: Int, padding: Int, height: Int, width: Int) {
         for path in [ConvolutionPath.direct, .batchedGEMM] {
