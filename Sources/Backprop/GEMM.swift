@@ -9,8 +9,9 @@
 /// are absorbed by the packing. `referenceGEMM` below is the plain triple loop it is tested
 /// against.
 public enum GEMM {
-    /// Rows of `C` computed by one micro-kernel call.
-    static let mr = 6
+    /// Rows of `C` computed by one micro-kernel call: 12 with AVX-512 (24 accumulators, two
+    /// vectors of B and a broadcast: 27 of its 32 registers), 6 otherwise (15 of AVX2's 16).
+    static let mr = KernelVector.scalarCount == 16 ? 12 : 6
     /// Columns of `C` computed by one micro-kernel call: two vectors (32 floats with AVX-512,
     /// 16 with AVX2 or NEON; `KernelVector`).
     static let nr = 2 * KernelVector.scalarCount
@@ -170,35 +171,32 @@ public enum GEMM {
 
     /// `C[0..<rows, 0..<columns] += Apanel · Bpanel` for one `mr x nr` tile.
     ///
-    /// Twelve accumulators hold the tile in registers for the whole depth loop; each step loads
-    /// two vectors of B and broadcasts six scalars of A (15 registers: AVX2 has 16).
+    /// `2·mr` accumulators hold the tile in registers for the whole depth loop; each step loads
+    /// two vectors of B and broadcasts `mr` scalars of A.
     @inline(__always)
     private static func microKernel(
         depth: Int, a: UnsafePointer<Float>, b: UnsafePointer<Float>,
         c: UnsafeMutablePointer<Float>, ldc: Int, rows: Int, columns: Int, overwrite: Bool
     ) {
         typealias V = KernelVector
-        var c00 = V(), c01 = V(), c10 = V(), c11 = V(), c20 = V(), c21 = V()
-        var c30 = V(), c31 = V(), c40 = V(), c41 = V(), c50 = V(), c51 = V()
+        // acc[2r] and acc[2r + 1] are row r's two vectors.
+        var acc = InlineArray<24, V>(repeating: V())
         let rawB = UnsafeRawPointer(b)
+        // Wrapping arithmetic inside the loop: overflow checks would keep the tile out of registers.
         for p in 0..<depth {
-            let b0 = rawB.loadUnaligned(fromByteOffset: p * nr * 4, as: V.self)
-            let b1 = rawB.loadUnaligned(fromByteOffset: (p * nr + V.scalarCount) * 4, as: V.self)
-            let ap = a + p * mr
-            var s = V(repeating: ap[0]); c00 = c00.fusedAdding(s, b0); c01 = c01.fusedAdding(s, b1)
-            s = V(repeating: ap[1]); c10 = c10.fusedAdding(s, b0); c11 = c11.fusedAdding(s, b1)
-            s = V(repeating: ap[2]); c20 = c20.fusedAdding(s, b0); c21 = c21.fusedAdding(s, b1)
-            s = V(repeating: ap[3]); c30 = c30.fusedAdding(s, b0); c31 = c31.fusedAdding(s, b1)
-            s = V(repeating: ap[4]); c40 = c40.fusedAdding(s, b0); c41 = c41.fusedAdding(s, b1)
-            s = V(repeating: ap[5]); c50 = c50.fusedAdding(s, b0); c51 = c51.fusedAdding(s, b1)
+            let b0 = rawB.loadUnaligned(fromByteOffset: p &* nr &* 4, as: V.self)
+            let b1 = rawB.loadUnaligned(fromByteOffset: (p &* nr &+ V.scalarCount) &* 4, as: V.self)
+            let ap = a + p &* mr
+            for r in 0..<mr {
+                let s = V(repeating: ap[r])
+                acc[2 &* r] = acc[2 &* r].fusedAdding(s, b0)
+                acc[2 &* r &+ 1] = acc[2 &* r &+ 1].fusedAdding(s, b1)
+            }
         }
         // Add the tile into C; rows and columns past the matrix edge were zero padding.
-        store(c, lo: c00, hi: c01, columns: columns, overwrite: overwrite)
-        if rows > 1 { store(c + ldc, lo: c10, hi: c11, columns: columns, overwrite: overwrite) }
-        if rows > 2 { store(c + 2 * ldc, lo: c20, hi: c21, columns: columns, overwrite: overwrite) }
-        if rows > 3 { store(c + 3 * ldc, lo: c30, hi: c31, columns: columns, overwrite: overwrite) }
-        if rows > 4 { store(c + 4 * ldc, lo: c40, hi: c41, columns: columns, overwrite: overwrite) }
-        if rows > 5 { store(c + 5 * ldc, lo: c50, hi: c51, columns: columns, overwrite: overwrite) }
+        for r in 0..<min(rows, mr) {
+            store(c + r * ldc, lo: acc[2 * r], hi: acc[2 * r + 1], columns: columns, overwrite: overwrite)
+        }
     }
 
     /// `row[0..<columns] += (lo, hi)`, or `= (lo, hi)` when `overwrite`.
