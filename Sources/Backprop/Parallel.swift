@@ -20,8 +20,10 @@ public enum Parallel {
     /// machine's active cores.
     nonisolated(unsafe) public static var threadCount = ProcessInfo.processInfo.activeProcessorCount
 
-    /// Calls `work(item)` for every item in `0..<count`, spread over `threadCount` threads
-    /// (item `i` goes to thread `i % threadCount`; the calling thread is thread 0).
+    /// Calls `work(item)` for every item in `0..<count`, spread over `threadCount` threads (the
+    /// calling thread among them): each thread takes the next item not yet taken, so a thread
+    /// that falls behind — a core the host lends elsewhere for a while — takes fewer. Which
+    /// thread runs an item never changes what it computes.
     ///
     /// The worker threads call `work` through a pointer to the caller's value, so nothing is
     /// allocated: this is the form the training step's kernels use. A call made while the pool
@@ -68,6 +70,8 @@ final class WorkerPool: @unchecked Sendable {
     private let generation = Atomic<Int>(0)
     /// Workers that have not finished the current section.
     private let pending = Atomic<Int>(0)
+    /// The next item of the current section that no thread has taken.
+    private let next = Atomic<Int>(0)
     /// Whether a caller owns the pool (one section at a time).
     private let owned = Atomic<Bool>(false)
     /// Sleeping workers wait here; guarded by `mutex`.
@@ -105,11 +109,16 @@ final class WorkerPool: @unchecked Sendable {
             self.count = count
             spinLimit.store(threads <= cores ? 200_000 : 0, ordering: .relaxed)
             pending.store(workers, ordering: .relaxed)
+            next.store(0, ordering: .relaxed)
             generation.add(1, ordering: .releasing)
             pthread_mutex_lock(mutex)
             pthread_cond_broadcast(condition)
             pthread_mutex_unlock(mutex)
-            for item in stride(from: 0, to: count, by: threads) { pointer.pointee(item) }
+            while true {
+                let item = next.wrappingAdd(1, ordering: .relaxed).oldValue
+                guard item < count else { break }
+                pointer.pointee(item)
+            }
             var spins = 0
             while pending.load(ordering: .acquiring) != 0 {
                 spins += 1
@@ -142,15 +151,19 @@ final class WorkerPool: @unchecked Sendable {
                 pthread_mutex_unlock(mutex)
             }
             seen = generation.load(ordering: .acquiring)
-            if index < threads { runItems(workType, thread: index) }
+            if index < threads { runItems(workType) }
             pending.subtract(1, ordering: .releasing)
         }
     }
 
-    /// This thread's items of the current section (`Work` opened from `workType`).
-    private func runItems<Work: ParallelWork>(_: Work.Type, thread: Int) {
+    /// Items of the current section until none is left (`Work` opened from `workType`).
+    private func runItems<Work: ParallelWork>(_: Work.Type) {
         let work = self.work.unsafelyUnwrapped.assumingMemoryBound(to: Work.self)
-        for item in stride(from: thread, to: count, by: threads) { work.pointee(item) }
+        while true {
+            let item = next.wrappingAdd(1, ordering: .relaxed).oldValue
+            guard item < count else { return }
+            work.pointee(item)
+        }
     }
 }
 
