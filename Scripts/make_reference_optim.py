@@ -9,7 +9,9 @@ Usage (from the repository root; needs torch and numpy, CPU only):
 Files
 -----
 optim_sgd.json      torch.optim.SGD: momentum, dampening, Nesterov, coupled weight decay (only
-                    on the `weight` parameter, via a param group with weight_decay=0 for `bias`),
+                    on the `weight` parameter, via a param group with weight_decay=0 for `bias`;
+                    in `scaled_bias_decay` `bias` has a group with lr·8 and weight_decay wd/8,
+                    Backprop's `learningRateScale` 8 on a decaying parameter),
                     plain SGD; decoupled decay (`p.mul_(1 - lr*wd)` before an SGD step without
                     decay, AdamW's rule: torch.optim.SGD has no such option); and SGD driven by
                     OneCycleLR with momentum cycling.
@@ -127,6 +129,13 @@ def sgd_cases(seed):
         "decoupled_weight_decay": run_optimizer(gen(6), sgd(0.1, momentum=0.9, nesterov=True), 4, before_step=decoupled,
                                                 settings=settings(0.1, momentum=0.9, nesterov=True,
                                                                   weight_decay=decoupled_wd, decoupled=True)),
+        # airbench's BatchNorm biases: a group with lr·s and weight_decay wd/s (s = bias_scaler).
+        "scaled_bias_decay": run_optimizer(
+            gen(8), lambda params: torch.optim.SGD(
+                [{"params": [params["weight"]], "weight_decay": 0.05},
+                 {"params": [params["bias"]], "lr": 0.1 * 8, "weight_decay": 0.05 / 8}],
+                lr=0.1, momentum=0.9, nesterov=True), 4,
+            settings={**settings(0.1, momentum=0.9, nesterov=True, weight_decay=0.05), "bias_lr_scale": 8, "bias_decays": True}),
         "onecycle": run_optimizer(
             gen(7), sgd(0.1, momentum=0.9, weight_decay=0.05), 8,
             scheduler=lambda o: torch.optim.lr_scheduler.OneCycleLR(o, max_lr=0.1, total_steps=8),

@@ -15,7 +15,10 @@
 /// `torch.optim.AdamW` does (`param.mul_(1 - lr * weight_decay)`); `torch.optim.SGD` has no such
 /// option. Note that `λ` is scaled by the current learning rate, so a schedule decays it too.
 ///
-/// A parameter's `learningRateScale` multiplies `α` in its last line (not in the decay).
+/// A parameter's `learningRateScale` `s` multiplies `α` in its last line but not the decay:
+/// coupled decay adds `(λ/s)·w` to its gradient, so that the step takes `α·λ·w` as for every other
+/// parameter (airbench's `weight_decay = wd / lr_biases` for its BatchNorm biases); decoupled
+/// decay shrinks by `1 − α·λ` whatever `s` is.
 /// Frozen parameters (`isTrainable == false`) are skipped. State: a `momentum_buffer` per
 /// parameter (when `μ ≠ 0`), created on the parameter's first update; scalar `step`.
 public final class PyTorchSGD<Scalar: NetworkScalar>: Optimizer {
@@ -61,7 +64,7 @@ public final class PyTorchSGD<Scalar: NetworkScalar>: Optimizer {
             let alpha = Scalar(learningRate * p.learningRateScale)
             let lambda: Scalar = p.decays ? Scalar(weightDecay) : 0
             // Coupled decay goes into the gradient; decoupled shrinks w first (torch AdamW).
-            let coupled: Scalar = decoupledWeightDecay ? 0 : lambda
+            let coupled: Scalar = decoupledWeightDecay ? 0 : lambda / Scalar(p.learningRateScale)
             let shrink: Scalar = decoupledWeightDecay ? Scalar(1 - learningRate * Double(lambda)) : 1
             let first = mu != 0 && !buffers.has(index)
             if first { buffers.allocate(index, shapes: [p.value.shape]) }

@@ -72,11 +72,15 @@ private struct OptimizerCase: Decodable {
         var epsilon: Double?
         var schedule: String?
         var totalSteps: Int?
+        /// `bias`'s `learningRateScale` and `decays` (1 and false when absent).
+        var biasLearningRateScale: Double?
+        var biasDecays: Bool?
 
         enum CodingKeys: String, CodingKey {
             case momentum, dampening, nesterov, beta1, beta2, epsilon, schedule
             case learningRate = "learning_rate", weightDecay = "weight_decay"
             case decoupledWeightDecay = "decoupled_weight_decay", totalSteps = "total_steps"
+            case biasLearningRateScale = "bias_lr_scale", biasDecays = "bias_decays"
         }
     }
 
@@ -136,11 +140,13 @@ private func expectClose(_ actual: Tensor<Float>, _ expected: OptimTensor, _ wha
             sourceLocation: sourceLocation)
 }
 
-/// `weight` (decays), `bias` (no decay) from the fixture, and a frozen parameter in between.
+/// `weight` (decays), `bias` (no decay unless the settings say so, with their learning-rate
+/// scale) from the fixture, and a frozen parameter in between.
 private func makeParameters(_ c: OptimizerCase) throws -> (all: [Parameter<Float>], frozen: Parameter<Float>) {
     let weight = Parameter(name: "weight", value: try #require(c.initial["weight"]).tensor, decays: true)
     let frozen = Parameter(name: "frozen", value: optimizerTestTensor([3, 2], seed: 5), decays: true, isTrainable: false)
-    let bias = Parameter(name: "bias", value: try #require(c.initial["bias"]).tensor, decays: false)
+    let bias = Parameter(name: "bias", value: try #require(c.initial["bias"]).tensor, decays: c.settings.biasDecays ?? false)
+    bias.learningRateScale = c.settings.biasLearningRateScale ?? 1
     return ([weight, frozen, bias], frozen)
 }
 
@@ -179,7 +185,7 @@ private func run(_ c: OptimizerCase, with optimizer: some Optimizer<Float>, labe
 struct OptimizerReferenceTests {
     @Test("torch.optim.SGD (and decoupled decay)",
           arguments: ["momentum", "momentum_weight_decay", "nesterov_weight_decay", "dampening", "plain_weight_decay",
-                      "decoupled_weight_decay", "onecycle"])
+                      "decoupled_weight_decay", "scaled_bias_decay", "onecycle"])
     func pyTorchSGD(caseName: String) throws {
         let c = try loadOptimFixture("optim_sgd.json", case: caseName, as: OptimizerCase.self)
         let s = c.settings

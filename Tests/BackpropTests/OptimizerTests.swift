@@ -180,6 +180,15 @@ struct OptimizerTests {
         q.gradient = Tensor(shape: [1], scalars: [0.5])
         AdamW<Float>(learningRate: 0.25, beta1: 0.5, beta2: 0.75, epsilon: 0.5, weightDecay: 0.5).step([q])
         #expect(q.value.scalars == [1.25])
+        // PyTorchSGD, coupled decay (airbench's BatchNorm biases: weight_decay = wd / lr_biases):
+        // d = g + (λ/s)·w = 0.5 + (0.5/4)·2 = 0.75; first buffer b = d; Nesterov d + μb = 0.75 +
+        // 0.5·0.75 = 1.125; w = 2 − (0.25·4)·1.125 = 0.875 (exact). Without the division by s:
+        // d = 1.5, w = 2 − 2.25 = −0.25.
+        let r = Parameter<Float>(name: "bias", value: Tensor(shape: [1], scalars: [2]))
+        r.learningRateScale = 4
+        r.gradient = Tensor(shape: [1], scalars: [0.5])
+        PyTorchSGD<Float>(learningRate: 0.25, momentum: 0.5, nesterov: true, weightDecay: 0.5).step([r])
+        #expect(r.value.scalars == [0.875])
     }
 
     // MARK: Schedules
