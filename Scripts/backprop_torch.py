@@ -291,12 +291,13 @@ ALIASES = {
     "softmax_cross_entropy": "softmaxloss",
 }
 KEYS = {
-    "conv2d": {"out_channels", "kernel_size", "stride", "padding", "bias", "init_scale", "init", "frozen"},
+    "conv2d": {"out_channels", "kernel_size", "stride", "padding", "bias", "init_scale", "init", "frozen", "bias_epochs"},
     "relu": set(), "flatten": set(), "identity": set(), "global_avgpool2d": set(), "global_maxpool2d": set(),
     "maxpool2d": {"size", "stride"}, "avgpool2d": {"size", "stride"},
     "dense": {"out_features", "bias", "init_scale", "frozen"},
     "sequential": {"layers"}, "residual": {"main", "shortcut", "main_name", "shortcut_name"},
-    "batchnorm2d": {"momentum", "eps", "affine", "bias_lr_scale"}, "batchnorm1d": {"momentum", "eps", "affine", "bias_lr_scale"},
+    "batchnorm2d": {"momentum", "eps", "affine", "bias_lr_scale", "bias_decay"},
+    "batchnorm1d": {"momentum", "eps", "affine", "bias_lr_scale", "bias_decay"},
     "dropout": {"p"}, "dropout2d": {"p"}, "gelu": {"approximate"}, "scale": {"factor"},
 }
 
@@ -353,6 +354,12 @@ def _make_layer(kind, layer, shape, gen, context, where):
                 conv.bias.zero_()
         if get("frozen", False):
             conv.requires_grad_(False)
+        bias_epochs = int(get("bias_epochs", 0))
+        if bias_epochs < 0 or (bias_epochs > 0 and conv.bias is None):
+            raise SpecError(f"layer {where}: bias_epochs must be >= 0 and needs a bias")
+        if bias_epochs > 0:  # trained in the first epochs only (train_pytorch.py sets requires_grad per step)
+            conv.bias.requires_grad_(True)
+            conv.bias.backprop_epochs = bias_epochs
         conv.awaits_whitening = init == "whitening"
         h = (shape[1] + 2 * padding - k) // stride + 1
         w = (shape[2] + 2 * padding - k) // stride + 1
@@ -390,6 +397,7 @@ def _make_layer(kind, layer, shape, gen, context, where):
             bn.bias.requires_grad_(False)
         if bn.bias is not None:
             bn.bias.backprop_lr_scale = float(get("bias_lr_scale", 1))
+            bn.bias.backprop_decays = bool(get("bias_decay", False))
         return bn, shape
     if kind in ("dropout", "dropout2d"):
         if kind == "dropout2d" and len(shape) != 3:
@@ -525,11 +533,12 @@ WHITENING_SAMPLE_SIZE = 5000  # Trainer.whiteningSampleSize
 
 def decaying_parameters(model):
     """The names of the parameters Backprop marks `decays` (the weights of conv and dense
-    layers; not biases, not BatchNorm's γ/β)."""
+    layers, and BatchNorm's β with `bias_decay`; not other biases, not BatchNorm's γ)."""
     names = set()
     for prefix, module in model.named_modules():
         if isinstance(module, (nn.Conv2d, nn.Linear)):
             names.add(f"{prefix}.weight" if prefix else "weight")
+    names.update(n for n, p in model.named_parameters() if getattr(p, "backprop_decays", False))
     return names
 
 
@@ -820,14 +829,19 @@ class BackpropOptimizer:
         self.weight_decay, self.decoupled, self.beta2 = lam, bool(o["decoupled_weight_decay"]), float(o["beta2"])
         trainable = [(n, p) for n, p in model.named_parameters() if p.requires_grad]
         decaying = decaying_parameters(model)
-        decay = [p for n, p in trainable if n in decaying]
-        self.decaying = decay
-        # Parameters with a learning-rate scale (BatchNorm's bias_lr_scale) get groups of their own;
-        # they never decay.
-        scales = sorted({getattr(p, "backprop_lr_scale", 1.0) for n, p in trainable if n not in decaying} - {1.0})
-        plain = [p for n, p in trainable if n not in decaying and getattr(p, "backprop_lr_scale", 1.0) == 1.0]
-        scaled = [dict(params=[p for n, p in trainable if n not in decaying and getattr(p, "backprop_lr_scale", 1.0) == s],
-                       weight_decay=0.0, lr_scale=s) for s in scales]
+        # Parameters with a learning-rate scale s (BatchNorm's bias_lr_scale) get groups of their
+        # own; a decaying one gets torch weight_decay λ/s, so that its step decays it by αλ as the
+        # others (airbench's wd / lr_biases); decoupled SGD shrinks it below instead.
+        scale = lambda p: getattr(p, "backprop_lr_scale", 1.0)
+        scales = sorted({scale(p) for n, p in trainable} - {1.0})
+        decay = [p for n, p in trainable if n in decaying and scale(p) == 1.0]
+        plain = [p for n, p in trainable if n not in decaying and scale(p) == 1.0]
+        group_decay = 0.0 if self.kind == "sgd" and self.decoupled else lam
+        scaled = [dict(params=[p for n, p in trainable if (n in decaying) == decays and scale(p) == s],
+                       weight_decay=group_decay / s if decays else 0.0, lr_scale=s)
+                  for s in scales for decays in (True, False)]
+        scaled = [g for g in scaled if g["params"]]
+        self.decaying = [p for n, p in trainable if n in decaying]
         if self.kind == "course_sgd":
             self.optimizer = CourseSGD([p for _, p in trainable], lr=lr, momentum=mu, weight_decay=lam)
         elif self.kind == "sgd":

@@ -152,8 +152,11 @@ def main(argv=None):
     status, last_validation, elapsed, validation_time = "finished", None, 0.0, 0.0
     loop_start = time.perf_counter()
     model.train()
+    epoch_limited = [p for p in model.parameters() if hasattr(p, "backprop_epochs")]
     for iteration in range(1, iterations + 1):
         inputs, labels = source.batch(iteration)
+        for p in epoch_limited:  # conv2d's bias_epochs: trained while (iteration − 1)·B < E·N
+            p.requires_grad_((iteration - 1) * b < p.backprop_epochs * n)
         optimizer.set(schedule.learning_rate(iteration - 1, iterations, base), schedule.momentum(iteration - 1, iterations))
         optimizer.zero_grad()
         model.context.step = iteration

@@ -20,6 +20,10 @@ public final class Parameter<Scalar: NetworkScalar> {
     /// `lr` over the base; airbench trains BatchNorm biases 64 times faster). Honoured by
     /// `PyTorchSGD` and `AdamW`; it does not scale weight decay.
     public var learningRateScale: Double = 1
+    /// Trained only during a run's first `trainingEpochs` epochs, frozen after (the trainer sets
+    /// `isTrainable` before each step); `nil`: trained for the whole run. airbench trains its
+    /// frozen whitening convolution's bias for 3 epochs.
+    public var trainingEpochs: Int?
 
     /// Creates a parameter with a zero gradient.
     public init(name: String, value: Tensor<Scalar>, decays: Bool = true, isTrainable: Bool = true) {

@@ -113,6 +113,8 @@ public final class Trainer {
     public let loss: SoftmaxCrossEntropy
     public private(set) var progress: TrainingProgress
     private let source: BatchSource
+    /// The parameters trained only in a run's first epochs (`Parameter.trainingEpochs`).
+    private let epochLimited: [Parameter<Float>]
 
     public init(network: Network<Float>, options: TrainingOptions, data: PreparedData) {
         self.network = network
@@ -136,6 +138,7 @@ public final class Trainer {
         }
         loss = SoftmaxCrossEntropy(labelSmoothing: options.labelSmoothing)
         progress = TrainingProgress(movingAverage: options.movingAverage)
+        epochLimited = network.parameters.filter { $0.trainingEpochs != nil }
         source = BatchSource(images: data.trainImages, indices: data.trainIndices, preprocessing: data.preprocessing,
                              options: options, augmentation: options.augmentation)
     }
@@ -180,6 +183,11 @@ public final class Trainer {
         for iteration in first...options.iterations {
             source.next(into: &batch, labels: &labels)
             options.schedule.apply(to: optimizer, atStep: iteration - 1, totalSteps: options.iterations, baseLearningRate: baseRate)
+            // Iteration i starts in epoch ⌊(i − 1)·B / N⌋ (0-based); a parameter of `trainingEpochs`
+            // E trains while that is below E, then stays frozen (airbench's whitening bias).
+            for p in epochLimited {
+                p.isTrainable = (iteration - 1) * b < p.trainingEpochs! * data.trainIndices.count
+            }
             network.zeroGradients()
             let result = network.accumulateGradients(batch: batch, labels: labels, loss: loss,
                                                      context: .training(seed: options.seed, step: iteration))

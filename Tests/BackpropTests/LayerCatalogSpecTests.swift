@@ -28,11 +28,11 @@ private func buildError(_ layers: [[String: Any]], input: [Int]) -> String? {
 /// Every new layer type, with settings off their defaults where they have any.
 private var everyNewLayer: [[String: Any]] { [
     ["type": "conv2d", "out_channels": 4, "kernel_size": 3, "padding": 1, "init": "dirac", "frozen": true, "bias": false],
-    ["type": "batchnorm2d", "momentum": 0.4, "eps": 1e-12, "affine": "bias", "bias_lr_scale": 64.0, "name": "bn"],
+    ["type": "batchnorm2d", "momentum": 0.4, "eps": 1e-12, "affine": "bias", "bias_lr_scale": 64.0, "bias_decay": true, "name": "bn"],
     ["type": "gelu", "approximate": "tanh"],
     ["type": "dropout2d", "p": 0.1],
     ["type": "avgpool2d", "size": 2, "stride": 1],
-    ["type": "conv2d", "out_channels": 4, "kernel_size": 3, "padding": 1, "init": "he_dirac"],
+    ["type": "conv2d", "out_channels": 4, "kernel_size": 3, "padding": 1, "init": "he_dirac", "bias_epochs": 2],
     ["type": "batchnorm2d"],
     ["type": "gelu"],
     ["type": "global_avgpool2d"],
@@ -62,7 +62,8 @@ struct LayerCatalogSpecTests {
         let keys = reparsed.layers.map(\.jsonObject)
         #expect(keys[0]["init"] as? String == "dirac" && keys[0]["frozen"] as? Bool == true)
         #expect(keys[1]["affine"] as? String == "bias" && keys[1]["momentum"] as? Double == 0.4 && keys[1]["eps"] as? Double == 1e-12
-                && keys[1]["bias_lr_scale"] as? Double == 64)
+                && keys[1]["bias_lr_scale"] as? Double == 64 && keys[1]["bias_decay"] as? Bool == true)
+        #expect(keys[5]["bias_epochs"] as? Int == 2 && keys[0]["bias_epochs"] == nil)
         #expect(keys[6].keys.sorted() == ["type"], "\(keys[6])")
         #expect(keys[2]["approximate"] as? String == "tanh" && keys[7]["approximate"] == nil)
         let globalMax = try spec([["type": "global_maxpool2d"], ["type": "dense", "out_features": 2]], input: [3, 4, 4])
@@ -88,7 +89,11 @@ struct LayerCatalogSpecTests {
         #expect(parameters["bn.weight"]!.isTrainable == false && parameters["bn.bias"]!.isTrainable, "affine bias")
         #expect(parameters["bn.bias"]!.learningRateScale == 64 && parameters["6.bias"]!.learningRateScale == 1, "bias_lr_scale")
         #expect(parameters["6.weight"]!.isTrainable && parameters["6.bias"]!.isTrainable)
-        #expect(["bn.weight", "bn.bias", "6.weight", "6.bias"].allSatisfy { parameters[$0]!.decays == false })
+        #expect(["bn.weight", "6.weight", "6.bias"].allSatisfy { parameters[$0]!.decays == false })
+        #expect(parameters["bn.bias"]!.decays, "bias_decay")
+        #expect(parameters["5.bias"]!.trainingEpochs == 2 && parameters["5.bias"]!.isTrainable && parameters["5.weight"]!.trainingEpochs == nil,
+                "bias_epochs")
+        #expect(parameters["13.bias"]!.trainingEpochs == nil)
         let buffers = network.namedBuffers
         #expect(buffers.map(\.name) == [
             "bn.running_mean", "bn.running_var", "bn.num_batches_tracked",
@@ -123,6 +128,10 @@ struct LayerCatalogSpecTests {
             ([["type": "scale"]], [4], #"SpecError: spec layer 0 (scale): missing "factor""#),
             ([["type": "conv2d", "out_channels": 2, "kernel_size": 3, "init": "xavier"]], [1, 4, 4], #""init" must be one of "he", "dirac", "he_dirac""#),
             ([["type": "dense", "out_features": 2, "frozen": "yes"]], [4], #""frozen" must be true or false"#),
+            ([["type": "conv2d", "out_channels": 2, "kernel_size": 3, "bias": false, "bias_epochs": 3]], [1, 4, 4],
+             #"SpecError: spec layer 0 (conv2d): "bias_epochs" needs "bias": true"#),
+            ([["type": "conv2d", "out_channels": 2, "kernel_size": 3, "bias_epochs": -1]], [1, 4, 4], #""bias_epochs" must be an integer from 0"#),
+            ([["type": "batchnorm2d", "bias_decay": 1]], [3, 4, 4], #""bias_decay" must be true or false"#),
         ]
         for (layers, input, expected) in cases {
             let message = buildError(layers, input: input)

@@ -253,6 +253,35 @@ struct TrainerTests {
         #expect(rates.max()! > rates.first! && rates.max()! > rates.last!)
     }
 
+    @Test("a frozen convolution's bias_epochs: the bias trains in the first epochs only, the weight never")
+    func biasTrainsForItsEpochs() throws {
+        var options = try shortRunOptions(iterations: 10)
+        options.trainSize = 1256   // 256 training images, 4 batches of 64 an epoch
+        options.batchSize = 64
+        options.optimizer = .sgd
+        options.momentum = 0.9
+        options.weightDecay = 1e-3
+        let data = try prepared(options)
+        #expect(data.trainIndices.count == 256)
+        let spec = NetworkSpec(input: [1, 28, 28], layers: [
+            LayerSpec(Conv2DSpec(outputChannels: 4, kernelSize: 3, frozen: true, biasEpochs: 2)), .relu,
+            .maxPool2d(size: 2, stride: 2), .dense(outputFeatures: 10),
+        ])
+        var generator = SeededGenerator(seed: 1)
+        let network: Network<Float> = try spec.makeNetwork(using: &generator)
+        let weight = network.parameters[0], bias = network.parameters[1]
+        let initialWeight = weight.value.scalars
+        var biases = [bias.value.scalars]
+        try Trainer(network: network, options: options, data: data).run { _ in biases.append(bias.value.scalars) }
+        // Iterations 1–8 are epochs 0 and 1 ((i − 1)·64 < 2·256); the momentum buffer of
+        // iteration 8 is not applied at 9 and 10.
+        for i in 1...10 {
+            #expect((biases[i] != biases[i - 1]) == (i <= 8), "iteration \(i)")
+        }
+        #expect(weight.value.scalars == initialWeight)
+        #expect(!bias.isTrainable && !weight.isTrainable)
+    }
+
     @Test("Smoother: the mean of the first 19 values, then the moving average")
     func smoother() {
         var s = Smoother(factor: 0.5)

@@ -323,28 +323,35 @@ public enum BatchNormAffine: String, Sendable, CaseIterable {
 /// The keys `batchnorm2d` and `batchnorm1d` share: `momentum` (0.1, PyTorch's convention — airbench's
 /// `BatchNorm(momentum=0.6)` passes PyTorch `1 − 0.6`, so it is `"momentum": 0.4` here),
 /// `eps` (1e-5) and `affine` (`"both"`, `"weight"`, `"bias"` or `"none"`: which of γ and β are
-/// trained; see `BatchNorm.Affine`) and `bias_lr_scale` (1: a factor on the learning rate of β,
-/// `Parameter.learningRateScale` — airbench's `bias_scaler` of 64).
+/// trained; see `BatchNorm.Affine`), `bias_lr_scale` (1: a factor on the learning rate of β,
+/// `Parameter.learningRateScale` — airbench's `bias_scaler` of 64) and `bias_decay` (false: whether
+/// the optimizer's weight decay applies to β, `Parameter.decays`; its strength per step is the
+/// weights', whatever `bias_lr_scale` is, as in airbench, which decays every parameter).
 public struct BatchNormSettings: Sendable, Equatable {
     public var momentum: Double, epsilon: Double
     public var affine: BatchNormAffine
     public var biasLearningRateScale: Double
+    /// Whether weight decay applies to β.
+    public var biasDecay: Bool
 
-    public init(momentum: Double = 0.1, epsilon: Double = 1e-5, affine: BatchNormAffine = .both, biasLearningRateScale: Double = 1) {
+    public init(momentum: Double = 0.1, epsilon: Double = 1e-5, affine: BatchNormAffine = .both, biasLearningRateScale: Double = 1,
+                biasDecay: Bool = false) {
         self.momentum = momentum
         self.epsilon = epsilon
         self.affine = affine
         self.biasLearningRateScale = biasLearningRateScale
+        self.biasDecay = biasDecay
     }
 
-    static let keysHelp = "momentum (0.1), eps (1e-5), affine (\"both\" | \"weight\" | \"bias\" | \"none\"), bias_lr_scale (1)"
+    static let keysHelp = "momentum (0.1), eps (1e-5), affine (\"both\" | \"weight\" | \"bias\" | \"none\"), bias_lr_scale (1), bias_decay (false)"
 
     init(reading reader: inout SpecReader) throws(SpecError) {
         let affine = try reader.choice("affine", BatchNormAffine.allCases.map(\.rawValue), default: "both")
         self.init(momentum: try reader.number("momentum", default: 0.1, in: 0...1),
                   epsilon: try reader.positiveNumber("eps", default: 1e-5),
                   affine: BatchNormAffine(rawValue: affine)!,
-                  biasLearningRateScale: try reader.positiveNumber("bias_lr_scale", default: 1))
+                  biasLearningRateScale: try reader.positiveNumber("bias_lr_scale", default: 1),
+                  biasDecay: try reader.bool("bias_decay", default: false))
     }
 
     var jsonKeys: [String: Any] {
@@ -353,6 +360,7 @@ public struct BatchNormSettings: Sendable, Equatable {
         if epsilon != 1e-5 { keys["eps"] = epsilon }
         if affine != .both { keys["affine"] = affine.rawValue }
         if biasLearningRateScale != 1 { keys["bias_lr_scale"] = biasLearningRateScale }
+        if biasDecay { keys["bias_decay"] = true }
         return keys
     }
 
@@ -360,6 +368,7 @@ public struct BatchNormSettings: Sendable, Equatable {
         let layer = BatchNorm<Scalar>(channels: channels, dimensions: dimensions, momentum: momentum, epsilon: epsilon,
                                       affine: affine)
         layer.bias.learningRateScale = biasLearningRateScale
+        layer.bias.decays = biasDecay
         return layer
     }
 }

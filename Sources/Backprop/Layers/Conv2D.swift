@@ -606,21 +606,25 @@ public enum Conv2DInitialization: String, Sendable, CaseIterable {
 }
 
 /// `{"type": "conv2d", "out_channels": 16, "kernel_size": 5, "padding": 2}`; `init` (`"he"`,
-/// `"dirac"`, `"he_dirac"` or `"whitening"`, see `Conv2DInitialization`) and `frozen` (its weight and bias are
-/// not trained: `isTrainable == false`) are optional.
+/// `"dirac"`, `"he_dirac"` or `"whitening"`, see `Conv2DInitialization`), `frozen` (its weight and bias are
+/// not trained: `isTrainable == false`) and `bias_epochs` (the bias trains during a run's first N
+/// epochs only, then stays as it is — even in a `frozen` layer: airbench's whitening layer, whose
+/// filters stay fixed while its bias trains for 3 epochs; `Parameter.trainingEpochs`) are optional.
 public struct Conv2DSpec: LayerSpecKind {
     public static let typeName = "conv2d"
     public static let aliases = ["convolution", "conv"]
-    public static let keysHelp = "out_channels, kernel_size, stride (1), padding (0), bias (true), init_scale (1), init (\"he\" | \"dirac\" | \"he_dirac\"), frozen (false)"
+    public static let keysHelp = "out_channels, kernel_size, stride (1), padding (0), bias (true), init_scale (1), init (\"he\" | \"dirac\" | \"he_dirac\" | \"whitening\"), frozen (false), bias_epochs (0: every epoch)"
     public var outputChannels: Int, kernelSize: Int, stride: Int, padding: Int
     public var initScale: Double
     public var bias: Bool
     public var initialization: Conv2DInitialization
     /// Whether the layer's parameters are frozen (`isTrainable == false`).
     public var frozen: Bool
+    /// The epochs the bias trains for before it is frozen (0: the whole run, unless `frozen`).
+    public var biasEpochs: Int
 
     public init(outputChannels: Int, kernelSize: Int, stride: Int = 1, padding: Int = 0, initScale: Double = 1, bias: Bool = true,
-                initialization: Conv2DInitialization = .he, frozen: Bool = false) {
+                initialization: Conv2DInitialization = .he, frozen: Bool = false, biasEpochs: Int = 0) {
         self.outputChannels = outputChannels
         self.kernelSize = kernelSize
         self.stride = stride
@@ -629,6 +633,7 @@ public struct Conv2DSpec: LayerSpecKind {
         self.bias = bias
         self.initialization = initialization
         self.frozen = frozen
+        self.biasEpochs = biasEpochs
     }
 
     public init(reading reader: inout SpecReader) throws(SpecError) {
@@ -640,7 +645,9 @@ public struct Conv2DSpec: LayerSpecKind {
                   bias: try reader.bool("bias", default: true),
                   initialization: Conv2DInitialization(rawValue: try reader.choice(
                       "init", Conv2DInitialization.allCases.map(\.rawValue), default: "he"))!,
-                  frozen: try reader.bool("frozen", default: false))
+                  frozen: try reader.bool("frozen", default: false),
+                  biasEpochs: try reader.integer("bias_epochs", default: 0, minimum: 0, maximum: 1 << 20))
+        if biasEpochs > 0 && !bias { throw SpecError("\(reader.location): \"bias_epochs\" needs \"bias\": true") }
     }
 
     public var jsonKeys: [String: Any] {
@@ -649,6 +656,7 @@ public struct Conv2DSpec: LayerSpecKind {
         if !bias { keys["bias"] = false }
         if initialization != .he { keys["init"] = initialization.rawValue }
         if frozen { keys["frozen"] = true }
+        if biasEpochs > 0 { keys["bias_epochs"] = biasEpochs }
         return keys
     }
 
@@ -674,6 +682,10 @@ public struct Conv2DSpec: LayerSpecKind {
                                    stride: stride, padding: padding, initScale: Scalar(initScale), bias: bias,
                                    initialization: initialization, using: &generator)
         if frozen { for p in [layer.weight, layer.bias] { p.isTrainable = false } }
+        if biasEpochs > 0 {
+            layer.bias.isTrainable = true
+            layer.bias.trainingEpochs = biasEpochs
+        }
         return layer
     }
 }

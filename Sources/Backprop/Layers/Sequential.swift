@@ -18,7 +18,8 @@ public final class Sequential<Scalar: NetworkScalar>: Layer {
     private var gradients: [Tensor<Scalar>?]
     /// The index of the first child with a trainable parameter (`layers.count` if none), found
     /// on the first backward pass that may use it and kept (parameters are frozen when a network
-    /// is built, not later).
+    /// is built; one trained for its first epochs only is frozen later, which only makes the kept
+    /// prefix shorter than it could be).
     private var firstTrainable: Int?
 
     /// Creates a sequence.
