@@ -79,9 +79,10 @@ public struct StepContext: Sendable, Equatable {
     public var exampleOffset: Int
     /// Whether `backward` may leave out what only frozen parameters would need: the layers in
     /// front of a network's first trainable parameter (e.g. a frozen whitening convolution and
-    /// the activation after it), and the input gradient of the layer that holds it. No optimizer
-    /// reads those gradients. A training step sets it; a gradient check, which checks frozen
-    /// parameters too, does not.
+    /// the activation after it), the input gradient of the layer that holds it, and a frozen
+    /// convolution weight's gradient (airbench's whitening filters while their bias trains).
+    /// No optimizer reads those gradients. A training step sets it; a gradient check, which
+    /// checks frozen parameters too, does not.
     public var skipsFrozenPrefix: Bool
 
     public init(phase: Phase, seed: UInt64 = 0, step: Int = 0, exampleOffset: Int = 0, skipsFrozenPrefix: Bool = false) {

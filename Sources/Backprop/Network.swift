@@ -74,6 +74,16 @@ public final class Network<Scalar: NetworkScalar> {
         }
     }
 
+    /// Tells the network that a parameter's `isTrainable` changed (the trainer freezes one trained
+    /// for its first epochs only): a training step's backward pass finds the end of its frozen
+    /// prefix again (`StepContext.skipsFrozenPrefix`), so it leaves out the layers in front of
+    /// the first parameter that still trains. Walks the layer tree; call it when a flag flips, not
+    /// every step.
+    public func trainabilityChanged() {
+        (body as? Sequential<Scalar>)?.invalidateFrozenPrefix()
+        for row in rows { (row.layer as? Sequential<Scalar>)?.invalidateFrozenPrefix() }
+    }
+
     /// Builds a network whose body is a `Sequential` of `layers` (named `0`, `1`, …).
     public convenience init(inputShape: [Int], layers: [any Layer<Scalar>]) throws(ShapeError) {
         try self.init(inputShape: inputShape, body: Sequential(layers))

@@ -185,8 +185,13 @@ public final class Trainer {
             options.schedule.apply(to: optimizer, atStep: iteration - 1, totalSteps: options.iterations, baseLearningRate: baseRate)
             // Iteration i starts in epoch ⌊(i − 1)·B / N⌋ (0-based); a parameter of `trainingEpochs`
             // E trains while that is below E, then stays frozen (airbench's whitening bias).
+            // Freezing it ends the backward pass earlier (`Network.trainabilityChanged`).
             for p in epochLimited {
-                p.isTrainable = (iteration - 1) * b < p.trainingEpochs! * data.trainIndices.count
+                let trains = (iteration - 1) * b < p.trainingEpochs! * data.trainIndices.count
+                if p.isTrainable != trains {
+                    p.isTrainable = trains
+                    network.trainabilityChanged()
+                }
             }
             network.zeroGradients()
             let result = network.accumulateGradients(batch: batch, labels: labels, loss: loss,

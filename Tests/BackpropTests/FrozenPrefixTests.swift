@@ -8,10 +8,11 @@ import Testing
 @Suite("Backward pass: the frozen prefix")
 struct FrozenPrefixTests {
     /// A frozen conv and GELU in front (airbench's whitening layer and its activation), then a
-    /// trainable conv, BatchNorm, pooling and a classifier.
-    func network() throws -> Network<Double> {
+    /// trainable conv, BatchNorm, pooling and a classifier. `biasEpochs` > 0: the frozen conv's
+    /// bias trains (airbench's whitening layer in its first epochs).
+    func network<Scalar: NetworkScalar>(_: Scalar.Type = Double.self, firstChannels: Int = 6, biasEpochs: Int = 0) throws -> Network<Scalar> {
         let layers = """
-            {"type": "conv2d", "out_channels": 6, "kernel_size": 2, "frozen": true},
+            {"type": "conv2d", "out_channels": \(firstChannels), "kernel_size": 2, "frozen": true, "bias_epochs": \(biasEpochs)},
             {"type": "gelu"},
             {"type": "conv2d", "out_channels": 8, "kernel_size": 3, "padding": 1, "bias": false},
             {"type": "batchnorm2d", "affine": "bias"}, {"type": "relu"},
@@ -21,7 +22,7 @@ struct FrozenPrefixTests {
             """
         let object = try JSONSerialization.jsonObject(with: Data("{\"input\": [3, 9, 9], \"layers\": [\(layers)]}".utf8)) as! [String: Any]
         var generator = SeededGenerator(seed: 3)
-        return try NetworkSpec(jsonObject: object).makeNetwork(Double.self, using: &generator)
+        return try NetworkSpec(jsonObject: object).makeNetwork(Scalar.self, using: &generator)
     }
 
     @Test("a training step gives the whole pass's trainable gradients and skips the frozen layers'")
@@ -54,5 +55,55 @@ struct FrozenPrefixTests {
         }
         #expect(whole.namedParameters.map(\.name).filter { $0.hasPrefix("0.") } == ["0.weight", "0.bias"])
         #expect(whole.namedParameters.contains { $0.name == "3.weight" && !$0.parameter.isTrainable })
+    }
+
+    @Test("a frozen convolution whose bias trains: a step gives ∂b bit for bit and skips ∂W; once the bias freezes, it skips the layer",
+          arguments: [ConvolutionPath.im2col, .batchedGEMM, .direct])
+    func frozenWeightTrainableBias(path: ConvolutionPath) throws {
+        var generator = SeededGenerator(seed: 11)
+        let batch = Tensor<Float>.randomNormal(shape: [5, 3, 9, 9], standardDeviation: 1, using: &generator)
+        let labels = [1, 7, 3, 3, 0]
+        // 16 filters fill whole vectors, so each path runs as forced.
+        func make() throws -> Network<Float> {
+            let net = try network(Float.self, firstChannels: 16, biasEpochs: 3)
+            let conv = try #require(net.rows.first?.layer as? Conv2D<Float>)
+            conv.path = path
+            let g = ConvolutionGeometry(channels: 3, height: 9, width: 9, kernelHeight: 2, kernelWidth: 2, stride: 1, padding: 0)
+            #expect(conv.resolvedPath(g) == path)
+            return net
+        }
+        let whole = try make()
+        let logits = whole.forward(batch, context: .training())
+        var gradient: Tensor<Float>? = Tensor(shape: [0])
+        _ = SoftmaxCrossEntropy().loss(logits: logits, labels: labels[...], gradient: &gradient)
+        whole.backward(gradient!, context: .training())
+
+        let step = try make()
+        _ = step.accumulateGradients(batch: batch, labels: labels, context: .training())
+        for ((name, a), (_, b)) in zip(whole.namedParameters, step.namedParameters) {
+            if name == "0.weight" {
+                #expect(!b.isTrainable)
+                #expect(a.gradient.scalars.contains { $0 != 0 }, "\(name): the whole pass computes it")
+                #expect(b.gradient.scalars.allSatisfy { $0 == 0 }, "\(name): the training step should skip it")
+            } else {
+                #expect(a.gradient.scalars.contains { $0 != 0 }, "\(name): the whole pass computes it")
+                #expect(a.gradient.scalars == b.gradient.scalars, "\(name): the training step's gradient differs")
+            }
+        }
+
+        // The bias freezes (as the trainer does after its epochs): the step now ends before layer 2.
+        let bias = try #require(step.namedParameters.first { $0.name == "0.bias" }?.parameter)
+        #expect(bias.isTrainable && bias.trainingEpochs == 3)
+        bias.isTrainable = false
+        step.trainabilityChanged()
+        step.zeroGradients()
+        _ = step.accumulateGradients(batch: batch, labels: labels, context: .training())
+        for ((name, a), (_, b)) in zip(whole.namedParameters, step.namedParameters) {
+            if name.hasPrefix("0.") {
+                #expect(b.gradient.scalars.allSatisfy { $0 == 0 }, "\(name): the training step should skip the frozen layer")
+            } else {
+                #expect(a.gradient.scalars == b.gradient.scalars, "\(name): the training step's gradient differs")
+            }
+        }
     }
 }

@@ -194,6 +194,9 @@ public final class Conv2D<Scalar: NetworkScalar>: Layer {
         let weightCount = outputChannels * k
         let partials = partialScratch.reserve(groups * (weightCount + outputChannels))
         let wantsInputGradient = inputGradient != nil
+        // A training step leaves out a frozen weight's gradient (airbench's whitening layer, whose
+        // bias alone trains); ∂b is summed apart from ∂W, so it comes out the same either way.
+        let wantsWeightGradient = weight.isTrainable || !context.skipsFrozenPrefix
         // Take the gradient's storage out of the optional (no copy) and put it back at the end.
         var dxStorage = inputGradient.take()?.scalars ?? []
         if wantsInputGradient && dxStorage.count != input.count { dxStorage = [Scalar](repeating: 0, count: input.count) }
@@ -201,12 +204,14 @@ public final class Conv2D<Scalar: NetworkScalar>: Layer {
         switch resolvedPath(g) {
         case .direct:
             dxStorage.withUnsafeMutableBufferPointer { dx in
-                backwardDirect(input, g, outputGradient: outputGradient, inputGradient: wantsInputGradient ? dx.baseAddress : nil)
+                backwardDirect(input, g, outputGradient: outputGradient, inputGradient: wantsInputGradient ? dx.baseAddress : nil,
+                               weightGradient: wantsWeightGradient)
             }
             return
         case .batchedGEMM:
             dxStorage.withUnsafeMutableBufferPointer { dx in
-                backwardBatched(input, g, outputGradient: outputGradient, inputGradient: wantsInputGradient ? dx.baseAddress : nil)
+                backwardBatched(input, g, outputGradient: outputGradient, inputGradient: wantsInputGradient ? dx.baseAddress : nil,
+                                weightGradient: wantsWeightGradient)
             }
             return
         case .automatic, .im2col: break
@@ -222,11 +227,13 @@ public final class Conv2D<Scalar: NetworkScalar>: Layer {
                             let dw = partials + group * (weightCount + outputChannels), db = dw + weightCount
                             dw.update(repeating: 0, count: weightCount + outputChannels)
                             for image in imageRange(of: group, batch: n) {
-                                let patches = patchMatrix(x + image * inputStride, g, scratch: col)
                                 let dyi = dy + image * outputStride
                                 // ∂L/∂W += ∂L/∂Y · colᵀ;  ∂L/∂b += row sums of ∂L/∂Y
-                                Scalar.gemm(transposeA: false, transposeB: true, m: outputChannels, n: k, k: spatial,
-                                            a: dyi, lda: spatial, b: patches, ldb: spatial, c: dw, ldc: k, accumulate: true)
+                                if wantsWeightGradient {
+                                    let patches = patchMatrix(x + image * inputStride, g, scratch: col)
+                                    Scalar.gemm(transposeA: false, transposeB: true, m: outputChannels, n: k, k: spatial,
+                                                a: dyi, lda: spatial, b: patches, ldb: spatial, c: dw, ldc: k, accumulate: true)
+                                }
                                 for o in 0..<outputChannels { db[o] += sum(dyi + o * spatial, count: spatial) }
                                 guard wantsInputGradient, let dx else { continue }
                                 // ∂L/∂x = col2im(Wᵀ · ∂L/∂Y)  (for a 1x1 kernel, Wᵀ · ∂L/∂Y directly)
@@ -322,7 +329,8 @@ public final class Conv2D<Scalar: NetworkScalar>: Layer {
     /// `∂b +=` its row sums (chunk after chunk: the same order for any thread count), and, when
     /// wanted, `∂col = Wᵀ · ∂Y` folded back onto each image (`col2im`).
     private func backwardBatched(
-        _ input: Tensor<Scalar>, _ g: ConvolutionGeometry, outputGradient: Tensor<Scalar>, inputGradient: UnsafeMutablePointer<Scalar>?
+        _ input: Tensor<Scalar>, _ g: ConvolutionGeometry, outputGradient: Tensor<Scalar>, inputGradient: UnsafeMutablePointer<Scalar>?,
+        weightGradient: Bool
     ) {
         let n = input.batchSize
         let (k, spatial, cout) = (g.patchSize, g.outputHeight * g.outputWidth, outputChannels)
@@ -339,12 +347,14 @@ public final class Conv2D<Scalar: NetworkScalar>: Layer {
                             let (dw, db) = (floats(dws.baseAddress!), floats(dbs.baseAddress!))
                             for first in Swift.stride(from: 0, to: n, by: chunk) {
                                 let count = min(chunk, n - first), width = min(chunk, n - first) * spatial
-                                Parallel.forEach(count, BatchedColumns(x: x + first * inputStride, inputStride: inputStride, col: col,
-                                                                       spatial: spatial, width: width, g: g))
                                 Parallel.forEach(count, GatherPlanes(dy: dy + first * outputStride, width: width, spatial: spatial,
                                                                      channels: cout, gathered: gathered))
-                                GEMM.multiply(transposeA: false, transposeB: true, m: cout, n: k, k: width, a: gathered, lda: width,
-                                              b: col, ldb: width, c: dw, ldc: k, accumulate: true, parallel: true)
+                                if weightGradient {
+                                    Parallel.forEach(count, BatchedColumns(x: x + first * inputStride, inputStride: inputStride, col: col,
+                                                                           spatial: spatial, width: width, g: g))
+                                    GEMM.multiply(transposeA: false, transposeB: true, m: cout, n: k, k: width, a: gathered, lda: width,
+                                                  b: col, ldb: width, c: dw, ldc: k, accumulate: true, parallel: true)
+                                }
                                 for o in 0..<cout { db[o] += sum(gathered + o * width, count: width) }
                                 guard let dx = inputGradient.map(floats) else { continue }
                                 // ∂col overwrites col (no longer needed), then folds onto each image.
@@ -398,7 +408,8 @@ public final class Conv2D<Scalar: NetworkScalar>: Layer {
     /// convolution of `∂Y`'s planes padded by `kh − 1 − p` with the flipped kernel. Each group
     /// sums its images into its own packed partial; the partials are added in group order.
     private func backwardDirect(
-        _ input: Tensor<Scalar>, _ g: ConvolutionGeometry, outputGradient: Tensor<Scalar>, inputGradient: UnsafeMutablePointer<Scalar>?
+        _ input: Tensor<Scalar>, _ g: ConvolutionGeometry, outputGradient: Tensor<Scalar>, inputGradient: UnsafeMutablePointer<Scalar>?,
+        weightGradient: Bool
     ) {
         let n = input.batchSize
         let (cin, cout, k, p) = (inputChannels, outputChannels, kernelSize, padding)
@@ -425,7 +436,8 @@ public final class Conv2D<Scalar: NetworkScalar>: Layer {
                 outputGradient.scalars.withUnsafeBufferPointer { dy in
                     let work = DirectBackwardGroup(
                         x: floats(x.baseAddress!), dy: floats(dy.baseAddress!),
-                        dx: inputGradient.map(floats), padded: padded, gradients: gradients, partials: partials,
+                        dx: inputGradient.map(floats), weightGradient: weightGradient,
+                        padded: padded, gradients: gradients, partials: partials,
                         flipped: flipped, offsets: offsets,
                         g: g, outputChannels: cout, gradientRowStride: gradientRowStride,
                         sizes: (channelsLastCount, gradientCount, gradientPlanesCount),
@@ -439,8 +451,10 @@ public final class Conv2D<Scalar: NetworkScalar>: Layer {
             let partial = partials + group * (weightCount + cout)
             for i in 0..<(weightCount + cout) { partials[i] += partial[i] }
         }
-        weight.gradient.scalars.withUnsafeMutableBufferPointer { dw in
-            DirectConvolution.unpackAdding(partials, outputChannels: cout, inputChannels: cin, kernelSize: k, into: floats(dw.baseAddress!))
+        if weightGradient {
+            weight.gradient.scalars.withUnsafeMutableBufferPointer { dw in
+                DirectConvolution.unpackAdding(partials, outputChannels: cout, inputChannels: cin, kernelSize: k, into: floats(dw.baseAddress!))
+            }
         }
         bias.gradient.scalars.withUnsafeMutableBufferPointer { db in
             for o in 0..<cout { db[o] += Scalar(partials[weightCount + o]) }
@@ -483,6 +497,8 @@ private struct DirectBackwardGroup: ParallelWork {
     let x: UnsafePointer<Float>, dy: UnsafePointer<Float>
     /// `∂X`, or nil when the caller does not want it.
     let dx: UnsafeMutablePointer<Float>?
+    /// Whether to compute `∂W` (`∂b` always).
+    let weightGradient: Bool
     /// Per group: the channels-last padded input; `∂Y` channels-last then as padded planes;
     /// the packed partial `∂W` then `∂b`.
     let padded: UnsafeMutablePointer<Float>, gradients: UnsafeMutablePointer<Float>, partials: UnsafeMutablePointer<Float>
@@ -507,16 +523,18 @@ private struct DirectBackwardGroup: ParallelWork {
         dw.update(repeating: 0, count: weightCount + cout)
         for image in group * imagesPerGroup ..< min(batch, (group + 1) * imagesPerGroup) {
             let dyi = dy + image * outputStride
-            DirectConvolution.padChannelsLast(x + image * inputStride, channels: cin, height: g.height, width: g.width,
-                                              padding: p, into: xp)
-            DirectConvolution.toChannelsLast(dyi, channels: cout, pixels: ho * wo, into: dyc)
-            // Two blocks of L channels at a time; an odd last block pairs with itself.
-            let blocks = cout / lanes
-            for block in Swift.stride(from: 0, to: blocks, by: 2) {
-                DirectConvolution.accumulateWeightGradient(
-                    xp, channels: cin, paddedWidth: g.width + 2 * p, kernelSize: k, outputHeight: ho, outputWidth: wo,
-                    outputGradient: dyc + block * lanes, gradientPixelStride: cout, gradientRowStride: wo * cout,
-                    into: dw + block * lanes * g.patchSize, secondBlock: block + 1 < blocks ? lanes * g.patchSize : 0)
+            if weightGradient {
+                DirectConvolution.padChannelsLast(x + image * inputStride, channels: cin, height: g.height, width: g.width,
+                                                  padding: p, into: xp)
+                DirectConvolution.toChannelsLast(dyi, channels: cout, pixels: ho * wo, into: dyc)
+                // Two blocks of L channels at a time; an odd last block pairs with itself.
+                let blocks = cout / lanes
+                for block in Swift.stride(from: 0, to: blocks, by: 2) {
+                    DirectConvolution.accumulateWeightGradient(
+                        xp, channels: cin, paddedWidth: g.width + 2 * p, kernelSize: k, outputHeight: ho, outputWidth: wo,
+                        outputGradient: dyc + block * lanes, gradientPixelStride: cout, gradientRowStride: wo * cout,
+                        into: dw + block * lanes * g.patchSize, secondBlock: block + 1 < blocks ? lanes * g.patchSize : 0)
+                }
             }
             for o in 0..<cout { db[o] += sum(dyi + o * ho * wo, count: ho * wo) }
             guard let dx else { continue }

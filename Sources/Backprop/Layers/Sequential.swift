@@ -17,9 +17,8 @@ public final class Sequential<Scalar: NetworkScalar>: Layer {
     /// first layer's input gradient is the caller's).
     private var gradients: [Tensor<Scalar>?]
     /// The index of the first child with a trainable parameter (`layers.count` if none), found
-    /// on the first backward pass that may use it and kept (parameters are frozen when a network
-    /// is built; one trained for its first epochs only is frozen later, which only makes the kept
-    /// prefix shorter than it could be).
+    /// on the first backward pass that may use it and kept until `invalidateFrozenPrefix()` (a
+    /// parameter trained for its first epochs only is frozen mid-run: `Network.trainabilityChanged()`).
     private var firstTrainable: Int?
 
     /// Creates a sequence.
@@ -101,6 +100,12 @@ public final class Sequential<Scalar: NetworkScalar>: Layer {
         }
         layers[0].backward(input: input, output: last == 0 ? output : activations[0],
                            outputGradient: upstream, inputGradient: &inputGradient, context: context)
+    }
+
+    /// Forgets the first trainable child: the next backward pass that may stop there finds it
+    /// again (after a parameter's `isTrainable` changed).
+    func invalidateFrozenPrefix() {
+        firstTrainable = nil
     }
 
     /// A nested sequence is a row of its own with its layers one level deeper; the network's
