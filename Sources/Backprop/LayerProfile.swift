@@ -11,7 +11,8 @@ public struct LayerTiming: Sendable {
     public var forwardSeconds: Double, backwardSeconds: Double
     /// Multiply-adds × 2 of one example's forward pass (0 for layers without products).
     public var forwardFLOPs: Double
-    /// Of one example's backward pass: `∂W`, and `∂X` unless the layer is the first.
+    /// Of one example's backward pass: `∂W` unless the weight is frozen, and `∂X` unless the
+    /// layer is the first.
     public var backwardFLOPs: Double
 }
 
@@ -41,18 +42,21 @@ public enum LayerProfile {
             let layer = row.layer
             let input = Tensor<Float>.randomNormal(shape: [batchSize] + row.inputShape, standardDeviation: 1, using: &generator)
             var output = Tensor<Float>(shape: [])
-            let context = StepContext.training(seed: 1, step: 1)
+            var context = StepContext.training(seed: 1, step: 1)
             let forwardSeconds = seconds(repetitions) { layer.forward(input, into: &output, context: context) }
             let outputGradient = Tensor<Float>.randomNormal(shape: output.shape, standardDeviation: 1, using: &generator)
             var inputGradient: Tensor<Float>? = index == 0 ? nil : Tensor(shape: [])
+            // As a training step runs it: a frozen convolution weight's ∂W is left out.
+            context.skipsFrozenPrefix = true
             let backwardSeconds = seconds(repetitions) {
                 layer.backward(input: input, output: output, outputGradient: outputGradient,
                                inputGradient: &inputGradient, context: context)
             }
             let forward = row.forwardFLOPs
+            let weightTrains = (layer as? Conv2D<Float>)?.weight.isTrainable ?? true
             timings.append(LayerTiming(path: row.path, kind: layer.kind, inputShape: row.inputShape, outputShape: row.outputShape,
                                        forwardSeconds: forwardSeconds, backwardSeconds: backwardSeconds,
-                                       forwardFLOPs: forward, backwardFLOPs: forward * (index == 0 ? 1 : 2)))
+                                       forwardFLOPs: forward, backwardFLOPs: forward * Double((weightTrains ? 1 : 0) + (index == 0 ? 0 : 1))))
         }
         return timings
     }
