@@ -161,6 +161,13 @@ enum DirectConvolution {
         }
     }
 
+    /// How many images of a group the direct kernels take at once, when each needs
+    /// `floatsPerImage` floats of copies (padded planes, channels-last layouts): as many as fit
+    /// in about a megabyte, half a core's L2 here. Fixed by the shapes alone; no result depends on it.
+    static func imagesTogether(floatsPerImage: Int, imagesPerGroup: Int) -> Int {
+        max(1, min(imagesPerGroup, 262_144 / max(floatsPerImage, 1)))
+    }
+
     // MARK: Kernels
 
     /// Copies one NCHW image `x: [C][H][W]` into zero-bordered planes `xp: [C][Hp][rowStride]`
@@ -276,69 +283,91 @@ enum DirectConvolution {
     ///   would leave most lanes idle, so the vectors run over the planes' flat index
     ///   `f = y·rowStride + x` (`rowStride` = `Wp`, `planeRowStride`), V·L consecutive positions
     ///   a tile, across row ends; lanes with `x ≥ Wo` (the border columns) are computed and dropped.
+    ///
+    /// Several images at once: `images` of them, each block of channels convolving one image
+    /// after the other, so that the block's weights are loaded from memory once for all of them
+    /// (a 256→256 3x3 kernel packs to 2.4 MB, more than a core's L2, and a 7x7 plane is one tile:
+    /// image by image, every tile streamed its block's weights from L3). How many images go
+    /// together changes no result.
     /// - Parameters:
     ///   - xp: `[C][Hp][rowStride]`, `C·kh·kw` entries located by `offsets` (`patchOffsets`),
-    ///     followed by `planeSlack` floats.
+    ///     followed by `planeSlack` floats; image m's planes `inputImageStride` floats after.
     ///   - weights: `packPlaneWeights`'s layout, `[⌈Cout/6⌉][C·kh·kw][6]`.
     ///   - bias: `[Cout]`, or nil for none.
+    ///   - y: the first image's output; image m's `outputImageStride` floats after.
     static func convolvePlanes(
-        _ xp: UnsafePointer<Float>, rowStride: Int, offsets: UnsafePointer<Int>, patchSize: Int,
+        _ xp: UnsafePointer<Float>, images: Int = 1, inputImageStride: Int = 0, rowStride: Int,
+        offsets: UnsafePointer<Int>, patchSize: Int, outputHeight ho: Int, outputWidth wo: Int,
+        weights: UnsafePointer<Float>, outputChannels: Int, bias: UnsafePointer<Float>?,
+        into output: UnsafeMutablePointer<Float>, outputImageStride: Int = 0
+    ) {
+        for block in 0..<channelBlocks(outputChannels) {
+            for image in 0..<images {
+                convolveBlock(block, xp + image * inputImageStride, rowStride: rowStride, offsets: offsets, patchSize: patchSize,
+                              outputHeight: ho, outputWidth: wo, weights: weights, outputChannels: outputChannels, bias: bias,
+                              into: output + image * outputImageStride)
+            }
+        }
+    }
+
+    /// `convolvePlanes` for one image and one block of `blockChannels` output channels.
+    @inline(__always)
+    private static func convolveBlock(
+        _ block: Int, _ xp: UnsafePointer<Float>, rowStride: Int, offsets: UnsafePointer<Int>, patchSize: Int,
         outputHeight ho: Int, outputWidth wo: Int,
         weights: UnsafePointer<Float>, outputChannels: Int, bias: UnsafePointer<Float>?,
         into y: UnsafeMutablePointer<Float>
     ) {
         let planeSize = ho * wo, b = blockChannels, vectors = tileVectors
-        for block in 0..<channelBlocks(outputChannels) {
-            let channels = min(b, outputChannels - block * b)
-            let blockWeights = weights + block * patchSize * b
-            let blockBias = bias.map { $0 + block * b }
-            let outputPlanes = y + block * b * planeSize
-            if wo < lanes {
-                // Narrow rows; lane l of vector v is flat position `position + v·L + l`. The
-                // tiles' vectors go whole into a flat copy of the block's planes (this thread's
-                // workspace), whose rows are then copied out without their border columns:
-                // picking lanes out of a tile one by one cost a quarter of the pass.
-                let tileFloats = vectors * lanes
-                let positions = (ho - 1) * rowStride + wo
-                let span = (positions + tileFloats - 1) / tileFloats * tileFloats
-                let flat = ThreadWorkspace.floats(b * span)
-                let starts = InlineArray<4, Int> { v in v * lanes }
-                var position = 0
-                while position < positions {
-                    let acc = planeTile(xp + position, vectorStarts: starts, offsets: offsets, patchSize: patchSize,
-                                        weights: blockWeights, bias: blockBias, channels: channels)
-                    for q in 0..<b {
-                        let row = UnsafeMutableRawPointer(flat + q * span + position)
-                        for v in 0..<vectors { row.storeBytes(of: acc[q &+ 6 &* v], toByteOffset: v * lanes * 4, as: Vector.self) }
-                    }
-                    position += tileFloats
+        let channels = min(b, outputChannels - block * b)
+        let blockWeights = weights + block * patchSize * b
+        let blockBias = bias.map { $0 + block * b }
+        let outputPlanes = y + block * b * planeSize
+        if wo < lanes {
+            // Narrow rows; lane l of vector v is flat position `position + v·L + l`. The
+            // tiles' vectors go whole into a flat copy of the block's planes (this thread's
+            // workspace), whose rows are then copied out without their border columns:
+            // picking lanes out of a tile one by one cost a quarter of the pass.
+            let tileFloats = vectors * lanes
+            let positions = (ho - 1) * rowStride + wo
+            let span = (positions + tileFloats - 1) / tileFloats * tileFloats
+            let flat = ThreadWorkspace.floats(b * span)
+            let starts = InlineArray<4, Int> { v in v * lanes }
+            var position = 0
+            while position < positions {
+                let acc = planeTile(xp + position, vectorStarts: starts, offsets: offsets, patchSize: patchSize,
+                                    weights: blockWeights, bias: blockBias, channels: channels)
+                for q in 0..<b {
+                    let row = UnsafeMutableRawPointer(flat + q * span + position)
+                    for v in 0..<vectors { row.storeBytes(of: acc[q &+ 6 &* v], toByteOffset: v * lanes * 4, as: Vector.self) }
                 }
-                for q in 0..<channels {
-                    for y in 0..<ho {
-                        (outputPlanes + q * planeSize + y * wo).update(from: flat + q * span + y * rowStride, count: wo)
-                    }
+                position += tileFloats
+            }
+            for q in 0..<channels {
+                for y in 0..<ho {
+                    (outputPlanes + q * planeSize + y * wo).update(from: flat + q * span + y * rowStride, count: wo)
                 }
-            } else {
-                // Wide rows: vector v is row `top + min(v, Ho − 1)`.
-                let starts = InlineArray<4, Int> { v in min(v, ho - 1) * rowStride }
-                var row = 0
-                while row < ho {
-                    let top = max(0, min(row, ho - vectors))
-                    var x0 = 0
-                    while x0 < wo {
-                        let start = min(x0, wo - lanes)
-                        let acc = planeTile(xp + top * rowStride + start, vectorStarts: starts, offsets: offsets,
-                                            patchSize: patchSize, weights: blockWeights, bias: blockBias, channels: channels)
-                        for r in 0..<min(vectors, ho) {
-                            let outputRow = outputPlanes + (top + r) * wo + start
-                            for q in 0..<channels {
-                                UnsafeMutableRawPointer(outputRow + q * planeSize).storeBytes(of: acc[q &+ 6 &* r], as: Vector.self)
-                            }
+            }
+        } else {
+            // Wide rows: vector v is row `top + min(v, Ho − 1)`.
+            let starts = InlineArray<4, Int> { v in min(v, ho - 1) * rowStride }
+            var row = 0
+            while row < ho {
+                let top = max(0, min(row, ho - vectors))
+                var x0 = 0
+                while x0 < wo {
+                    let start = min(x0, wo - lanes)
+                    let acc = planeTile(xp + top * rowStride + start, vectorStarts: starts, offsets: offsets,
+                                        patchSize: patchSize, weights: blockWeights, bias: blockBias, channels: channels)
+                    for r in 0..<min(vectors, ho) {
+                        let outputRow = outputPlanes + (top + r) * wo + start
+                        for q in 0..<channels {
+                            UnsafeMutableRawPointer(outputRow + q * planeSize).storeBytes(of: acc[q &+ 6 &* r], as: Vector.self)
                         }
-                        x0 += lanes
                     }
-                    row += vectors
+                    x0 += lanes
                 }
+                row += vectors
             }
         }
     }
@@ -408,21 +437,28 @@ enum DirectConvolution {
     /// two `∂y` vectors and E broadcast inputs, 2E multiply-adds. With `secondBlock == 0` both
     /// halves are the same block (a channel count that is an odd number of blocks): it is
     /// computed twice and stored twice, identically. Every sum runs over the pixels in order from
-    /// its stored value, whatever tile it falls in.
+    /// its stored value, whatever tile it falls in, and over `images` images in order: a tile
+    /// loaded once for several images (its 2.4 MB of 256→256 filters no longer leaving the
+    /// cache after every image) gives the same bits as one image at a time.
     /// - Parameters:
-    ///   - xp: the padded channels-last input, `[Hp][Wp][C]`.
+    ///   - xp: the padded channels-last input, `[Hp][Wp][C]`; image m's `inputImageStride`
+    ///     floats after.
     ///   - outputGradient: `∂y` of pixel `(0, 0)` for the first block's L channels, channels-last;
     ///     pixel `(y, x)` is at `y·gradientRowStride + x·gradientPixelStride`, and the second
-    ///     block's channels L floats on (unless `secondBlock == 0`).
+    ///     block's channels L floats on (unless `secondBlock == 0`); image m's
+    ///     `gradientImageStride` floats after.
     static func accumulateWeightGradient(
-        _ xp: UnsafePointer<Float>, channels c: Int, paddedWidth wp: Int, kernelSize k: Int,
+        _ xp: UnsafePointer<Float>, images: Int = 1, inputImageStride: Int = 0, channels c: Int, paddedWidth wp: Int, kernelSize k: Int,
         outputHeight ho: Int, outputWidth wo: Int,
-        outputGradient dy: UnsafePointer<Float>, gradientPixelStride: Int, gradientRowStride: Int,
+        outputGradient dy: UnsafePointer<Float>, gradientImageStride: Int = 0, gradientPixelStride: Int, gradientRowStride: Int,
         into gradient: UnsafeMutablePointer<Float>, secondBlock: Int
     ) {
         let rowStride = wp * c, depth = k * c, tile = weightTileEntries
         let entries = k * depth
-        let secondChannels = secondBlock == 0 ? 0 : lanes * 4  // bytes from a pixel's first block to its second
+        let sweep = WeightSweep(images: images, inputImageStride: inputImageStride, rowStride: rowStride, channels: c,
+                                outputHeight: ho, outputWidth: wo, gradientImageStride: gradientImageStride,
+                                gradientRowStride: gradientRowStride, gradientPixelStride: gradientPixelStride,
+                                secondBlockBytes: secondBlock == 0 ? 0 : lanes * 4)
         var first = 0
         while first < entries {
             let count = min(tile, entries - first)
@@ -432,53 +468,93 @@ enum DirectConvolution {
             for u in 0..<count { offsets[u] = (first + u) / depth * rowStride + (first + u) % depth }
             let raw = UnsafeMutableRawPointer(gradient + first * lanes)
             // acc[u] is entry u's first block, acc[tile + u] its second.
-            var acc = InlineArray<24, Vector>(repeating: Vector())
+            var acc = WeightTile(repeating: Vector())
             for u in 0..<count {
                 acc[u] = raw.loadUnaligned(fromByteOffset: u * lanes * 4, as: Vector.self)
                 acc[tile + u] = raw.loadUnaligned(fromByteOffset: (secondBlock + u * lanes) * 4, as: Vector.self)
             }
-            // Two copies of the loop nest: LLVM keeps a tile in registers only when nothing else
-            // shares its stack slot.
-            if count == tile && first / depth == (first + tile - 1) / depth {
-                // All the tile's entries in one kernel row: consecutive floats after one start
-                // offset, addressed from one register.
-                let start = xp + offsets[0]
-                for y in 0..<ho {
-                    let inputRow = start + y &* rowStride
-                    let gradientRow = UnsafeRawPointer(dy + y &* gradientRowStride)
-                    for x in 0..<wo {
-                        let d = gradientRow + x &* gradientPixelStride &* 4
-                        let d0 = d.loadUnaligned(as: Vector.self), d1 = d.loadUnaligned(fromByteOffset: secondChannels, as: Vector.self)
-                        let pixel = inputRow + x &* c
-                        for u in 0..<tile {
-                            let s = Vector(repeating: pixel[u])
-                            acc[u] = acc[u].fusedAdding(s, d0)
-                            acc[u &+ tile] = acc[u &+ tile].fusedAdding(s, d1)
-                        }
-                    }
-                }
-            } else {
-                for y in 0..<ho {
-                    let inputRow = xp + y &* rowStride
-                    let gradientRow = UnsafeRawPointer(dy + y &* gradientRowStride)
-                    for x in 0..<wo {
-                        let d = gradientRow + x &* gradientPixelStride &* 4
-                        let d0 = d.loadUnaligned(as: Vector.self), d1 = d.loadUnaligned(fromByteOffset: secondChannels, as: Vector.self)
-                        let pixel = inputRow + x &* c
-                        for u in 0..<tile {
-                            let s = Vector(repeating: pixel[offsets[u]])
-                            acc[u] = acc[u].fusedAdding(s, d0)
-                            acc[u &+ tile] = acc[u &+ tile].fusedAdding(s, d1)
-                        }
-                    }
-                }
-            }
+            acc = count == tile && first / depth == (first + tile - 1) / depth
+                ? weightTileRun(acc, xp + offsets[0], dy, sweep)
+                : withUnsafeBytes(of: offsets) { weightTileScattered(acc, xp, $0.assumingMemoryBound(to: Int.self).baseAddress!, dy, sweep) }
             for u in 0..<count {
                 raw.storeBytes(of: acc[u], toByteOffset: u * lanes * 4, as: Vector.self)
                 raw.storeBytes(of: acc[tile + u], toByteOffset: (secondBlock + u * lanes) * 4, as: Vector.self)
             }
             first += tile
         }
+    }
+
+    /// The accumulators of one `accumulateWeightGradient` tile: entry u's first block, then at
+    /// `weightTileEntries + u` its second.
+    typealias WeightTile = InlineArray<24, Vector>
+
+    /// What a weight-gradient tile sweeps: `images` images of `Ho x Wo` pixels, each pixel's
+    /// inputs `channels` floats apart along a row of `rowStride`, its `∂y` vectors at
+    /// `gradientPixelStride` and `gradientRowStride` (the second block `secondBlockBytes` on).
+    struct WeightSweep {
+        var images, inputImageStride, rowStride, channels, outputHeight, outputWidth: Int
+        var gradientImageStride, gradientRowStride, gradientPixelStride, secondBlockBytes: Int
+    }
+
+    /// One tile's sums when its entries are consecutive floats from `first` (all in one kernel
+    /// row): per pixel, two `∂y` vectors and `weightTileEntries` broadcasts.
+    ///
+    /// The tile is a value in and out, indexed only by constants here, so that it stays in
+    /// registers for the whole sweep. Loading and storing it by a variable count in the same
+    /// function left it in memory: a 512-bit store after every multiply-add (measured), and the
+    /// core retires one such store per cycle against two multiply-adds.
+    @inline(never)
+    private static func weightTileRun(
+        _ tile: WeightTile, _ first: UnsafePointer<Float>, _ dy: UnsafePointer<Float>, _ sweep: WeightSweep
+    ) -> WeightTile {
+        var acc = tile
+        let entries = weightTileEntries
+        for image in 0..<sweep.images {
+            let start = first + image &* sweep.inputImageStride, dy = dy + image &* sweep.gradientImageStride
+            for y in 0..<sweep.outputHeight {
+                let inputRow = start + y &* sweep.rowStride
+                let gradientRow = UnsafeRawPointer(dy + y &* sweep.gradientRowStride)
+                for x in 0..<sweep.outputWidth {
+                    let d = gradientRow + x &* sweep.gradientPixelStride &* 4
+                    let d0 = d.loadUnaligned(as: Vector.self), d1 = d.loadUnaligned(fromByteOffset: sweep.secondBlockBytes, as: Vector.self)
+                    let pixel = inputRow + x &* sweep.channels
+                    for u in 0..<entries {
+                        let s = Vector(repeating: pixel[u])
+                        acc[u] = acc[u].fusedAdding(s, d0)
+                        acc[u &+ entries] = acc[u &+ entries].fusedAdding(s, d1)
+                    }
+                }
+            }
+        }
+        return acc
+    }
+
+    /// `weightTileRun` for entries anywhere in the patch: entry u at `offsets[u]` from the pixel.
+    @inline(never)
+    private static func weightTileScattered(
+        _ tile: WeightTile, _ xp: UnsafePointer<Float>, _ offsets: UnsafePointer<Int>, _ dy: UnsafePointer<Float>,
+        _ sweep: WeightSweep
+    ) -> WeightTile {
+        var acc = tile
+        let entries = weightTileEntries
+        for image in 0..<sweep.images {
+            let xp = xp + image &* sweep.inputImageStride, dy = dy + image &* sweep.gradientImageStride
+            for y in 0..<sweep.outputHeight {
+                let inputRow = xp + y &* sweep.rowStride
+                let gradientRow = UnsafeRawPointer(dy + y &* sweep.gradientRowStride)
+                for x in 0..<sweep.outputWidth {
+                    let d = gradientRow + x &* sweep.gradientPixelStride &* 4
+                    let d0 = d.loadUnaligned(as: Vector.self), d1 = d.loadUnaligned(fromByteOffset: sweep.secondBlockBytes, as: Vector.self)
+                    let pixel = inputRow + x &* sweep.channels
+                    for u in 0..<entries {
+                        let s = Vector(repeating: pixel[offsets[u]])
+                        acc[u] = acc[u].fusedAdding(s, d0)
+                        acc[u &+ entries] = acc[u &+ entries].fusedAdding(s, d1)
+                    }
+                }
+            }
+        }
+        return acc
     }
 }
 

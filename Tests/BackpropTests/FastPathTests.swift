@@ -113,6 +113,34 @@ import Testing
         #expect(results[0] == results[2], "1 vs 3 threads")
     }
 
+    /// The direct path copies and convolves several images of a work item at once (each block
+    /// of filters sweeping them all, each weight-gradient tile summing over all of them);
+    /// however many it takes, each output and each gradient is the same sum in the same order.
+    /// 7x7 planes (narrow rows) with 256 filters, 20x20 ones (wide rows) with 32; work items of
+    /// 4 images, taken 1, 3 (then the 1 left) or 4 at a time.
+    @Test(arguments: [(32, 256, 7), (16, 32, 20)])
+    func bitIdenticalForAnyImagesTogether(inputChannels: Int, outputChannels: Int, size: Int) {
+        var g = SeededGenerator(seed: 15)
+        let conv = Conv2D<Float>(inputChannels: inputChannels, outputChannels: outputChannels, kernelSize: 3, padding: 1, using: &g)
+        conv.path = .direct
+        conv.bias.value = randomTensor([outputChannels], seed: 16)
+        let x: Tensor<Float> = randomTensor([11, inputChannels, size, size], seed: 17)
+        var results: [[[UInt32]]] = []
+        for together in [1, 3, 4] {
+            conv.imagesTogether = together
+            conv.weight.gradient.zero()
+            conv.bias.gradient.zero()
+            var y = Tensor<Float>(shape: [])
+            conv.forward(x, into: &y, context: .training())
+            let dy: Tensor<Float> = randomTensor(y.shape, seed: 18)
+            var dx: Tensor<Float>? = Tensor(shape: [])
+            conv.backward(input: x, output: y, outputGradient: dy, inputGradient: &dx, context: .training())
+            results.append([y.scalars, dx!.scalars, conv.weight.gradient.scalars, conv.bias.gradient.scalars].map { $0.map(\.bitPattern) })
+        }
+        #expect(results[0] == results[1], "1 vs 3 images at once")
+        #expect(results[0] == results[2], "1 vs 4 images at once")
+    }
+
     private func expectClose(_ fast: [Float], _ reference: [Double], _ what: String) {
         #expect(fast.count == reference.count, "\(what): \(fast.count) vs \(reference.count) values")
         let scale = reference.map(abs).max() ?? 0

@@ -46,6 +46,10 @@ public final class Conv2D<Scalar: NetworkScalar>: Layer {
     /// Which kernels compute a `Float` pass (`.automatic` picks by shape; tests force each path
     /// to compare them). `Double` always takes the per-image im2col path.
     public var path: ConvolutionPath = .automatic
+    /// How many images of a work item the direct path copies and convolves at once (nil: as
+    /// many as fit in about a megabyte, `DirectConvolution.imagesTogether`). No result depends
+    /// on it; tests set it to check that, benchmarks to measure it.
+    public var imagesTogether: Int?
 
     public var kind: String { "Conv2D" }
     public var settings: String {
@@ -380,7 +384,8 @@ public final class Conv2D<Scalar: NetworkScalar>: Layer {
         let rowStride = DirectConvolution.planeRowStride(outputWidth: g.outputWidth, kernelSize: k)
         let paddedCount = DirectConvolution.paddedPlanesCount(channels: cin, paddedHeight: hp, rowStride: rowStride)
         let groups = Self.groupCount(batch: n)
-        let padded = floats(patchScratch.reserve(groups * paddedCount))
+        let together = together(floatsPerImage: paddedCount, batch: n)
+        let padded = floats(patchScratch.reserve(groups * together * paddedCount))
         let packed = floats(packedWeightScratch.reserve(DirectConvolution.packedPlaneWeightCount(outputs: cout, patchSize: g.patchSize)))
         let offsets = patchOffsets.table(channels: cin, kernelSize: k, paddedHeight: hp, rowStride: rowStride)
         weight.value.scalars.withUnsafeBufferPointer { w in
@@ -394,7 +399,7 @@ public final class Conv2D<Scalar: NetworkScalar>: Layer {
                         x: floats(x.baseAddress!), bias: floats(b.baseAddress!), y: floats(y.baseAddress!),
                         padded: padded, paddedCount: paddedCount, weights: packed, offsets: offsets, g: g, outputChannels: cout,
                         rowStride: rowStride,
-                        batch: n, imagesPerGroup: Self.imagesPerGroup(batch: n))
+                        batch: n, imagesPerGroup: Self.imagesPerGroup(batch: n), together: together)
                     Parallel.forEach(groups, work)
                 }
             }
@@ -421,9 +426,11 @@ public final class Conv2D<Scalar: NetworkScalar>: Layer {
         // Per group: ∂Y channels-last, then ∂Y's padded planes.
         let (gradientCount, gradientPlanesCount) = (ho * wo * cout, DirectConvolution.paddedPlanesCount(channels: cout, paddedHeight: hq, rowStride: gradientRowStride))
         let groups = Self.groupCount(batch: n)
+        // The weight gradient's copies and the input gradient's planes are used one after the other.
+        let together = together(floatsPerImage: max(channelsLastCount + gradientCount, gradientPlanesCount), batch: n)
         let weightCount = weight.value.count
-        let padded = floats(patchScratch.reserve(groups * channelsLastCount))
-        let gradients = floats(patchGradientScratch.reserve(groups * (gradientCount + gradientPlanesCount)))
+        let padded = floats(patchScratch.reserve(groups * together * channelsLastCount))
+        let gradients = floats(patchGradientScratch.reserve(groups * together * (gradientCount + gradientPlanesCount)))
         let partials = floats(partialScratch.reserve(groups * (weightCount + cout)))
         let flipped = floats(packedWeightScratch.reserve(DirectConvolution.packedPlaneWeightCount(outputs: cin, patchSize: cout * k * k)))
         let offsets = gradientPatchOffsets.table(channels: cout, kernelSize: k, paddedHeight: hq, rowStride: gradientRowStride)
@@ -441,7 +448,7 @@ public final class Conv2D<Scalar: NetworkScalar>: Layer {
                         flipped: flipped, offsets: offsets,
                         g: g, outputChannels: cout, gradientRowStride: gradientRowStride,
                         sizes: (channelsLastCount, gradientCount, gradientPlanesCount),
-                        batch: n, imagesPerGroup: Self.imagesPerGroup(batch: n))
+                        batch: n, imagesPerGroup: Self.imagesPerGroup(batch: n), together: together)
                     Parallel.forEach(groups, work)
                 }
             }
@@ -461,6 +468,14 @@ public final class Conv2D<Scalar: NetworkScalar>: Layer {
         }
     }
 
+    /// Images taken at once by the direct path (`imagesTogether`), each with `floatsPerImage`
+    /// floats of copies, for a batch of `n`.
+    private func together(floatsPerImage: Int, batch n: Int) -> Int {
+        let group = Self.imagesPerGroup(batch: n)
+        return imagesTogether.map { max(1, min($0, group)) }
+            ?? DirectConvolution.imagesTogether(floatsPerImage: floatsPerImage, imagesPerGroup: group)
+    }
+
     /// The images of one work item.
     @inline(__always)
     private func imageRange(of group: Int, batch: Int) -> Range<Int> {
@@ -476,17 +491,24 @@ private struct DirectForwardGroup: ParallelWork {
     let padded: UnsafeMutablePointer<Float>, paddedCount: Int
     let weights: UnsafePointer<Float>, offsets: UnsafePointer<Int>
     let g: ConvolutionGeometry, outputChannels: Int, rowStride: Int
-    let batch: Int, imagesPerGroup: Int
+    /// `together`: images padded and convolved at once (`DirectConvolution.imagesTogether`).
+    let batch: Int, imagesPerGroup: Int, together: Int
 
     func callAsFunction(_ group: Int) {
         let (inputStride, outputStride) = (g.channels * g.height * g.width, outputChannels * g.outputHeight * g.outputWidth)
-        let xp = padded + group * paddedCount
-        for image in group * imagesPerGroup ..< min(batch, (group + 1) * imagesPerGroup) {
-            DirectConvolution.padPlanes(x + image * inputStride, channels: g.channels, height: g.height, width: g.width,
-                                        padding: g.padding, rowStride: rowStride, into: xp)
-            DirectConvolution.convolvePlanes(xp, rowStride: rowStride, offsets: offsets, patchSize: g.patchSize,
+        let xp = padded + group * together * paddedCount
+        let end = min(batch, (group + 1) * imagesPerGroup)
+        for first in Swift.stride(from: group * imagesPerGroup, to: end, by: together) {
+            let count = min(together, end - first)
+            for m in 0..<count {
+                DirectConvolution.padPlanes(x + (first + m) * inputStride, channels: g.channels, height: g.height, width: g.width,
+                                            padding: g.padding, rowStride: rowStride, into: xp + m * paddedCount)
+            }
+            DirectConvolution.convolvePlanes(xp, images: count, inputImageStride: paddedCount, rowStride: rowStride,
+                                             offsets: offsets, patchSize: g.patchSize,
                                              outputHeight: g.outputHeight, outputWidth: g.outputWidth, weights: weights,
-                                             outputChannels: outputChannels, bias: bias, into: y + image * outputStride)
+                                             outputChannels: outputChannels, bias: bias,
+                                             into: y + first * outputStride, outputImageStride: outputStride)
         }
     }
 }
@@ -506,9 +528,10 @@ private struct DirectBackwardGroup: ParallelWork {
     let flipped: UnsafePointer<Float>
     let offsets: UnsafePointer<Int>
     let g: ConvolutionGeometry, outputChannels: Int, gradientRowStride: Int
-    /// Each group's share of `padded` and of `gradients` (channels-last, then planes).
+    /// Each image's share of `padded` and of `gradients` (channels-last, then planes).
     let sizes: (padded: Int, gradient: Int, gradientPlanes: Int)
-    let batch: Int, imagesPerGroup: Int
+    /// `together`: images whose copies are made and used at once (`DirectConvolution.imagesTogether`).
+    let batch: Int, imagesPerGroup: Int, together: Int
 
     func callAsFunction(_ group: Int) {
         let (cin, cout, k, p, lanes) = (g.channels, outputChannels, g.kernelHeight, g.padding, DirectConvolution.lanes)
@@ -517,32 +540,45 @@ private struct DirectBackwardGroup: ParallelWork {
         let (inputStride, outputStride) = (cin * g.height * g.width, cout * ho * wo)
         let (gradientCount, gradientPlanesCount) = (sizes.gradient, sizes.gradientPlanes)
         let weightCount = cout * g.patchSize
-        let xp = padded + group * sizes.padded
-        let dyc = gradients + group * (gradientCount + gradientPlanesCount), dyp = dyc + gradientCount
+        let xp = padded + group * together * sizes.padded
+        let dyc = gradients + group * together * (gradientCount + gradientPlanesCount), dyp = dyc + together * gradientCount
         let dw = partials + group * (weightCount + cout), db = dw + weightCount
         dw.update(repeating: 0, count: weightCount + cout)
-        for image in group * imagesPerGroup ..< min(batch, (group + 1) * imagesPerGroup) {
-            let dyi = dy + image * outputStride
+        let end = min(batch, (group + 1) * imagesPerGroup)
+        for first in Swift.stride(from: group * imagesPerGroup, to: end, by: together) {
+            let count = min(together, end - first)
             if weightGradient {
-                DirectConvolution.padChannelsLast(x + image * inputStride, channels: cin, height: g.height, width: g.width,
-                                                  padding: p, into: xp)
-                DirectConvolution.toChannelsLast(dyi, channels: cout, pixels: ho * wo, into: dyc)
+                for m in 0..<count {
+                    DirectConvolution.padChannelsLast(x + (first + m) * inputStride, channels: cin, height: g.height, width: g.width,
+                                                      padding: p, into: xp + m * sizes.padded)
+                    DirectConvolution.toChannelsLast(dy + (first + m) * outputStride, channels: cout, pixels: ho * wo,
+                                                     into: dyc + m * gradientCount)
+                }
                 // Two blocks of L channels at a time; an odd last block pairs with itself.
                 let blocks = cout / lanes
                 for block in Swift.stride(from: 0, to: blocks, by: 2) {
                     DirectConvolution.accumulateWeightGradient(
-                        xp, channels: cin, paddedWidth: g.width + 2 * p, kernelSize: k, outputHeight: ho, outputWidth: wo,
-                        outputGradient: dyc + block * lanes, gradientPixelStride: cout, gradientRowStride: wo * cout,
+                        xp, images: count, inputImageStride: sizes.padded, channels: cin, paddedWidth: g.width + 2 * p,
+                        kernelSize: k, outputHeight: ho, outputWidth: wo,
+                        outputGradient: dyc + block * lanes, gradientImageStride: gradientCount, gradientPixelStride: cout,
+                        gradientRowStride: wo * cout,
                         into: dw + block * lanes * g.patchSize, secondBlock: block + 1 < blocks ? lanes * g.patchSize : 0)
                 }
             }
-            for o in 0..<cout { db[o] += sum(dyi + o * ho * wo, count: ho * wo) }
+            for image in first..<(first + count) {
+                let dyi = dy + image * outputStride
+                for o in 0..<cout { db[o] += sum(dyi + o * ho * wo, count: ho * wo) }
+            }
             guard let dx else { continue }
-            DirectConvolution.padPlanes(dyi, channels: cout, height: ho, width: wo, padding: q,
-                                        rowStride: gradientRowStride, into: dyp)
-            DirectConvolution.convolvePlanes(dyp, rowStride: gradientRowStride, offsets: offsets, patchSize: cout * k * k,
+            for m in 0..<count {
+                DirectConvolution.padPlanes(dy + (first + m) * outputStride, channels: cout, height: ho, width: wo, padding: q,
+                                            rowStride: gradientRowStride, into: dyp + m * gradientPlanesCount)
+            }
+            DirectConvolution.convolvePlanes(dyp, images: count, inputImageStride: gradientPlanesCount, rowStride: gradientRowStride,
+                                             offsets: offsets, patchSize: cout * k * k,
                                              outputHeight: g.height, outputWidth: g.width, weights: flipped,
-                                             outputChannels: cin, bias: nil, into: dx + image * inputStride)
+                                             outputChannels: cin, bias: nil, into: dx + first * inputStride,
+                                             outputImageStride: inputStride)
         }
     }
 }
