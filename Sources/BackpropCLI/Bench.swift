@@ -112,6 +112,13 @@ struct Bench: ParsableCommand {
                            t.backwardSeconds * 1e3, rate(t.backwardFLOPs, t.backwardSeconds) as NSString,
                            100 * (t.forwardSeconds + t.backwardSeconds) / total))
         }
+        // The convolutions together: their share of the timed passes and their rate over both.
+        let convolutions = timings.filter { $0.kind == "Conv2D" }
+        guard !convolutions.isEmpty else { return }
+        let seconds = convolutions.reduce(0) { $0 + $1.forwardSeconds + $1.backwardSeconds }
+        let flops = convolutions.reduce(0) { $0 + ($1.forwardFLOPs + $1.backwardFLOPs) * Double(batch) }
+        print(String(format: "  convolutions: %.0f of %.0f ms (%.1f %%), %.1f GFLOP/s forward and backward",
+                     seconds * 1e3, total * 1e3, 100 * seconds / total, flops / seconds / 1e9))
     }
 
     /// Runs `body` repeatedly for about `seconds` after one warm-up call; returns calls per second.
