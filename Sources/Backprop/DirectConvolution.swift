@@ -499,34 +499,15 @@ enum DirectConvolution {
     /// One tile's sums when its entries are consecutive floats from `first` (all in one kernel
     /// row): per pixel, two `∂y` vectors and `weightTileEntries` broadcasts.
     ///
-    /// The tile is a value in and out, indexed only by constants here, so that it stays in
-    /// registers for the whole sweep. Loading and storing it by a variable count in the same
-    /// function left it in memory: a 512-bit store after every multiply-add (measured), and the
-    /// core retires one such store per cycle against two multiply-adds.
+    /// The tile is a value in and out, indexed only by constants in the sweep, so that it stays
+    /// in registers from the first pixel to the last. Loading and storing it by a variable count
+    /// in the same function left it in memory between rows (24 512-bit stores per row; this core
+    /// retires one such store per cycle against two multiply-adds).
     @inline(never)
     private static func weightTileRun(
         _ tile: WeightTile, _ first: UnsafePointer<Float>, _ dy: UnsafePointer<Float>, _ sweep: WeightSweep
     ) -> WeightTile {
-        var acc = tile
-        let entries = weightTileEntries
-        for image in 0..<sweep.images {
-            let start = first + image &* sweep.inputImageStride, dy = dy + image &* sweep.gradientImageStride
-            for y in 0..<sweep.outputHeight {
-                let inputRow = start + y &* sweep.rowStride
-                let gradientRow = UnsafeRawPointer(dy + y &* sweep.gradientRowStride)
-                for x in 0..<sweep.outputWidth {
-                    let d = gradientRow + x &* sweep.gradientPixelStride &* 4
-                    let d0 = d.loadUnaligned(as: Vector.self), d1 = d.loadUnaligned(fromByteOffset: sweep.secondBlockBytes, as: Vector.self)
-                    let pixel = inputRow + x &* sweep.channels
-                    for u in 0..<entries {
-                        let s = Vector(repeating: pixel[u])
-                        acc[u] = acc[u].fusedAdding(s, d0)
-                        acc[u &+ entries] = acc[u &+ entries].fusedAdding(s, d1)
-                    }
-                }
-            }
-        }
-        return acc
+        sweepWeightTile(tile, first, dy, sweep) { u in u }
     }
 
     /// `weightTileRun` for entries anywhere in the patch: entry u at `offsets[u]` from the pixel.
@@ -534,6 +515,16 @@ enum DirectConvolution {
     private static func weightTileScattered(
         _ tile: WeightTile, _ xp: UnsafePointer<Float>, _ offsets: UnsafePointer<Int>, _ dy: UnsafePointer<Float>,
         _ sweep: WeightSweep
+    ) -> WeightTile {
+        sweepWeightTile(tile, xp, dy, sweep) { u in offsets[u] }
+    }
+
+    /// The sweep of `weightTileRun` and `weightTileScattered`: entry u of a pixel's inputs at
+    /// `entryOffset(u)` floats from the pixel's first.
+    @inline(__always)
+    private static func sweepWeightTile(
+        _ tile: WeightTile, _ xp: UnsafePointer<Float>, _ dy: UnsafePointer<Float>, _ sweep: WeightSweep,
+        entryOffset: (Int) -> Int
     ) -> WeightTile {
         var acc = tile
         let entries = weightTileEntries
@@ -547,7 +538,7 @@ enum DirectConvolution {
                     let d0 = d.loadUnaligned(as: Vector.self), d1 = d.loadUnaligned(fromByteOffset: sweep.secondBlockBytes, as: Vector.self)
                     let pixel = inputRow + x &* sweep.channels
                     for u in 0..<entries {
-                        let s = Vector(repeating: pixel[offsets[u]])
+                        let s = Vector(repeating: pixel[entryOffset(u)])
                         acc[u] = acc[u].fusedAdding(s, d0)
                         acc[u &+ entries] = acc[u &+ entries].fusedAdding(s, d1)
                     }
