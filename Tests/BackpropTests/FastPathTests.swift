@@ -100,14 +100,7 @@ import Testing
         var results: [[[UInt32]]] = []
         for threads in [1, 2, 3] {
             Parallel.threadCount = threads
-            conv.weight.gradient.zero()
-            conv.bias.gradient.zero()
-            var y = Tensor<Float>(shape: [])
-            conv.forward(x, into: &y, context: .training())
-            let dy: Tensor<Float> = randomTensor(y.shape, seed: 14)
-            var dx: Tensor<Float>? = Tensor(shape: [])
-            conv.backward(input: x, output: y, outputGradient: dy, inputGradient: &dx, context: .training())
-            results.append([y.scalars, dx!.scalars, conv.weight.gradient.scalars, conv.bias.gradient.scalars].map { $0.map(\.bitPattern) })
+            results.append(passBits(conv, x, gradientSeed: 14))
         }
         #expect(results[0] == results[1], "1 vs 2 threads")
         #expect(results[0] == results[2], "1 vs 3 threads")
@@ -128,17 +121,22 @@ import Testing
         var results: [[[UInt32]]] = []
         for together in [1, 3, 4] {
             conv.imagesTogether = together
-            conv.weight.gradient.zero()
-            conv.bias.gradient.zero()
-            var y = Tensor<Float>(shape: [])
-            conv.forward(x, into: &y, context: .training())
-            let dy: Tensor<Float> = randomTensor(y.shape, seed: 18)
-            var dx: Tensor<Float>? = Tensor(shape: [])
-            conv.backward(input: x, output: y, outputGradient: dy, inputGradient: &dx, context: .training())
-            results.append([y.scalars, dx!.scalars, conv.weight.gradient.scalars, conv.bias.gradient.scalars].map { $0.map(\.bitPattern) })
+            results.append(passBits(conv, x, gradientSeed: 18))
         }
         #expect(results[0] == results[1], "1 vs 3 images at once")
         #expect(results[0] == results[2], "1 vs 4 images at once")
+    }
+
+    /// The bits of one forward and backward pass from zeroed gradients: the output, `∂X`, `∂W`, `∂b`.
+    private func passBits(_ conv: Conv2D<Float>, _ x: Tensor<Float>, gradientSeed: UInt64) -> [[UInt32]] {
+        conv.weight.gradient.zero()
+        conv.bias.gradient.zero()
+        var y = Tensor<Float>(shape: [])
+        conv.forward(x, into: &y, context: .training())
+        let dy: Tensor<Float> = randomTensor(y.shape, seed: gradientSeed)
+        var dx: Tensor<Float>? = Tensor(shape: [])
+        conv.backward(input: x, output: y, outputGradient: dy, inputGradient: &dx, context: .training())
+        return [y.scalars, dx!.scalars, conv.weight.gradient.scalars, conv.bias.gradient.scalars].map { $0.map(\.bitPattern) }
     }
 
     private func expectClose(_ fast: [Float], _ reference: [Double], _ what: String) {
