@@ -285,10 +285,10 @@ enum DirectConvolution {
     ///   a tile, across row ends; lanes with `x ≥ Wo` (the border columns) are computed and dropped.
     ///
     /// Several images at once: `images` of them, each block of channels convolving one image
-    /// after the other, so that the block's weights are loaded from memory once for all of them
-    /// (a 256→256 3x3 kernel packs to 2.4 MB, more than a core's L2, and a 7x7 plane is one tile:
-    /// image by image, every tile streamed its block's weights from L3). How many images go
-    /// together changes no result.
+    /// after the other, so that the block's weights can stay in cache across them (a 256→256 3x3
+    /// kernel packs to 2.4 MB, more than a core's L2). Measured on the Intel VM of session 13,
+    /// this pass gained nothing noticeable from it (its 7x7 planes are bound by idle lanes); the
+    /// weight gradient did. How many images go together changes no result.
     /// - Parameters:
     ///   - xp: `[C][Hp][rowStride]`, `C·kh·kw` entries located by `offsets` (`patchOffsets`),
     ///     followed by `planeSlack` floats; image m's planes `inputImageStride` floats after.
