@@ -18,14 +18,15 @@
 /// `convolvePlanes` again with other packed weights.
 ///
 /// **Weight gradient** (`accumulateWeightGradient`): a reduction over pixels, tiled the other
-/// way round — E patch entries × 2L output channels (`weightTileEntries`), channels in the
-/// lanes — on channels-last copies `xp: [Hp][Wp][C]` and `∂y: [Ho][Wo][Cout]`. In that layout
+/// way round — E patch entries × 2L output channels (`weightTileEntries`), or 6 × 4L with
+/// AVX-512 where there are more than two blocks of L channels, channels in the lanes — on
+/// channels-last copies `xp: [Hp][Wp][C]` and `∂y: [Ho][Wo][Cout]`. In that layout
 /// the patch entries `(j, c)` of kernel row `i` are the contiguous run
 /// `xp[y + i][x ..< x + kw][0 ..< C]`, so
 /// ```
 /// ∂W[i][t][o] += Σ_{y,x} xp[y + i][x·C + t] · ∂y[y][x][o]        t = j·C + c
 /// ```
-/// loads two `∂y` vectors per pixel and broadcasts E input scalars.
+/// loads a `∂y` vector per block of L channels per pixel and broadcasts E input scalars.
 ///
 /// `L` is `lanes`, the floats in one `KernelVector`: 16 with AVX-512, 8 with AVX2 or NEON.
 ///
@@ -424,41 +425,51 @@ enum DirectConvolution {
         return acc
     }
 
-    /// Patch entries per tile of `accumulateWeightGradient`: 12 with AVX-512 (24 accumulators,
-    /// two `∂y` vectors and a broadcast: 27 of its 32 registers), 6 otherwise (12 accumulators:
-    /// 15 of AVX2's 16). Each pixel's two `∂y` vectors then serve more multiply-adds.
+    /// Patch entries per tile of `accumulateWeightGradient` for two blocks of channels: 12 with
+    /// AVX-512 (24 accumulators, two `∂y` vectors and a broadcast: 27 of its 32 registers), 6
+    /// otherwise (12 accumulators: 15 of AVX2's 16). Each pixel's two `∂y` vectors then serve
+    /// more multiply-adds.
     static let weightTileEntries = lanes == 16 ? 12 : 6
 
-    /// Adds one image's weight gradient into `gradient` for two blocks of L output channels
-    /// (`[kh][kw][C][L]` each, the second `secondBlock` floats after the first):
-    /// `gradient[i][t] += Σ_{y,x} xp[y+i][x·C + t] · ∂y[y][x]`.
+    /// Blocks of L output channels one `accumulateWeightGradient` tile takes at most: 4 with
+    /// AVX-512 (6 patch entries × 4 blocks: per pixel four `∂y` vectors and six broadcasts for 24
+    /// multiply-adds, where 12 × 2 takes two and twelve), 2 otherwise.
+    static let weightTileBlocks = lanes == 16 ? 4 : 2
+
+    /// Adds one image's weight gradient into `gradient` for `blockCount` (1 to
+    /// `weightTileBlocks`) consecutive blocks of L output channels (`[kh][kw][C][L]` each,
+    /// `blockStride` floats apart): `gradient[i][t] += Σ_{y,x} xp[y+i][x·C + t] · ∂y[y][x]`.
     ///
-    /// The register tile is E patch entries × 2L channels (E = `weightTileEntries`): per pixel,
-    /// two `∂y` vectors and E broadcast inputs, 2E multiply-adds. With `secondBlock == 0` both
-    /// halves are the same block (a channel count that is an odd number of blocks): it is
-    /// computed twice and stored twice, identically. Every sum runs over the pixels in order from
-    /// its stored value, whatever tile it falls in, and over `images` images in order: a tile
-    /// loaded once for several images (its 2.4 MB of 256→256 filters no longer leaving the
-    /// cache after every image) gives the same bits as one image at a time.
+    /// The register tile is E patch entries × 2L channels (E = `weightTileEntries`), or with
+    /// more than two blocks, 6 entries × 4L: per pixel, a `∂y` vector per block and E broadcast
+    /// inputs. Missing blocks repeat the last one: it is computed and stored again, identically.
+    /// Every sum runs over the pixels in order from its stored value, whatever tile it falls in,
+    /// and over `images` images in order: a tile loaded once for several images (its 2.4 MB of
+    /// 256→256 filters no longer leaving the cache after every image) gives the same bits as
+    /// one image at a time.
     /// - Parameters:
     ///   - xp: the padded channels-last input, `[Hp][Wp][C]`; image m's `inputImageStride`
     ///     floats after.
     ///   - outputGradient: `∂y` of pixel `(0, 0)` for the first block's L channels, channels-last;
-    ///     pixel `(y, x)` is at `y·gradientRowStride + x·gradientPixelStride`, and the second
-    ///     block's channels L floats on (unless `secondBlock == 0`); image m's
-    ///     `gradientImageStride` floats after.
+    ///     pixel `(y, x)` is at `y·gradientRowStride + x·gradientPixelStride`, and the next
+    ///     blocks' channels L floats on each; image m's `gradientImageStride` floats after.
     static func accumulateWeightGradient(
         _ xp: UnsafePointer<Float>, images: Int = 1, inputImageStride: Int = 0, channels c: Int, paddedWidth wp: Int, kernelSize k: Int,
         outputHeight ho: Int, outputWidth wo: Int,
         outputGradient dy: UnsafePointer<Float>, gradientImageStride: Int = 0, gradientPixelStride: Int, gradientRowStride: Int,
-        into gradient: UnsafeMutablePointer<Float>, secondBlock: Int
+        into gradient: UnsafeMutablePointer<Float>, blockStride: Int, blockCount: Int
     ) {
-        let rowStride = wp * c, depth = k * c, tile = weightTileEntries
+        precondition(blockCount >= 1 && blockCount <= weightTileBlocks)
+        let rowStride = wp * c, depth = k * c
+        let wide = blockCount > 2
+        let (tile, groups) = wide ? (6, 4) : (weightTileEntries, 2)
+        // Tile vector group v holds block `min(v, blockCount − 1)`.
+        let block = InlineArray<4, Int> { v in min(v, blockCount - 1) }
         let entries = k * depth
         let sweep = WeightSweep(images: images, inputImageStride: inputImageStride, rowStride: rowStride, channels: c,
                                 outputHeight: ho, outputWidth: wo, gradientImageStride: gradientImageStride,
                                 gradientRowStride: gradientRowStride, gradientPixelStride: gradientPixelStride,
-                                secondBlockBytes: secondBlock == 0 ? 0 : lanes * 4)
+                                blockBytes: InlineArray<4, Int> { v in block[v] * lanes * 4 })
         var first = 0
         while first < entries {
             let count = min(tile, entries - first)
@@ -467,33 +478,39 @@ enum DirectConvolution {
             var offsets = InlineArray<12, Int>(repeating: 0)
             for u in 0..<count { offsets[u] = (first + u) / depth * rowStride + (first + u) % depth }
             let raw = UnsafeMutableRawPointer(gradient + first * lanes)
-            // acc[u] is entry u's first block, acc[tile + u] its second.
+            // acc[u + tile·v] is entry u of tile vector group v.
             var acc = WeightTile(repeating: Vector())
-            for u in 0..<count {
-                acc[u] = raw.loadUnaligned(fromByteOffset: u * lanes * 4, as: Vector.self)
-                acc[tile + u] = raw.loadUnaligned(fromByteOffset: (secondBlock + u * lanes) * 4, as: Vector.self)
+            for v in 0..<groups {
+                for u in 0..<count { acc[u + tile * v] = raw.loadUnaligned(fromByteOffset: (block[v] * blockStride + u * lanes) * 4, as: Vector.self) }
             }
-            acc = count == tile && first / depth == (first + tile - 1) / depth
-                ? weightTileRun(acc, xp + offsets[0], dy, sweep)
-                : withUnsafeBytes(of: offsets) { weightTileScattered(acc, xp, $0.assumingMemoryBound(to: Int.self).baseAddress!, dy, sweep) }
-            for u in 0..<count {
-                raw.storeBytes(of: acc[u], toByteOffset: u * lanes * 4, as: Vector.self)
-                raw.storeBytes(of: acc[tile + u], toByteOffset: (secondBlock + u * lanes) * 4, as: Vector.self)
+            let run = count == tile && first / depth == (first + tile - 1) / depth
+            acc = withUnsafeBytes(of: offsets) { table in
+                let offsets = table.assumingMemoryBound(to: Int.self).baseAddress!
+                switch (wide, run) {
+                case (false, true): return weightTileRun(acc, xp + offsets[0], dy, sweep)
+                case (false, false): return weightTileScattered(acc, xp, offsets, dy, sweep)
+                case (true, true): return wideWeightTileRun(acc, xp + offsets[0], dy, sweep)
+                case (true, false): return wideWeightTileScattered(acc, xp, offsets, dy, sweep)
+                }
+            }
+            for v in 0..<groups {
+                for u in 0..<count { raw.storeBytes(of: acc[u + tile * v], toByteOffset: (block[v] * blockStride + u * lanes) * 4, as: Vector.self) }
             }
             first += tile
         }
     }
 
-    /// The accumulators of one `accumulateWeightGradient` tile: entry u's first block, then at
-    /// `weightTileEntries + u` its second.
+    /// The accumulators of one `accumulateWeightGradient` tile: entry u of tile vector group v
+    /// at `u + E·v` (E = 12 or 6 entries).
     typealias WeightTile = InlineArray<24, Vector>
 
     /// What a weight-gradient tile sweeps: `images` images of `Ho x Wo` pixels, each pixel's
     /// inputs `channels` floats apart along a row of `rowStride`, its `∂y` vectors at
-    /// `gradientPixelStride` and `gradientRowStride` (the second block `secondBlockBytes` on).
+    /// `gradientPixelStride` and `gradientRowStride` (tile vector group v's `blockBytes[v]` on).
     struct WeightSweep {
         var images, inputImageStride, rowStride, channels, outputHeight, outputWidth: Int
-        var gradientImageStride, gradientRowStride, gradientPixelStride, secondBlockBytes: Int
+        var gradientImageStride, gradientRowStride, gradientPixelStride: Int
+        var blockBytes: InlineArray<4, Int>
     }
 
     /// One tile's sums when its entries are consecutive floats from `first` (all in one kernel
@@ -519,6 +536,23 @@ enum DirectConvolution {
         sweepWeightTile(tile, xp, dy, sweep) { u in offsets[u] }
     }
 
+    /// `weightTileRun` for the 6 × 4-block tile.
+    @inline(never)
+    private static func wideWeightTileRun(
+        _ tile: WeightTile, _ first: UnsafePointer<Float>, _ dy: UnsafePointer<Float>, _ sweep: WeightSweep
+    ) -> WeightTile {
+        sweepWideWeightTile(tile, first, dy, sweep) { u in u }
+    }
+
+    /// `weightTileScattered` for the 6 × 4-block tile.
+    @inline(never)
+    private static func wideWeightTileScattered(
+        _ tile: WeightTile, _ xp: UnsafePointer<Float>, _ offsets: UnsafePointer<Int>, _ dy: UnsafePointer<Float>,
+        _ sweep: WeightSweep
+    ) -> WeightTile {
+        sweepWideWeightTile(tile, xp, dy, sweep) { u in offsets[u] }
+    }
+
     /// The sweep of `weightTileRun` and `weightTileScattered`: entry u of a pixel's inputs at
     /// `entryOffset(u)` floats from the pixel's first.
     @inline(__always)
@@ -527,7 +561,7 @@ enum DirectConvolution {
         entryOffset: (Int) -> Int
     ) -> WeightTile {
         var acc = tile
-        let entries = weightTileEntries
+        let entries = weightTileEntries, second = sweep.blockBytes[1]
         for image in 0..<sweep.images {
             let xp = xp + image &* sweep.inputImageStride, dy = dy + image &* sweep.gradientImageStride
             for y in 0..<sweep.outputHeight {
@@ -535,12 +569,43 @@ enum DirectConvolution {
                 let gradientRow = UnsafeRawPointer(dy + y &* sweep.gradientRowStride)
                 for x in 0..<sweep.outputWidth {
                     let d = gradientRow + x &* sweep.gradientPixelStride &* 4
-                    let d0 = d.loadUnaligned(as: Vector.self), d1 = d.loadUnaligned(fromByteOffset: sweep.secondBlockBytes, as: Vector.self)
+                    let d0 = d.loadUnaligned(as: Vector.self), d1 = d.loadUnaligned(fromByteOffset: second, as: Vector.self)
                     let pixel = inputRow + x &* sweep.channels
                     for u in 0..<entries {
                         let s = Vector(repeating: pixel[entryOffset(u)])
                         acc[u] = acc[u].fusedAdding(s, d0)
                         acc[u &+ entries] = acc[u &+ entries].fusedAdding(s, d1)
+                    }
+                }
+            }
+        }
+        return acc
+    }
+
+    /// `sweepWeightTile` for 6 entries × 4 blocks: per pixel, four `∂y` vectors and six broadcasts.
+    @inline(__always)
+    private static func sweepWideWeightTile(
+        _ tile: WeightTile, _ xp: UnsafePointer<Float>, _ dy: UnsafePointer<Float>, _ sweep: WeightSweep,
+        entryOffset: (Int) -> Int
+    ) -> WeightTile {
+        var acc = tile
+        let (b1, b2, b3) = (sweep.blockBytes[1], sweep.blockBytes[2], sweep.blockBytes[3])
+        for image in 0..<sweep.images {
+            let xp = xp + image &* sweep.inputImageStride, dy = dy + image &* sweep.gradientImageStride
+            for y in 0..<sweep.outputHeight {
+                let inputRow = xp + y &* sweep.rowStride
+                let gradientRow = UnsafeRawPointer(dy + y &* sweep.gradientRowStride)
+                for x in 0..<sweep.outputWidth {
+                    let d = gradientRow + x &* sweep.gradientPixelStride &* 4
+                    let d0 = d.loadUnaligned(as: Vector.self), d1 = d.loadUnaligned(fromByteOffset: b1, as: Vector.self)
+                    let d2 = d.loadUnaligned(fromByteOffset: b2, as: Vector.self), d3 = d.loadUnaligned(fromByteOffset: b3, as: Vector.self)
+                    let pixel = inputRow + x &* sweep.channels
+                    for u in 0..<6 {
+                        let s = Vector(repeating: pixel[entryOffset(u)])
+                        acc[u] = acc[u].fusedAdding(s, d0)
+                        acc[u &+ 6] = acc[u &+ 6].fusedAdding(s, d1)
+                        acc[u &+ 12] = acc[u &+ 12].fusedAdding(s, d2)
+                        acc[u &+ 18] = acc[u &+ 18].fusedAdding(s, d3)
                     }
                 }
             }

@@ -554,15 +554,16 @@ private struct DirectBackwardGroup: ParallelWork {
                     DirectConvolution.toChannelsLast(dy + (first + m) * outputStride, channels: cout, pixels: ho * wo,
                                                      into: dyc + m * gradientCount)
                 }
-                // Two blocks of L channels at a time; an odd last block pairs with itself.
-                let blocks = cout / lanes
-                for block in Swift.stride(from: 0, to: blocks, by: 2) {
+                // Up to `weightTileBlocks` blocks of L channels at a time.
+                let (blocks, perTile) = (cout / lanes, DirectConvolution.weightTileBlocks)
+                for block in Swift.stride(from: 0, to: blocks, by: perTile) {
                     DirectConvolution.accumulateWeightGradient(
                         xp, images: count, inputImageStride: sizes.padded, channels: cin, paddedWidth: g.width + 2 * p,
                         kernelSize: k, outputHeight: ho, outputWidth: wo,
                         outputGradient: dyc + block * lanes, gradientImageStride: gradientCount, gradientPixelStride: cout,
                         gradientRowStride: wo * cout,
-                        into: dw + block * lanes * g.patchSize, secondBlock: block + 1 < blocks ? lanes * g.patchSize : 0)
+                        into: dw + block * lanes * g.patchSize, blockStride: lanes * g.patchSize,
+                        blockCount: min(perTile, blocks - block))
                 }
             }
             for image in first..<(first + count) {
