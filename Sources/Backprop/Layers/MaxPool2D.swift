@@ -108,6 +108,18 @@ private struct PoolPlanes<Scalar: NetworkScalar>: ParallelWork {
                                into: UnsafeMutableRawPointer(y + out).assumingMemoryBound(to: Float.self),
                                argmax: argmax + out)
                     first = ow
+                } else if Scalar.self == Float.self && size == 2 && stride == 2 && base + (2 * u + 1) * w + 16 <= planes * h * w {
+                    // A row of fewer than 8 outputs (15x15 → 7x7 planes): the 8 windows' inputs
+                    // run on into the next row, which is read but not used.
+                    let top = UnsafeRawPointer(x + base + 2 * u * w)
+                    let (best, offset) = pool2x2Windows(top: top, bottom: top + 4 * w, width: w)
+                    let origin = Int32(truncatingIfNeeded: base + 2 * u * w)
+                    let row = UnsafeMutableRawPointer(y + out).assumingMemoryBound(to: Float.self)
+                    for v in 0..<ow {
+                        row[v] = best[v]
+                        argmax[out + v] = origin &+ Int32(truncatingIfNeeded: 2 * v) &+ offset[v]
+                    }
+                    first = ow
                 }
                 for v in first..<ow {
                     var best = base + u * stride * w + v * stride
@@ -146,20 +158,28 @@ private func pool2x2Row(
     var v = 0
     while v < ow {
         let start = min(v, ow - 8)
-        let a = top.loadUnaligned(fromByteOffset: 8 * start, as: SIMD16<Float>.self)
-        let b = bottom.loadUnaligned(fromByteOffset: 8 * start, as: SIMD16<Float>.self)
-        var best = a.evenHalf, offset = SIMD8<Int32>(repeating: 0)
-        var better = a.oddHalf .> best
-        best.replace(with: a.oddHalf, where: better); offset.replace(with: 1, where: better)
-        better = b.evenHalf .> best
-        best.replace(with: b.evenHalf, where: better); offset.replace(with: Int32(w), where: better)
-        better = b.oddHalf .> best
-        best.replace(with: b.oddHalf, where: better); offset.replace(with: Int32(w + 1), where: better)
+        let (best, offset) = pool2x2Windows(top: top + 8 * start, bottom: bottom + 8 * start, width: w)
         UnsafeMutableRawPointer(y + start).storeBytes(of: best, as: SIMD8<Float>.self)
         let first = SIMD8<Int32>(repeating: Int32(truncatingIfNeeded: origin + 2 * start))
         UnsafeMutableRawPointer(argmax + start).storeBytes(of: first &+ lane &+ offset, as: SIMD8<Int32>.self)
         v += 8
     }
+}
+
+/// Eight adjacent 2x2 windows whose top rows start at `top` and bottom rows at `bottom`: their
+/// maxima and each winner's offset from its window's first input (0, 1, `w` or `w + 1`), visiting
+/// the window in the scalar loop's order and keeping the first maximum.
+@inline(__always)
+private func pool2x2Windows(top: UnsafeRawPointer, bottom: UnsafeRawPointer, width w: Int) -> (SIMD8<Float>, SIMD8<Int32>) {
+    let a = top.loadUnaligned(as: SIMD16<Float>.self), b = bottom.loadUnaligned(as: SIMD16<Float>.self)
+    var best = a.evenHalf, offset = SIMD8<Int32>(repeating: 0)
+    var better = a.oddHalf .> best
+    best.replace(with: a.oddHalf, where: better); offset.replace(with: 1, where: better)
+    better = b.evenHalf .> best
+    best.replace(with: b.evenHalf, where: better); offset.replace(with: Int32(w), where: better)
+    better = b.oddHalf .> best
+    best.replace(with: b.oddHalf, where: better); offset.replace(with: Int32(w + 1), where: better)
+    return (best, offset)
 }
 
 /// `{"type": "maxpool2d", "size": 2, "stride": 2}`.
