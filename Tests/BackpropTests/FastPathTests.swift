@@ -1,4 +1,4 @@
-import Backprop
+@testable import Backprop
 import Testing
 
 // The fast kernels against their plain references.
@@ -127,6 +127,41 @@ import Testing
         #expect(results[0] == results[2], "1 vs 4 images at once")
     }
 
+    /// A weight-gradient tile of several blocks of output channels (with AVX-512, 6 patch
+    /// entries × 4 blocks; 3 blocks repeat the last) gives the bits of one block at a time:
+    /// every entry is its stored value plus the pixels' products in order. Channels-last inputs
+    /// of 5 channels (so tiles straddle kernel rows), two images, a gradient that starts nonzero.
+    @Test(arguments: [1, 2, 3, 4])
+    func weightGradientTilesOfAnyBlockCount(blocks: Int) {
+        let lanes = DirectConvolution.lanes
+        guard blocks <= DirectConvolution.weightTileBlocks else { return }
+        let (c, k, size, images) = (5, 3, 7, 2)
+        let (wp, patch, cout) = (size + k - 1, 5 * 3 * 3, blocks * lanes)
+        let xp: [Float] = randomTensor([images * wp * wp * c], seed: 21).scalars
+        let dy: [Float] = randomTensor([images * size * size * cout], seed: 22).scalars
+        let start: [Float] = randomTensor([cout * patch], seed: 23).scalars
+        func gradient(blocksPerCall: Int) -> [UInt32] {
+            var w = start
+            w.withUnsafeMutableBufferPointer { w in
+                dy.withUnsafeBufferPointer { dy in
+                    for first in stride(from: 0, to: blocks, by: blocksPerCall) {
+                        DirectConvolution.accumulateWeightGradient(
+                            xp, images: images, inputImageStride: wp * wp * c, channels: c, paddedWidth: wp, kernelSize: k,
+                            outputHeight: size, outputWidth: size,
+                            outputGradient: dy.baseAddress! + first * lanes, gradientImageStride: size * size * cout,
+                            gradientPixelStride: cout, gradientRowStride: size * cout,
+                            into: w.baseAddress! + first * lanes * patch, blockStride: lanes * patch,
+                            blockCount: min(blocksPerCall, blocks - first))
+                    }
+                }
+            }
+            return w.map(\.bitPattern)
+        }
+        let (together, alone) = (gradient(blocksPerCall: blocks), gradient(blocksPerCall: 1))
+        let differing = zip(together, alone).filter { $0 != $1 }.count
+        #expect(differing == 0, "\(differing) of \(alone.count) entries differ from one block at a time")
+    }
+
     /// The bits of one forward and backward pass from zeroed gradients: the output, `∂X`, `∂W`, `∂b`.
     private func passBits(_ conv: Conv2D<Float>, _ x: Tensor<Float>, gradientSeed: UInt64) -> [[UInt32]] {
         conv.weight.gradient.zero()
@@ -147,11 +182,13 @@ import Testing
     }
 }
 
-/// The vectorized 2x2 max pooling (`Float`, rows of at least 8 outputs) against the scalar loop
+/// The vectorized 2x2 max pooling (`Float`) against the scalar loop
 /// (which `Double` always takes): same maxima and the same winners, ties included (inputs are
-/// rounded to a few values so that windows often hold equal maxima).
+/// rounded to a few values so that windows often hold equal maxima). Rows of fewer than 8
+/// outputs (15x15, 7x7, 4x5 planes) take eight windows that run on into the next row, except
+/// where that would read past the batch (the last plane's last rows).
 @Suite struct MaxPoolFastPathTests {
-    @Test(arguments: [(16, 16), (17, 33), (28, 28), (32, 32), (9, 26)])
+    @Test(arguments: [(16, 16), (17, 33), (28, 28), (32, 32), (9, 26), (15, 15), (7, 7), (4, 5)])
     func matchesTheScalarLoop(height: Int, width: Int) {
         let x: Tensor<Float> = randomTensor([3, 2, height, width], seed: 11)
         let rounded = Tensor<Float>(shape: x.shape, scalars: x.scalars.map { ($0 * 2).rounded() })

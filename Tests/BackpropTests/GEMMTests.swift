@@ -23,6 +23,41 @@ import Testing
         #expect(transposed == one)
     }
 
+    /// Every element is summed in a fixed order, whatever tile computes it: K in panels of 256,
+    /// each panel's products added in order from zero (fused when the kernels are), and the panel
+    /// sums added to C one after the other. The order decides the bits of every trained model
+    /// on the GEMM paths, so this test pins it; the shapes cover ragged tiles and panels.
+    @Test(arguments: [(13, 97, 600), (7, 70, 300), (25, 130, 513), (12, 64, 256), (1, 33, 20)])
+    func sumsInAFixedOrder(m: Int, n: Int, k: Int) {
+        for (transA, transB) in [(false, false), (true, false), (false, true), (true, true)] {
+            for accumulate in [false, true] {
+                let a: [Float] = randomTensor([m * k], seed: 4).scalars
+                let b: [Float] = randomTensor([k * n], seed: 5).scalars
+                let lda = transA ? m : k, ldb = transB ? k : n
+                var fast: [Float] = randomTensor([m * n], seed: 6).scalars
+                var pinned = fast
+                GEMM.multiply(transposeA: transA, transposeB: transB, m: m, n: n, k: k, a: a, lda: lda, b: b, ldb: ldb,
+                              c: &fast, ldc: n, accumulate: accumulate, parallel: true)
+                for i in 0..<m {
+                    for j in 0..<n {
+                        var total = pinned[i * n + j]
+                        for p0 in stride(from: 0, to: k, by: 256) {
+                            var sum: Float = 0
+                            for p in p0..<min(k, p0 + 256) {
+                                let x = transA ? a[p * lda + i] : a[i * lda + p], y = transB ? b[j * ldb + p] : b[p * ldb + j]
+                                sum = kernelsUseFusedMultiplyAdd ? sum.addingProduct(x, y) : sum + x * y
+                            }
+                            total = p0 == 0 && !accumulate ? sum : total + sum
+                        }
+                        pinned[i * n + j] = total
+                    }
+                }
+                let differing = zip(fast, pinned).filter { $0.bitPattern != $1.bitPattern }.count
+                #expect(differing == 0, "m \(m) n \(n) k \(k) transA \(transA) transB \(transB) accumulate \(accumulate): \(differing) of \(m * n) differ")
+            }
+        }
+    }
+
     /// The fast GEMM against the triple loop on odd shapes (edges of every tile and block) and
     /// every transpose combination, accumulating and not.
     @Test(arguments: [(1, 1, 1), (7, 33, 5), (6, 32, 256), (13, 65, 300), (97, 31, 17), (200, 70, 513)])
