@@ -486,12 +486,8 @@ enum DirectConvolution {
             let run = count == tile && first / depth == (first + tile - 1) / depth
             acc = withUnsafeBytes(of: offsets) { table in
                 let offsets = table.assumingMemoryBound(to: Int.self).baseAddress!
-                switch (wide, run) {
-                case (false, true): return weightTileRun(acc, xp + offsets[0], dy, sweep)
-                case (false, false): return weightTileScattered(acc, xp, offsets, dy, sweep)
-                case (true, true): return wideWeightTileRun(acc, xp + offsets[0], dy, sweep)
-                case (true, false): return wideWeightTileScattered(acc, xp, offsets, dy, sweep)
-                }
+                return run ? weightTileRun(acc, xp + offsets[0], dy, sweep, wide: wide)
+                    : weightTileScattered(acc, xp, offsets, dy, sweep, wide: wide)
             }
             for v in 0..<groups {
                 for u in 0..<count { raw.storeBytes(of: acc[u + tile * v], toByteOffset: (block[v] * blockStride + u * lanes) * 4, as: Vector.self) }
@@ -514,7 +510,8 @@ enum DirectConvolution {
     }
 
     /// One tile's sums when its entries are consecutive floats from `first` (all in one kernel
-    /// row): per pixel, two `∂y` vectors and `weightTileEntries` broadcasts.
+    /// row): per pixel, a `∂y` vector per block and a broadcast per entry (`wide`: the 6 × 4-block
+    /// tile, else 12 × 2).
     ///
     /// The tile is a value in and out, indexed only by constants in the sweep, so that it stays
     /// in registers from the first pixel to the last. Loading and storing it by a variable count
@@ -522,35 +519,18 @@ enum DirectConvolution {
     /// retires one such store per cycle against two multiply-adds).
     @inline(never)
     private static func weightTileRun(
-        _ tile: WeightTile, _ first: UnsafePointer<Float>, _ dy: UnsafePointer<Float>, _ sweep: WeightSweep
+        _ tile: WeightTile, _ first: UnsafePointer<Float>, _ dy: UnsafePointer<Float>, _ sweep: WeightSweep, wide: Bool
     ) -> WeightTile {
-        sweepWeightTile(tile, first, dy, sweep) { u in u }
+        wide ? sweepWideWeightTile(tile, first, dy, sweep) { u in u } : sweepWeightTile(tile, first, dy, sweep) { u in u }
     }
 
     /// `weightTileRun` for entries anywhere in the patch: entry u at `offsets[u]` from the pixel.
     @inline(never)
     private static func weightTileScattered(
         _ tile: WeightTile, _ xp: UnsafePointer<Float>, _ offsets: UnsafePointer<Int>, _ dy: UnsafePointer<Float>,
-        _ sweep: WeightSweep
+        _ sweep: WeightSweep, wide: Bool
     ) -> WeightTile {
-        sweepWeightTile(tile, xp, dy, sweep) { u in offsets[u] }
-    }
-
-    /// `weightTileRun` for the 6 × 4-block tile.
-    @inline(never)
-    private static func wideWeightTileRun(
-        _ tile: WeightTile, _ first: UnsafePointer<Float>, _ dy: UnsafePointer<Float>, _ sweep: WeightSweep
-    ) -> WeightTile {
-        sweepWideWeightTile(tile, first, dy, sweep) { u in u }
-    }
-
-    /// `weightTileScattered` for the 6 × 4-block tile.
-    @inline(never)
-    private static func wideWeightTileScattered(
-        _ tile: WeightTile, _ xp: UnsafePointer<Float>, _ offsets: UnsafePointer<Int>, _ dy: UnsafePointer<Float>,
-        _ sweep: WeightSweep
-    ) -> WeightTile {
-        sweepWideWeightTile(tile, xp, dy, sweep) { u in offsets[u] }
+        wide ? sweepWideWeightTile(tile, xp, dy, sweep) { u in offsets[u] } : sweepWeightTile(tile, xp, dy, sweep) { u in offsets[u] }
     }
 
     /// The sweep of `weightTileRun` and `weightTileScattered`: entry u of a pixel's inputs at
@@ -560,26 +540,15 @@ enum DirectConvolution {
         _ tile: WeightTile, _ xp: UnsafePointer<Float>, _ dy: UnsafePointer<Float>, _ sweep: WeightSweep,
         entryOffset: (Int) -> Int
     ) -> WeightTile {
-        var acc = tile
         let entries = weightTileEntries, second = sweep.blockBytes[1]
-        for image in 0..<sweep.images {
-            let xp = xp + image &* sweep.inputImageStride, dy = dy + image &* sweep.gradientImageStride
-            for y in 0..<sweep.outputHeight {
-                let inputRow = xp + y &* sweep.rowStride
-                let gradientRow = UnsafeRawPointer(dy + y &* sweep.gradientRowStride)
-                for x in 0..<sweep.outputWidth {
-                    let d = gradientRow + x &* sweep.gradientPixelStride &* 4
-                    let d0 = d.loadUnaligned(as: Vector.self), d1 = d.loadUnaligned(fromByteOffset: second, as: Vector.self)
-                    let pixel = inputRow + x &* sweep.channels
-                    for u in 0..<entries {
-                        let s = Vector(repeating: pixel[entryOffset(u)])
-                        acc[u] = acc[u].fusedAdding(s, d0)
-                        acc[u &+ entries] = acc[u &+ entries].fusedAdding(s, d1)
-                    }
-                }
+        return sweepPixels(tile, xp, dy, sweep) { acc, d, pixel in
+            let d0 = d.loadUnaligned(as: Vector.self), d1 = d.loadUnaligned(fromByteOffset: second, as: Vector.self)
+            for u in 0..<entries {
+                let s = Vector(repeating: pixel[entryOffset(u)])
+                acc[u] = acc[u].fusedAdding(s, d0)
+                acc[u &+ entries] = acc[u &+ entries].fusedAdding(s, d1)
             }
         }
-        return acc
     }
 
     /// `sweepWeightTile` for 6 entries × 4 blocks: per pixel, four `∂y` vectors and six broadcasts.
@@ -588,25 +557,35 @@ enum DirectConvolution {
         _ tile: WeightTile, _ xp: UnsafePointer<Float>, _ dy: UnsafePointer<Float>, _ sweep: WeightSweep,
         entryOffset: (Int) -> Int
     ) -> WeightTile {
-        var acc = tile
         let (b1, b2, b3) = (sweep.blockBytes[1], sweep.blockBytes[2], sweep.blockBytes[3])
+        return sweepPixels(tile, xp, dy, sweep) { acc, d, pixel in
+            let d0 = d.loadUnaligned(as: Vector.self), d1 = d.loadUnaligned(fromByteOffset: b1, as: Vector.self)
+            let d2 = d.loadUnaligned(fromByteOffset: b2, as: Vector.self), d3 = d.loadUnaligned(fromByteOffset: b3, as: Vector.self)
+            for u in 0..<6 {
+                let s = Vector(repeating: pixel[entryOffset(u)])
+                acc[u] = acc[u].fusedAdding(s, d0)
+                acc[u &+ 6] = acc[u &+ 6].fusedAdding(s, d1)
+                acc[u &+ 12] = acc[u &+ 12].fusedAdding(s, d2)
+                acc[u &+ 18] = acc[u &+ 18].fusedAdding(s, d3)
+            }
+        }
+    }
+
+    /// The pixels a weight-gradient tile sweeps, in order (images, rows, columns): `step` once
+    /// per pixel with the tile, the pixel's first block of `∂y` and its first input.
+    @inline(__always)
+    private static func sweepPixels(
+        _ tile: WeightTile, _ xp: UnsafePointer<Float>, _ dy: UnsafePointer<Float>, _ sweep: WeightSweep,
+        step: (inout WeightTile, UnsafeRawPointer, UnsafePointer<Float>) -> Void
+    ) -> WeightTile {
+        var acc = tile
         for image in 0..<sweep.images {
             let xp = xp + image &* sweep.inputImageStride, dy = dy + image &* sweep.gradientImageStride
             for y in 0..<sweep.outputHeight {
                 let inputRow = xp + y &* sweep.rowStride
                 let gradientRow = UnsafeRawPointer(dy + y &* sweep.gradientRowStride)
                 for x in 0..<sweep.outputWidth {
-                    let d = gradientRow + x &* sweep.gradientPixelStride &* 4
-                    let d0 = d.loadUnaligned(as: Vector.self), d1 = d.loadUnaligned(fromByteOffset: b1, as: Vector.self)
-                    let d2 = d.loadUnaligned(fromByteOffset: b2, as: Vector.self), d3 = d.loadUnaligned(fromByteOffset: b3, as: Vector.self)
-                    let pixel = inputRow + x &* sweep.channels
-                    for u in 0..<6 {
-                        let s = Vector(repeating: pixel[entryOffset(u)])
-                        acc[u] = acc[u].fusedAdding(s, d0)
-                        acc[u &+ 6] = acc[u &+ 6].fusedAdding(s, d1)
-                        acc[u &+ 12] = acc[u &+ 12].fusedAdding(s, d2)
-                        acc[u &+ 18] = acc[u &+ 18].fusedAdding(s, d3)
-                    }
+                    step(&acc, gradientRow + x &* sweep.gradientPixelStride &* 4, inputRow + x &* sweep.channels)
                 }
             }
         }
