@@ -136,7 +136,7 @@ import Testing
         let lanes = DirectConvolution.lanes
         guard blocks <= DirectConvolution.weightTileBlocks else { return }
         let (c, k, size, images) = (5, 3, 7, 2)
-        let (wp, patch, cout) = (size + k - 1, 5 * 3 * 3, blocks * lanes)
+        let (wp, patch, cout) = (size + k - 1, c * k * k, blocks * lanes)
         let xp: [Float] = randomTensor([images * wp * wp * c], seed: 21).scalars
         let dy: [Float] = randomTensor([images * size * size * cout], seed: 22).scalars
         let start: [Float] = randomTensor([cout * patch], seed: 23).scalars
