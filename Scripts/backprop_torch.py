@@ -580,6 +580,7 @@ COMMON_DEFAULTS = {
     "optimizer": "course_sgd", "nesterov": False, "decoupled_weight_decay": False, "beta2": 0.999,
     "epsilon": 1e-8, "schedule": "constant", "label_smoothing": 0.0, "ema": 0.0, "ema_warmup": False, "augmentation": "none",
     "lookahead": None, "checkpoint_interval": 1000, "save_best": False, "test_time_augmentation": "none",
+    "muon_learning_rate": 0.24, "muon_momentum": 0.6,
 }
 DATASET_DEFAULTS = {
     "mnist": dict(iterations=3000, batch_size=16, learning_rate=0.1, momentum=0.9, weight_decay=0.005,
@@ -651,9 +652,11 @@ def validate_options(o, image_height=None, image_width=None, available=None):
         need(0 <= decay <= 1, f"lookahead decay must be in [0, 1], got {decay}")
         need(0 <= power <= 100, f"lookahead power must be in [0, 100], got {power}")
     need(0 <= o["label_smoothing"] <= 1, "label smoothing must be in [0, 1]")
-    need(o["optimizer"] in ("course_sgd", "sgd", "adamw"), "optimizer must be course_sgd, sgd or adamw")
-    need(not o["nesterov"] or (o["optimizer"] == "sgd" and o["momentum"] > 0), "nesterov needs the sgd optimizer with momentum > 0")
-    need(not o["decoupled_weight_decay"] or o["optimizer"] == "sgd", "decoupled weight decay is an option of the sgd optimizer")
+    need(o["optimizer"] in ("course_sgd", "sgd", "adamw", "muon"), "optimizer must be course_sgd, sgd, adamw or muon")
+    need(not o["nesterov"] or (o["optimizer"] in ("sgd", "muon") and o["momentum"] > 0), "nesterov needs the sgd or muon optimizer with momentum > 0")
+    need(not o["decoupled_weight_decay"] or o["optimizer"] in ("sgd", "muon"), "decoupled weight decay is an option of the sgd and muon optimizers")
+    need(o["muon_learning_rate"] > 0, "muon learning rate must be a positive number")
+    need(0 <= o["muon_momentum"] < 1, "muon momentum must be in [0, 1)")
     Schedule.parse(o["schedule"]).validate(o["iterations"])
     if image_height is not None:
         Augmentation.parse(o["augmentation"]).validate(image_height, image_width)
@@ -828,6 +831,13 @@ class BackpropOptimizer:
         lr, mu, lam = f32(o["learning_rate"]), f32(o["momentum"]), f32(o["weight_decay"])
         self.weight_decay, self.decoupled, self.beta2 = lam, bool(o["decoupled_weight_decay"]), float(o["beta2"])
         trainable = [(n, p) for n, p in model.named_parameters() if p.requires_grad]
+        self.muon = None
+        if self.kind == "muon":
+            # Convolution filters go to Muon; everything else to SGD as "sgd" sets it up.
+            filters = [p for n, p in trainable if p.dim() == 4]
+            trainable = [(n, p) for n, p in trainable if p.dim() != 4]
+            self.muon = Muon(filters, float(o["muon_learning_rate"]), float(o["muon_momentum"]))
+            self.muon_ratio = float(o["muon_learning_rate"]) / f32(o["learning_rate"])
         decaying = decaying_parameters(model)
         # Parameters with a learning-rate scale s (BatchNorm's bias_lr_scale) get groups of their
         # own; a decaying one gets torch weight_decay λ/s, so that its step decays it by αλ as the
@@ -836,7 +846,7 @@ class BackpropOptimizer:
         scales = sorted({scale(p) for n, p in trainable} - {1.0})
         decay = [p for n, p in trainable if n in decaying and scale(p) == 1.0]
         plain = [p for n, p in trainable if n not in decaying and scale(p) == 1.0]
-        group_decay = 0.0 if self.kind == "sgd" and self.decoupled else lam
+        group_decay = 0.0 if self.kind in ("sgd", "muon") and self.decoupled else lam
         scaled = [dict(params=[p for n, p in trainable if (n in decaying) == decays and scale(p) == s],
                        weight_decay=group_decay / s if decays else 0.0, lr_scale=s)
                   for s in scales for decays in (True, False)]
@@ -844,7 +854,7 @@ class BackpropOptimizer:
         self.decaying = [p for n, p in trainable if n in decaying]
         if self.kind == "course_sgd":
             self.optimizer = CourseSGD([p for _, p in trainable], lr=lr, momentum=mu, weight_decay=lam)
-        elif self.kind == "sgd":
+        elif self.kind in ("sgd", "muon"):
             coupled = 0.0 if self.decoupled else lam
             self.optimizer = torch.optim.SGD([dict(params=decay, weight_decay=coupled), dict(params=plain, weight_decay=0.0)] + scaled,
                                              lr=lr, momentum=mu, nesterov=bool(o["nesterov"]))
@@ -857,6 +867,8 @@ class BackpropOptimizer:
 
     def set(self, lr, momentum=None):
         self.lr = lr
+        if self.muon:
+            self.muon.lr = lr * self.muon_ratio
         for group in self.optimizer.param_groups:
             group["lr"] = lr * group.get("lr_scale", 1.0)
             if momentum is not None:
@@ -867,14 +879,54 @@ class BackpropOptimizer:
 
     def zero_grad(self):
         self.optimizer.zero_grad(set_to_none=True)
+        if self.muon:
+            for p in self.muon.parameters:
+                p.grad = None
 
     @torch.no_grad()
     def step(self):
-        if self.kind == "sgd" and self.decoupled and self.weight_decay:
+        if self.kind in ("sgd", "muon") and self.decoupled and self.weight_decay:
             shrink = 1 - self.lr * self.weight_decay
             for p in self.decaying:
-                p.mul_(shrink)
+                if not (self.muon and p.dim() == 4):
+                    p.mul_(shrink)
         self.optimizer.step()
+        if self.muon:
+            self.muon.step()
+
+
+def newton_schulz(g, steps=3):
+    """Backprop's `Muon.orthogonalize`: three steps of the quintic Newton–Schulz iteration
+    (airbench94_muon's coefficients) on `g / ‖g‖`, in float32, on the wide orientation."""
+    a, b, c = 3.4445, -4.7750, 2.0315
+    x = g / (g.norm() + 1e-7)
+    tall = x.size(0) > x.size(1)
+    if tall:
+        x = x.T
+    for _ in range(steps):
+        s = x @ x.T
+        x = a * x + (b * s + c * (s @ s)) @ x
+    return x.T if tall else x
+
+
+class Muon:
+    """Backprop's Muon for convolution filters, as airbench94_muon runs it: per filter tensor
+    `w` (out × …) with gradient `g`: `b = μb + g`, `d = g + μb` (Nesterov),
+    `w ← w·√out/‖w‖`, `w ← w − lr·NS(d as out × rest)`."""
+
+    def __init__(self, parameters, lr, momentum):
+        self.parameters, self.lr, self.momentum = list(parameters), lr, momentum
+        self.buffers = [torch.zeros_like(p) for p in self.parameters]
+
+    @torch.no_grad()
+    def step(self):
+        for p, b in zip(self.parameters, self.buffers):
+            if p.grad is None:
+                continue
+            b.mul_(self.momentum).add_(p.grad)
+            d = p.grad + self.momentum * b
+            p.mul_(p.size(0) ** 0.5 / p.norm())
+            p.add_(newton_schulz(d.reshape(p.size(0), -1)).view_as(p), alpha=-self.lr)
 
 
 class ExponentialMovingAverage:

@@ -18,6 +18,12 @@ optim_sgd.json      torch.optim.SGD: momentum, dampening, Nesterov, coupled weig
 optim_adamw.json    torch.optim.AdamW with weight decay on `weight` only (param groups), a large
                     eps (so that where eps is added shows), and AdamW driven by OneCycleLR cycling
                     betas[0].
+optim_muon.json     airbench94_muon's Muon on two convolution filters (a wide `filter` [6, 2, 3, 3]
+                    and a tall `tall` [5, 1, 1, 2], whose 5 × 2 matrix is orthogonalised as its
+                    transpose) beside torch.optim.SGD (Nesterov, coupled decay on `weight` [4, 3]
+                    only) for the rest; written here from airbench's code, in float64; one case
+                    with a constant rate, one under a linear one-cycle schedule, where the
+                    filters' rate follows the base rate in proportion.
 optim_schedules.json  the learning rates (and momenta) over every step of OneCycleLR (cos and
                     linear, with momentum cycling), StepLR, CosineAnnealingLR and
                     SequentialLR(LinearLR warm-up, CosineAnnealingLR), each with the Backprop
@@ -166,6 +172,68 @@ def adamw_cases(seed):
     }
 
 
+def newton_schulz(g, steps=3):
+    """airbench94_muon's `zeropower_via_newtonschulz5`, in the input's precision."""
+    a, b, c = 3.4445, -4.7750, 2.0315
+    x = g / (g.norm() + 1e-7)
+    if g.size(0) > g.size(1):
+        x = x.T
+    for _ in range(steps):
+        gram = x @ x.T
+        x = a * x + (b * gram + c * gram @ gram) @ x
+    if g.size(0) > g.size(1):
+        x = x.T
+    return x
+
+
+def muon_case(seed, steps, lr, muon_lr, muon_momentum, schedule=None, total_steps=None):
+    """Muon (airbench94_muon's `Muon.step`, with Nesterov) on `filter` and `tall`; torch SGD
+    (momentum 0.85, Nesterov, decay 0.05 on `weight`) on `weight` and `bias`."""
+    gen = torch.Generator().manual_seed(seed)
+    shapes = {"filter": [6, 2, 3, 3], "tall": [5, 1, 1, 2], "weight": [4, 3], "bias": [4]}
+    params = {name: torch.nn.Parameter(f32(shape, gen)) for name, shape in shapes.items()}
+    initial = {name: tensor_json(p) for name, p in params.items()}
+    sgd = torch.optim.SGD(groups(params, 0.05), lr=lr, momentum=0.85, nesterov=True)
+    sched = torch.optim.lr_scheduler.OneCycleLR(sgd, max_lr=lr, total_steps=total_steps, pct_start=0.25,
+                                                anneal_strategy="linear", cycle_momentum=False) if schedule else None
+    buffers = {name: torch.zeros_like(params[name]) for name in ("filter", "tall")}
+    record = []
+    for _ in range(steps):
+        grads = {name: f32(p.shape, gen) for name, p in params.items()}
+        for name, p in params.items():
+            p.grad = grads[name].clone()
+        group = sgd.param_groups[0]
+        step_lr = group["lr"]
+        filter_lr = muon_lr * step_lr / lr
+        sgd.step()
+        with torch.no_grad():
+            for name, buf in buffers.items():
+                p, g = params[name], params[name].grad
+                buf.mul_(muon_momentum).add_(g)
+                g = g.add(buf, alpha=muon_momentum)
+                p.data.mul_(len(p.data) ** 0.5 / p.data.norm())
+                update = newton_schulz(g.reshape(len(g), -1)).view(g.shape)
+                p.data.add_(update, alpha=-filter_lr)
+        if sched:
+            sched.step()
+        record.append({"learning_rate": step_lr, "momentum": momentum_of(group),
+                       "gradients": {n: tensor_json(g) for n, g in grads.items()},
+                       "parameters": {n: tensor_json(p) for n, p in params.items()}})
+    settings = {"learning_rate": lr, "momentum": 0.85, "nesterov": True, "weight_decay": 0.05,
+                "muon_learning_rate": muon_lr, "muon_momentum": muon_momentum}
+    if schedule:
+        settings.update(schedule=schedule, total_steps=total_steps)
+    return {"settings": settings, "initial": initial, "steps": record}
+
+
+def muon_cases(seed):
+    return {
+        "constant": muon_case(seed + 200, 4, 0.1, 0.24, 0.6),
+        "onecycle": muon_case(seed + 201, 8, 0.1, 0.3, 0.5,
+                              schedule="onecycle:pct_start=0.25,anneal_strategy=linear,cycle_momentum=false", total_steps=8),
+    }
+
+
 def schedule_case(make_optimizer, make_scheduler, schedule, base_lr, total_steps, recorded_steps=None, cycles_momentum=False):
     param = torch.nn.Parameter(torch.zeros(1, dtype=torch.float64))
     optimizer = make_optimizer([param], base_lr)
@@ -238,6 +306,7 @@ def main():
     files = {
         "optim_sgd.json": sgd_cases(args.seed),
         "optim_adamw.json": adamw_cases(args.seed),
+        "optim_muon.json": muon_cases(args.seed),
         "optim_schedules.json": schedule_cases(),
     }
     total = 0

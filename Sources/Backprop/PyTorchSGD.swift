@@ -56,11 +56,19 @@ public final class PyTorchSGD<Scalar: NetworkScalar>: Optimizer {
     @_specialize(where Scalar == Float)
     @_specialize(where Scalar == Double)
     public func step(_ parameters: [Parameter<Scalar>]) {
+        step(parameters, including: { _ in true })
+    }
+
+    /// `step(_:)` for the trainable parameters that `including` accepts; the others are left
+    /// as they are, with no state (`Muon` hands its filters to its own rule).
+    @_specialize(where Scalar == Float)
+    @_specialize(where Scalar == Double)
+    func step(_ parameters: [Parameter<Scalar>], including: (Parameter<Scalar>) -> Bool) {
         buffers.bind(count: parameters.count, optimizer: "PyTorchSGD")
         stepCount += 1
         let mu = Scalar(momentum), damped = Scalar(1 - dampening)
         let nesterov = nesterov
-        for (index, p) in parameters.enumerated() where p.isTrainable {
+        for (index, p) in parameters.enumerated() where p.isTrainable && including(p) {
             let alpha = Scalar(learningRate * p.learningRateScale)
             let lambda: Scalar = p.decays ? Scalar(weightDecay) : 0
             // Coupled decay goes into the gradient; decoupled shrinks w first (torch AdamW).

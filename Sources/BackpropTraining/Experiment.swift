@@ -10,6 +10,9 @@ public enum OptimizerKind: String, Codable, Sendable, CaseIterable {
     case sgd
     /// `torch.optim.AdamW` (β1 = `momentum`), decoupled weight decay on weights only.
     case adamw
+    /// airbench94_muon's `Muon` for convolution filters (`muon_learning_rate`, `muon_momentum`)
+    /// and `sgd` for every other parameter.
+    case muon
 }
 
 /// Lookahead's settings (`Lookahead`): after every `every` steps the slow weights move towards
@@ -109,6 +112,11 @@ public struct TrainingOptions: Codable, Sendable, Equatable {
     /// Warm the average's decay up as `min(ema, (1 + n)/(10 + n))` after `n` updates, so that
     /// the initial weights do not linger in the average of a short run.
     public var emaWarmUp = false
+    /// `muon` only: the convolution filters' learning rate at the base rate (a schedule scales
+    /// it in proportion); `nil` takes airbench94_muon's 0.24.
+    public var muonLearningRate: Double?
+    /// `muon` only: the filters' Nesterov momentum; `nil` takes airbench94_muon's 0.6.
+    public var muonMomentum: Double?
     /// Lookahead (slow weights that the live ones are reset to every few steps), or `nil`.
     public var lookahead: LookaheadOptions?
     /// Random changes to each training image.
@@ -144,7 +152,7 @@ public struct TrainingOptions: Codable, Sendable, Equatable {
         case movingAverage = "moving_average", reshuffleEachEpoch = "reshuffle_each_epoch"
         case optimizer, nesterov, decoupledWeightDecay = "decoupled_weight_decay", beta2, epsilon, schedule
         case labelSmoothing = "label_smoothing", ema, emaWarmUp = "ema_warmup", augmentation, checkpointInterval = "checkpoint_interval"
-        case lookahead
+        case lookahead, muonLearningRate = "muon_learning_rate", muonMomentum = "muon_momentum"
         case testTimeAugmentation = "test_time_augmentation"
         case saveBest = "save_best"
     }
@@ -167,6 +175,8 @@ public struct TrainingOptions: Codable, Sendable, Equatable {
         labelSmoothing = try c.decodeIfPresent(Double.self, forKey: .labelSmoothing) ?? labelSmoothing
         ema = try c.decodeIfPresent(Double.self, forKey: .ema) ?? ema
         emaWarmUp = try c.decodeIfPresent(Bool.self, forKey: .emaWarmUp) ?? emaWarmUp
+        muonLearningRate = try c.decodeIfPresent(Double.self, forKey: .muonLearningRate)
+        muonMomentum = try c.decodeIfPresent(Double.self, forKey: .muonMomentum)
         if let on = try? c.decode(Bool.self, forKey: .lookahead) {
             lookahead = on ? LookaheadOptions() : nil
         } else {
@@ -208,14 +218,25 @@ public struct TrainingOptions: Codable, Sendable, Equatable {
         if emaWarmUp && ema == 0 { throw fail("ema_warmup needs an ema decay above 0") }
         try lookahead?.validate()
         guard checkpointInterval >= 0 else { throw fail("checkpoint interval must be >= 0 (0: only on an interrupt)") }
-        if nesterov && (optimizer != .sgd || momentum == 0) { throw fail("nesterov needs the sgd optimizer with momentum > 0") }
-        if decoupledWeightDecay && optimizer != .sgd { throw fail("decoupled weight decay is an option of the sgd optimizer (adamw always decouples)") }
+        let sgdLike = optimizer == .sgd || optimizer == .muon
+        if nesterov && (!sgdLike || momentum == 0) { throw fail("nesterov needs the sgd or muon optimizer with momentum > 0") }
+        if decoupledWeightDecay && !sgdLike {
+            throw fail("decoupled weight decay is an option of the sgd and muon optimizers (adamw always decouples)")
+        }
+        if optimizer != .muon && (muonLearningRate != nil || muonMomentum != nil) {
+            throw fail("muon_learning_rate and muon_momentum are settings of the muon optimizer")
+        }
+        if let rate = muonLearningRate, !(rate > 0 && rate.isFinite) { throw fail("muon learning rate must be a positive number, got \(rate)") }
+        if let mu = muonMomentum, !(mu >= 0 && mu < 1) { throw fail("muon momentum must be in [0, 1), got \(mu)") }
         do { try schedule.validate(totalSteps: iterations) } catch { throw fail(error.description) }
         if let imageHeight, let imageWidth {
             try augmentation.validate(height: imageHeight, width: imageWidth)
             try testTimeAugmentation.validate(height: imageHeight, width: imageWidth)
         }
     }
+
+    /// airbench94_muon's filter learning rate and momentum.
+    public static let defaultMuonLearningRate = 0.24, defaultMuonMomentum = 0.6
 
     /// The optimizer these options describe, in `Float`.
     public func makeOptimizer() -> any Optimizer<Float> {
@@ -228,6 +249,11 @@ public struct TrainingOptions: Codable, Sendable, Equatable {
         case .adamw:
             return AdamW<Float>(learningRate: Double(learningRate), beta1: Double(momentum), beta2: beta2, epsilon: epsilon,
                                 weightDecay: Double(weightDecay))
+        case .muon:
+            return Muon<Float>(learningRate: Double(learningRate), momentum: Double(momentum), nesterov: nesterov,
+                               weightDecay: Double(weightDecay), decoupledWeightDecay: decoupledWeightDecay,
+                               filterLearningRate: muonLearningRate ?? Self.defaultMuonLearningRate,
+                               filterMomentum: muonMomentum ?? Self.defaultMuonMomentum)
         }
     }
 }

@@ -75,12 +75,16 @@ private struct OptimizerCase: Decodable {
         /// `bias`'s `learningRateScale` and `decays` (1 and false when absent).
         var biasLearningRateScale: Double?
         var biasDecays: Bool?
+        /// Muon's filter rate and momentum.
+        var muonLearningRate: Double?
+        var muonMomentum: Double?
 
         enum CodingKeys: String, CodingKey {
             case momentum, dampening, nesterov, beta1, beta2, epsilon, schedule
             case learningRate = "learning_rate", weightDecay = "weight_decay"
             case decoupledWeightDecay = "decoupled_weight_decay", totalSteps = "total_steps"
             case biasLearningRateScale = "bias_lr_scale", biasDecays = "bias_decays"
+            case muonLearningRate = "muon_learning_rate", muonMomentum = "muon_momentum"
         }
     }
 
@@ -140,14 +144,16 @@ private func expectClose(_ actual: Tensor<Float>, _ expected: OptimTensor, _ wha
             sourceLocation: sourceLocation)
 }
 
-/// `weight` (decays), `bias` (no decay unless the settings say so, with their learning-rate
-/// scale) from the fixture, and a frozen parameter in between.
+/// The fixture's convolution filters if it has them (`filter`, `tall`), `weight` (decays),
+/// `bias` (no decay unless the settings say so, with their learning-rate scale), and a frozen
+/// parameter between the last two.
 private func makeParameters(_ c: OptimizerCase) throws -> (all: [Parameter<Float>], frozen: Parameter<Float>) {
+    let filters = ["filter", "tall"].compactMap { name in c.initial[name].map { Parameter(name: name, value: $0.tensor) } }
     let weight = Parameter(name: "weight", value: try #require(c.initial["weight"]).tensor, decays: true)
     let frozen = Parameter(name: "frozen", value: optimizerTestTensor([3, 2], seed: 5), decays: true, isTrainable: false)
     let bias = Parameter(name: "bias", value: try #require(c.initial["bias"]).tensor, decays: c.settings.biasDecays ?? false)
     bias.learningRateScale = c.settings.biasLearningRateScale ?? 1
-    return ([weight, frozen, bias], frozen)
+    return (filters + [weight, frozen, bias], frozen)
 }
 
 /// Runs every step of `c` with `optimizer` and checks the parameters after each against torch.
@@ -176,7 +182,8 @@ private func run(_ c: OptimizerCase, with optimizer: some Optimizer<Float>, labe
         }
     }
     #expect(frozen.value == frozenBefore, "\(label): the frozen parameter changed")
-    #expect(!optimizer.state.tensors.contains { $0.parameterIndex == 1 }, "\(label): state was created for the frozen parameter")
+    let frozenIndex = try #require(parameters.firstIndex { $0 === frozen })
+    #expect(!optimizer.state.tensors.contains { $0.parameterIndex == frozenIndex }, "\(label): state was created for the frozen parameter")
 }
 
 // MARK: - Tests
@@ -206,6 +213,25 @@ struct OptimizerReferenceTests {
         let steps = optimizer.state.tensors.filter { $0.name == "step" }
         #expect(steps.map(\.parameterIndex) == [0, 2])
         #expect(steps.allSatisfy { $0.tensor.shape == [] && $0.tensor.scalars == [Float(c.steps.count)] })
+    }
+
+    @Test("airbench94_muon's Muon for filters, torch.optim.SGD for the rest", arguments: ["constant", "onecycle"])
+    func muon(caseName: String) throws {
+        let c = try loadOptimFixture("optim_muon.json", case: caseName, as: OptimizerCase.self)
+        let s = c.settings
+        let optimizer = Muon<Float>(learningRate: s.learningRate, momentum: try #require(s.momentum), nesterov: s.nesterov == true,
+                                    weightDecay: s.weightDecay, filterLearningRate: try #require(s.muonLearningRate),
+                                    filterMomentum: try #require(s.muonMomentum))
+        try run(c, with: optimizer, label: "Muon \(caseName)")
+        // One momentum buffer per trainable parameter, filters included; restoring the state
+        // into a fresh optimizer gives it back.
+        let state = optimizer.state
+        #expect(state.tensors.map(\.parameterIndex) == [0, 1, 2, 4] && state.tensors.allSatisfy { $0.name == "momentum_buffer" })
+        let (parameters, _) = try makeParameters(c)
+        let restored = Muon<Float>(learningRate: s.learningRate, momentum: 0.85, nesterov: true, weightDecay: s.weightDecay,
+                                   filterLearningRate: 0.24, filterMomentum: 0.6)
+        try restored.restoreState(state, parameters: parameters)
+        #expect(restored.state == state)
     }
 
     @Test("Learning rates (and momenta) of every step",

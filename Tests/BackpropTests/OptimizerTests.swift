@@ -11,11 +11,13 @@ func optimizerTestTensor(_ shape: [Int], seed: UInt64) -> Tensor<Float> {
     return .randomNormal(shape: shape, standardDeviation: 1, using: &g)
 }
 
-/// A small parameter list: a decaying weight, a frozen weight, a non-decaying bias.
+/// A small parameter list: a decaying weight, a frozen weight, a non-decaying bias, and a
+/// convolution filter (Muon's).
 private func makeParameters(seed: UInt64) -> [Parameter<Float>] {
     [Parameter(name: "weight", value: optimizerTestTensor([5, 4], seed: seed), decays: true),
      Parameter(name: "frozen", value: optimizerTestTensor([3], seed: seed + 1), decays: true, isTrainable: false),
-     Parameter(name: "bias", value: optimizerTestTensor([5], seed: seed + 2), decays: false)]
+     Parameter(name: "bias", value: optimizerTestTensor([5], seed: seed + 2), decays: false),
+     Parameter(name: "filter", value: optimizerTestTensor([3, 2, 2, 2], seed: seed + 3), decays: true)]
 }
 
 /// Sets step `t`'s gradients (the same for every run: a function of `t` only).
@@ -25,14 +27,15 @@ private func setGradients(_ parameters: [Parameter<Float>], step t: Int) {
     }
 }
 
-/// The three optimizers with settings that exercise every branch (momentum, Nesterov,
-/// decoupled decay, bias correction).
-private let optimizerKinds = ["SGD", "PyTorchSGD", "AdamW"]
+/// The optimizers with settings that exercise every branch (momentum, Nesterov, decoupled
+/// decay, bias correction, Muon's filters).
+private let optimizerKinds = ["SGD", "PyTorchSGD", "AdamW", "Muon"]
 
 private func makeOptimizer(_ kind: String) -> any Optimizer<Float> {
     switch kind {
     case "SGD": SGD<Float>(learningRate: 0.1, momentum: 0.9, weightDecay: 0.005)
     case "PyTorchSGD": PyTorchSGD<Float>(learningRate: 0.1, momentum: 0.9, nesterov: true, weightDecay: 0.01, decoupledWeightDecay: true)
+    case "Muon": Muon<Float>(learningRate: 0.1, momentum: 0.85, nesterov: true, weightDecay: 0.01, filterLearningRate: 0.2, filterMomentum: 0.6)
     default: AdamW<Float>(learningRate: 0.01, weightDecay: 0.1)
     }
 }
@@ -88,12 +91,12 @@ struct OptimizerTests {
         train(optimizer, parameters, steps: 0..<3)
         #expect(parameters[1].value == frozenValue)
         #expect(parameters[0].value != makeParameters(seed: 2)[0].value)
-        #expect(Set(optimizer.state.tensors.map(\.parameterIndex)) == [0, 2])
+        #expect(Set(optimizer.state.tensors.map(\.parameterIndex)) == [0, 2, 3])
         // Unfreezing later starts the parameter's state then (torch: state on first update).
         parameters[1].isTrainable = true
         train(optimizer, parameters, steps: 3..<4)
         #expect(parameters[1].value != frozenValue)
-        #expect(Set(optimizer.state.tensors.map(\.parameterIndex)) == [0, 1, 2])
+        #expect(Set(optimizer.state.tensors.map(\.parameterIndex)) == [0, 1, 2, 3])
     }
 
     @Test("Restoring mismatched state throws one line and changes nothing", arguments: optimizerKinds)
@@ -110,7 +113,7 @@ struct OptimizerTests {
         var noStep = good; noStep.scalars = [:]; cases.append(("no step", noStep))
         var extra = good; extra.scalars["lr"] = 1; cases.append(("unknown scalar", extra))
         var fraction = good; fraction.scalars["step"] = 2.5; cases.append(("fractional step", fraction))
-        if good.tensors.count > 2 {   // AdamW: a parameter with only some of its tensors
+        if kind == "AdamW" {   // a parameter with only some of its tensors
             var partial = good; partial.tensors.removeFirst(); cases.append(("partial", partial))
         }
         for (what, bad) in cases {
