@@ -63,8 +63,8 @@ SHAPES = {"weight": [4, 3], "bias": [4]}
 # MARK: - Helpers
 
 
-def make_parameters(gen):
-    return {name: torch.nn.Parameter(f32(shape, gen)) for name, shape in SHAPES.items()}
+def make_parameters(gen, shapes=SHAPES):
+    return {name: torch.nn.Parameter(f32(shape, gen)) for name, shape in shapes.items()}
 
 
 def groups(params, weight_decay):
@@ -77,9 +77,10 @@ def momentum_of(group):
     return group["betas"][0] if "betas" in group else group["momentum"]
 
 
-def run_optimizer(gen, make, steps, scheduler=None, before_step=None, settings=None):
-    """Runs `steps` optimizer steps on random float32 gradients and records everything."""
-    params = make_parameters(gen)
+def run_optimizer(gen, make, steps, scheduler=None, before_step=None, settings=None, shapes=SHAPES, after_step=None):
+    """Runs `steps` optimizer steps on random float32 gradients and records everything;
+    `before_step` / `after_step(params, group)` run around each `optimizer.step()`."""
+    params = make_parameters(gen, shapes)
     initial = {name: tensor_json(p) for name, p in params.items()}
     optimizer = make(params)
     sched = scheduler(optimizer) if scheduler else None
@@ -94,6 +95,9 @@ def run_optimizer(gen, make, steps, scheduler=None, before_step=None, settings=N
             with torch.no_grad():
                 before_step(params, group)
         optimizer.step()
+        if after_step:
+            with torch.no_grad():
+                after_step(params, lr)
         if sched:
             sched.step()
         record.append({"learning_rate": lr, "momentum": momentum,
@@ -189,41 +193,30 @@ def newton_schulz(g, steps=3):
 def muon_case(seed, steps, lr, muon_lr, muon_momentum, schedule=None, total_steps=None):
     """Muon (airbench94_muon's `Muon.step`, with Nesterov) on `filter` and `tall`; torch SGD
     (momentum 0.85, Nesterov, decay 0.05 on `weight`) on `weight` and `bias`."""
-    gen = torch.Generator().manual_seed(seed)
     shapes = {"filter": [6, 2, 3, 3], "tall": [5, 1, 1, 2], "weight": [4, 3], "bias": [4]}
-    params = {name: torch.nn.Parameter(f32(shape, gen)) for name, shape in shapes.items()}
-    initial = {name: tensor_json(p) for name, p in params.items()}
-    sgd = torch.optim.SGD(groups(params, 0.05), lr=lr, momentum=0.85, nesterov=True)
-    sched = torch.optim.lr_scheduler.OneCycleLR(sgd, max_lr=lr, total_steps=total_steps, pct_start=0.25,
-                                                anneal_strategy="linear", cycle_momentum=False) if schedule else None
-    buffers = {name: torch.zeros_like(params[name]) for name in ("filter", "tall")}
-    record = []
-    for _ in range(steps):
-        grads = {name: f32(p.shape, gen) for name, p in params.items()}
-        for name, p in params.items():
-            p.grad = grads[name].clone()
-        group = sgd.param_groups[0]
-        step_lr = group["lr"]
-        filter_lr = muon_lr * step_lr / lr
-        sgd.step()
-        with torch.no_grad():
-            for name, buf in buffers.items():
-                p, g = params[name], params[name].grad
-                buf.mul_(muon_momentum).add_(g)
-                g = g.add(buf, alpha=muon_momentum)
-                p.data.mul_(len(p.data) ** 0.5 / p.data.norm())
-                update = newton_schulz(g.reshape(len(g), -1)).view(g.shape)
-                p.data.add_(update, alpha=-filter_lr)
-        if sched:
-            sched.step()
-        record.append({"learning_rate": step_lr, "momentum": momentum_of(group),
-                       "gradients": {n: tensor_json(g) for n, g in grads.items()},
-                       "parameters": {n: tensor_json(p) for n, p in params.items()}})
+    buffers = {}
+
+    def muon_step(params, step_lr):
+        for name in ("filter", "tall"):
+            p, g = params[name], params[name].grad
+            buf = buffers.setdefault(name, torch.zeros_like(p))
+            buf.mul_(muon_momentum).add_(g)
+            g = g.add(buf, alpha=muon_momentum)
+            p.data.mul_(len(p.data) ** 0.5 / p.data.norm())
+            update = newton_schulz(g.reshape(len(g), -1)).view(g.shape)
+            p.data.add_(update, alpha=-muon_lr * step_lr / lr)
+
     settings = {"learning_rate": lr, "momentum": 0.85, "nesterov": True, "weight_decay": 0.05,
                 "muon_learning_rate": muon_lr, "muon_momentum": muon_momentum}
+    scheduler = None
     if schedule:
         settings.update(schedule=schedule, total_steps=total_steps)
-    return {"settings": settings, "initial": initial, "steps": record}
+        scheduler = lambda o: torch.optim.lr_scheduler.OneCycleLR(o, max_lr=lr, total_steps=total_steps, pct_start=0.25,
+                                                                   anneal_strategy="linear", cycle_momentum=False)
+    # SGD sees only `weight` and `bias`; the filters are Muon's.
+    make = lambda params: torch.optim.SGD(groups(params, 0.05), lr=lr, momentum=0.85, nesterov=True)
+    return run_optimizer(torch.Generator().manual_seed(seed), make, steps, scheduler=scheduler, settings=settings,
+                         shapes=shapes, after_step=muon_step)
 
 
 def muon_cases(seed):
