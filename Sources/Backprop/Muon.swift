@@ -68,7 +68,7 @@ public final class Muon<Scalar: NetworkScalar>: Optimizer {
         self.filterMomentum = filterMomentum
     }
 
-    /// Whether `parameter` takes Muon's step (a trainable rank-4 tensor).
+    /// Whether `parameter` is a filter (rank 4): when trainable, it takes Muon's step, not SGD's.
     public static func isFilter(_ parameter: Parameter<Scalar>) -> Bool {
         parameter.value.shape.count == 4
     }
