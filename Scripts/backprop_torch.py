@@ -888,8 +888,7 @@ class BackpropOptimizer:
         if self.kind in ("sgd", "muon") and self.decoupled and self.weight_decay:
             shrink = 1 - self.lr * self.weight_decay
             for p in self.decaying:
-                if not (self.muon and p.dim() == 4):
-                    p.mul_(shrink)
+                p.mul_(shrink)
         self.optimizer.step()
         if self.muon:
             self.muon.step()

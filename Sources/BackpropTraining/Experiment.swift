@@ -223,9 +223,6 @@ public struct TrainingOptions: Codable, Sendable, Equatable {
         if decoupledWeightDecay && !sgdLike {
             throw fail("decoupled weight decay is an option of the sgd and muon optimizers (adamw always decouples)")
         }
-        if optimizer != .muon && (muonLearningRate != nil || muonMomentum != nil) {
-            throw fail("muon_learning_rate and muon_momentum are settings of the muon optimizer")
-        }
         if let rate = muonLearningRate, !(rate > 0 && rate.isFinite) { throw fail("muon learning rate must be a positive number, got \(rate)") }
         if let mu = muonMomentum, !(mu >= 0 && mu < 1) { throw fail("muon momentum must be in [0, 1), got \(mu)") }
         do { try schedule.validate(totalSteps: iterations) } catch { throw fail(error.description) }
