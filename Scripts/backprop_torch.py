@@ -733,8 +733,9 @@ class Schedule:
     def validate(self, total):
         if total < 1:
             raise SpecError(f"schedule needs at least 1 step, got {total}")
-        if self.kind == "onecycle" and not self.settings["pct_start"] * total > 1:
-            raise SpecError(f"schedule onecycle: pct_start × steps must exceed 1, got {self.settings['pct_start']} × {total}")
+        # Below 1 the rising phase holds no step (as in torch); at exactly 1 torch divides by zero.
+        if self.kind == "onecycle" and self.settings["pct_start"] * total == 1:
+            raise SpecError(f"schedule onecycle: pct_start × steps must not be exactly 1, got {self.settings['pct_start']} × {total}")
         if self.kind == "warmup":
             if not self.settings["steps"] < total:
                 raise SpecError(f"schedule warmup: the warm-up's {self.settings['steps']} steps leave none of the run's {total}")

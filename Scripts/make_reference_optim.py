@@ -260,6 +260,10 @@ def schedule_cases():
                                              div_factor=10, final_div_factor=100, base_momentum=0.8, max_momentum=0.9),
             "onecycle:pct_start=0.25,anneal_strategy=linear,div_factor=10,final_div_factor=100,base_momentum=0.8,max_momentum=0.9",
             0.004, 37, cycles_momentum=True),
+        # pct_start × steps = 0.4 < 1: the rising phase holds no step; the first is already on the way down.
+        "onecycle_short_rise": schedule_case(
+            sgd, lambda o: sched.OneCycleLR(o, max_lr=0.1, total_steps=20, pct_start=0.02, anneal_strategy="linear"),
+            "onecycle:pct_start=0.02,anneal_strategy=linear", 0.1, 20, cycles_momentum=True),
         "step": schedule_case(sgd, lambda o: sched.StepLR(o, step_size=7, gamma=0.5), "step:7:0.5", 0.1, 40),
         # One step past T_max: torch reaches eta_min at t = T_max, Backprop stays there.
         "cosine": schedule_case(sgd, lambda o: sched.CosineAnnealingLR(o, T_max=30, eta_min=0.001),

@@ -59,6 +59,10 @@ public enum Schedule: Sendable, Equatable, CustomStringConvertible {
     ///
     /// each interpolated by `anneal(start, end, p)`: `end + (start − end)/2·(cos(π·p) + 1)`
     /// for `.cos`, `start + (end − start)·p` for `.linear`.
+    ///
+    /// When `pctStart·T < 1` (`e < 0`), phase 1 holds no step and the first step is already a
+    /// little way down phase 2, as in torch; `pctStart·T = 1` (`e = 0`) is refused, since torch
+    /// divides by zero there.
     public struct OneCycle: Sendable, Equatable {
         /// torch `anneal_strategy`.
         public enum AnnealStrategy: String, Sendable, Equatable { case cos, linear }
@@ -162,15 +166,15 @@ public enum Schedule: Sendable, Equatable, CustomStringConvertible {
 
     /// Checks that the schedule fits a run of `totalSteps` steps.
     /// - Throws: `ScheduleError` (one line) when a warm-up leaves no steps, or a one-cycle
-    ///   rising phase is shorter than a step (torch would divide by zero).
+    ///   phase boundary falls on step 0 (`pct_start × steps = 1`, where torch divides by zero).
     public func validate(totalSteps: Int) throws(ScheduleError) {
         guard totalSteps >= 1 else { throw ScheduleError("schedule '\(self)' needs at least 1 step, got \(totalSteps)") }
         switch self {
         case .constant, .stepDecay, .cosine:
             return
         case let .oneCycle(c):
-            guard c.pctStart * Double(totalSteps) > 1 else {
-                throw ScheduleError("schedule '\(self)': pct_start × steps must exceed 1 (the rising phase needs at least 2 steps), got \(c.pctStart) × \(totalSteps)")
+            guard c.pctStart * Double(totalSteps) != 1 else {
+                throw ScheduleError("schedule '\(self)': pct_start × steps must not be exactly 1 (the rising phase would end at step 0, where torch divides by zero), got \(c.pctStart) × \(totalSteps)")
             }
         case let .warmup(steps, _, inner):
             guard steps < totalSteps else {

@@ -235,7 +235,7 @@ struct OptimizerReferenceTests {
     }
 
     @Test("Learning rates (and momenta) of every step",
-          arguments: ["onecycle_cos", "onecycle_linear", "step", "cosine", "warmup_cosine", "warmup_step"])
+          arguments: ["onecycle_cos", "onecycle_linear", "onecycle_short_rise", "step", "cosine", "warmup_cosine", "warmup_step"])
     func schedule(caseName: String) throws {
         let c = try loadOptimFixture("optim_schedules.json", case: caseName, as: ScheduleCase.self)
         let schedule = try Schedule(parsing: c.schedule)

@@ -233,7 +233,8 @@ struct OptimizerTests {
     @Test("Schedules: validation against the run's length, warm-up values, clamping past the end")
     func scheduleValues() throws {
         #expect(throws: ScheduleError.self) { try Schedule.warmup(steps: 10, startFactor: 0.1, then: .cosine(minimumFactor: 0)).validate(totalSteps: 10) }
-        #expect(throws: ScheduleError.self) { try Schedule.oneCycle(.init()).validate(totalSteps: 3) }   // 0.3·3 < 1
+        #expect(throws: ScheduleError.self) { try Schedule.oneCycle(.init(pctStart: 0.25)).validate(totalSteps: 4) }   // 0.25·4 = 1
+        try Schedule.oneCycle(.init()).validate(totalSteps: 3)   // 0.3·3 < 1: no rising step, as in torch
         try Schedule.oneCycle(.init()).validate(totalSteps: 4)
         try Schedule.constant.validate(totalSteps: 1)
         let warm = Schedule.warmup(steps: 4, startFactor: 0.2, then: .stepDecay(every: 2, factor: 0.5))
