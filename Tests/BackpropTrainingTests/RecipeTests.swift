@@ -45,7 +45,7 @@ struct RecipeTests {
 
     /// cifar-quick for half an epoch (25 batches of 1024; 71.5 % measured, seed 42; 69.4 % for
     /// the earlier SGD recipe's 100 batches of 256), on the preset's own schedule (its 1 % rise
-    /// holds no step of 25, as in torch): the whitening layer, BatchNorm with a bias only, GELU,
+    /// holds no step of 25, as in torch): the whitening layer and its bias, BatchNorm with a bias only, GELU,
     /// global max pooling, Muon, alternating flips, reflected translations and mirrored
     /// test-time augmentation all take part.
     @Test("cifar-quick, 25 iterations: test accuracy ≥ 55 %")
