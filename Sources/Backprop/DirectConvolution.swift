@@ -164,10 +164,19 @@ enum DirectConvolution {
 
     /// How many images of a group the direct kernels take at once, when each needs
     /// `floatsPerImage` floats of copies (padded planes, channels-last layouts): as many as fit
-    /// in about a megabyte, half a core's L2 here. Fixed by the shapes alone; no result depends on it.
+    /// in `copyBudget` floats. Fixed by the shapes and the machine; no result depends on it.
     static func imagesTogether(floatsPerImage: Int, imagesPerGroup: Int) -> Int {
-        max(1, min(imagesPerGroup, 262_144 / max(floatsPerImage, 1)))
+        max(1, min(imagesPerGroup, copyBudget / max(floatsPerImage, 1)))
     }
+
+    /// The floats of copies taken at once: a megabyte, or a core's whole L2 where that is
+    /// smaller. Each weight-gradient tile sweeps every copy, so they should stay in L2 from one
+    /// tile to the next; more images at once, on the other hand, mean fewer passes over the
+    /// gradient's accumulators (2.4 MB for a 256→256 3x3 kernel). Measured (BENCHMARKS.md,
+    /// session 17): on Zen 3 (512 KiB of L2) a megabyte made `∂W` of cifar-quick's layers
+    /// 20–35 % slower than 512 KiB, where 256 KiB lost 15–20 % on 256→256 at 7x7; on Intel
+    /// (2 MiB) and Zen 4 (1 MiB) a megabyte is what sessions 13–15 measured.
+    static let copyBudget = min(1 << 20, max(1 << 17, CacheSize.level2 ?? 1 << 20)) / MemoryLayout<Float>.size
 
     // MARK: Kernels
 

@@ -127,6 +127,20 @@ import Testing
         #expect(results[0] == results[2], "1 vs 4 images at once")
     }
 
+    /// The direct kernels size their copies by the L2 cache that sysfs reports: its sizes are
+    /// read as the kernel writes them, and anything else is refused rather than guessed.
+    @Test func cacheSizesAreReadAsSysfsWritesThem() {
+        #expect(CacheSize.parseSize("512K") == 524_288)
+        #expect(CacheSize.parseSize("2048K") == 2_097_152)
+        #expect(CacheSize.parseSize("1M") == 1_048_576)
+        #expect(CacheSize.parseSize("65536") == 65_536)
+        for bad in ["", "K", "0K", "-512K", "3K", "512 K", "1G", "2048M", "99999999999999999999K"] {
+            #expect(CacheSize.parseSize(bad) == nil, "\(bad)")
+        }
+        // Between 128 KiB and a megabyte of floats, whatever the machine says.
+        #expect((32_768...262_144).contains(DirectConvolution.copyBudget))
+    }
+
     /// A weight-gradient tile of several blocks of output channels (with AVX-512, 6 patch
     /// entries × 4 blocks; 3 blocks repeat the last) gives the bits of one block at a time:
     /// every entry is its stored value plus the pixels' products in order. Channels-last inputs
