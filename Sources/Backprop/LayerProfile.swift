@@ -14,6 +14,10 @@ public struct LayerTiming: Sendable {
     /// Of one example's backward pass: `∂W` unless the weight is frozen, and `∂X` unless the
     /// layer is the first.
     public var backwardFLOPs: Double
+    /// Seconds per batch of the backward pass without `∂X` (the parameters' gradients alone),
+    /// for a convolution or dense layer whose backward pass computes both; nil otherwise. The
+    /// rest of `backwardSeconds` is `∂X`'s.
+    public var weightGradientSeconds: Double?
 }
 
 extension LayerRow where Scalar == Float {
@@ -31,8 +35,9 @@ extension LayerRow where Scalar == Float {
 
 public enum LayerProfile {
     /// Times every leaf layer of `network` on a batch of `batchSize` random examples:
-    /// `repetitions` forward passes, then as many backward passes (after one of each to warm up);
-    /// each pass's time is its fastest call.
+    /// `repetitions` forward passes, then as many backward passes (after one of each to warm up),
+    /// and for layers with products as many backward passes without `∂X`; each pass's time is
+    /// its fastest call.
     /// Parameter gradients are accumulated (and left) as in training.
     public static func measure(_ network: Network<Float>, batchSize: Int, repetitions: Int) -> [LayerTiming] {
         var generator = SeededGenerator(seed: 7)
@@ -54,9 +59,17 @@ public enum LayerProfile {
             }
             let forward = row.forwardFLOPs
             let weightTrains = (layer as? Conv2D<Float>)?.weight.isTrainable ?? true
+            var weightGradientSeconds: Double?
+            if forward > 0 && weightTrains && index > 0 {
+                var none: Tensor<Float>? = nil
+                weightGradientSeconds = seconds(repetitions) {
+                    layer.backward(input: input, output: output, outputGradient: outputGradient, inputGradient: &none, context: context)
+                }
+            }
             timings.append(LayerTiming(path: row.path, kind: layer.kind, inputShape: row.inputShape, outputShape: row.outputShape,
                                        forwardSeconds: forwardSeconds, backwardSeconds: backwardSeconds,
-                                       forwardFLOPs: forward, backwardFLOPs: forward * Double((weightTrains ? 1 : 0) + (index == 0 ? 0 : 1))))
+                                       forwardFLOPs: forward, backwardFLOPs: forward * Double((weightTrains ? 1 : 0) + (index == 0 ? 0 : 1)),
+                                       weightGradientSeconds: weightGradientSeconds))
         }
         return timings
     }

@@ -21,7 +21,7 @@ struct Bench: ParsableCommand {
     @Flag(help: "Measure training only (inference is reported as 0), e.g. to profile it.") var trainingOnly = false
     @Flag(help: "Print JSON instead of a table.") var json = false
     @Option(help: "Spec files to measure besides the presets (comma-separated).") var specs: String?
-    @Flag(help: "Also time each layer's forward and backward pass on its own (the fastest of 5 calls).") var layers = false
+    @Flag(help: "Also time each layer's forward and backward pass on its own (the fastest of 5 calls), the backward pass of convolutions and dense layers split into ∂W and ∂X.") var layers = false
     @OptionGroup var threading: ThreadOptions
 
     struct Row: Codable {
@@ -110,7 +110,8 @@ struct Bench: ParsableCommand {
                   + String(format: " fwd %8.2f ms %@ GFLOP/s  bwd %8.2f ms %@ GFLOP/s  %4.1f %%",
                            t.forwardSeconds * 1e3, rate(t.forwardFLOPs, t.forwardSeconds) as NSString,
                            t.backwardSeconds * 1e3, rate(t.backwardFLOPs, t.backwardSeconds) as NSString,
-                           100 * (t.forwardSeconds + t.backwardSeconds) / total))
+                           100 * (t.forwardSeconds + t.backwardSeconds) / total)
+                  + weightGradientSplit(t, batch: batch))
         }
         // The convolutions together: their share of the timed passes and their rate over both.
         let convolutions = timings.filter { $0.kind == "Conv2D" }
@@ -119,6 +120,15 @@ struct Bench: ParsableCommand {
         let flops = convolutions.reduce(0) { $0 + ($1.forwardFLOPs + $1.backwardFLOPs) * Double(batch) }
         print(String(format: "  convolutions: %.0f of %.0f ms (%.1f %%), %.1f GFLOP/s forward and backward",
                      seconds * 1e3, total * 1e3, 100 * seconds / total, flops / seconds / 1e9))
+    }
+
+    /// The backward pass of a layer with products split into `∂W` (timed on its own) and `∂X`
+    /// (the rest), each with its GFLOP/s; empty for other layers.
+    private func weightGradientSplit(_ t: LayerTiming, batch: Int) -> String {
+        guard let weight = t.weightGradientSeconds else { return "" }
+        let input = max(t.backwardSeconds - weight, 1e-9)
+        let rate = { (s: Double) in t.forwardFLOPs * Double(batch) / s / 1e9 }
+        return String(format: "  (∂W %7.2f ms %6.1f, ∂X %7.2f ms %6.1f GFLOP/s)", weight * 1e3, rate(weight), input * 1e3, rate(input))
     }
 
     /// Runs `body` repeatedly for about `seconds` after one warm-up call; returns calls per second.

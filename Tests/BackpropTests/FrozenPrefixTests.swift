@@ -106,4 +106,17 @@ struct FrozenPrefixTests {
             }
         }
     }
+
+    /// `backprop bench --layers` splits the backward pass of a layer with products into `∂W`
+    /// and `∂X` where it computes both: not for the frozen first conv (no `∂W`, no `∂X`), nor for
+    /// layers without products; for the trainable conv and the classifier.
+    @Test func layerProfileSplitsTheWeightGradientWhereThereIsOne() throws {
+        let timings = LayerProfile.measure(try network(Float.self), batchSize: 4, repetitions: 1)
+        let split = timings.filter { $0.weightGradientSeconds != nil }.map(\.kind)
+        #expect(split == ["Conv2D", "Dense"])
+        for t in timings where t.weightGradientSeconds != nil {
+            #expect(t.weightGradientSeconds! > 0 && t.forwardFLOPs > 0)
+        }
+        #expect(timings.first?.kind == "Conv2D" && timings.first?.weightGradientSeconds == nil)
+    }
 }
