@@ -47,7 +47,7 @@ public final class Conv2D<Scalar: NetworkScalar>: Layer {
     /// to compare them). `Double` always takes the per-image im2col path.
     public var path: ConvolutionPath = .automatic
     /// How many images of a work item the direct path copies and convolves at once (nil: as
-    /// many as fit in about a megabyte, `DirectConvolution.imagesTogether`). No result depends
+    /// many as fit in a megabyte or a core's L2 if smaller, `DirectConvolution.imagesTogether`). No result depends
     /// on it; tests set it to check that, benchmarks to measure it.
     public var imagesTogether: Int?
 
