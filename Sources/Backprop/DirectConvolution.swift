@@ -173,9 +173,9 @@ enum DirectConvolution {
     /// smaller. Each weight-gradient tile sweeps every copy, so they should stay in L2 from one
     /// tile to the next; more images at once, on the other hand, mean fewer passes over the
     /// gradient's accumulators (2.4 MB for a 256→256 3x3 kernel). Measured (BENCHMARKS.md,
-    /// session 17): on Zen 3 (512 KiB of L2) a megabyte made `∂W` of cifar-quick's layers
-    /// 20–35 % slower than 512 KiB, where 256 KiB lost 15–20 % on 256→256 at 7x7; on Intel
-    /// (2 MiB) and Zen 4 (1 MiB) a megabyte is what sessions 13–15 measured.
+    /// session 17) on Zen 3 (512 KiB of L2): 512 KiB made `∂W` of cifar-quick's layers 18–27 %
+    /// and 256→256 at 7x7 6–11 % faster than a megabyte; 256 KiB lost 15–20 % on 256→256. On
+    /// Intel (2 MiB) and Zen 4 (1 MiB) a megabyte is what sessions 13–15 measured.
     static let copyBudget = min(1 << 20, max(1 << 17, CacheSize.level2 ?? 1 << 20)) / MemoryLayout<Float>.size
 
     // MARK: Kernels
