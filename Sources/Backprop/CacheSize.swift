@@ -5,13 +5,13 @@ import Glibc
 
 /// The data caches of the machine, as far as the system tells: kernels size their working sets
 /// by them. Nothing computed depends on these values, only how fast it is.
-public enum CacheSize {
+enum CacheSize {
     /// One core's level-2 data (or unified) cache in bytes, nil when the system does not say.
     ///
     /// Linux: sysfs (`/sys/devices/system/cpu/cpu0/cache/index*/`, the entry of `level` 2 whose
     /// `type` is not `Instruction`), then glibc's `sysconf(_SC_LEVEL2_CACHE_SIZE)`, which some
     /// virtual machines answer with 0.
-    public static let level2: Int? = {
+    static let level2: Int? = {
         #if os(Linux)
         for index in 0..<8 {
             let folder = "/sys/devices/system/cpu/cpu0/cache/index\(index)/"

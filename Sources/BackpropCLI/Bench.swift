@@ -97,7 +97,7 @@ struct Bench: ParsableCommand {
     }
 
     /// One line per leaf layer: milliseconds per batch forward and backward, and the GFLOP/s of
-    /// its products.
+    /// its products; for convolutions and dense layers, the backward pass's `∂W` and `∂X`.
     private func printLayers(_ experiment: Experiment, batch: Int) {
         var generator = SeededGenerator(seed: 1)
         let network = try! experiment.network.makeNetwork(Float.self, using: &generator)  // built once above: cannot fail
@@ -106,12 +106,18 @@ struct Bench: ParsableCommand {
         for t in timings {
             let rate = { (flops: Double, s: Double) in flops > 0 ? String(format: "%6.1f", flops * Double(batch) / s / 1e9) : "     -" }
             let shape = t.outputShape.map(String.init).joined(separator: "x")
+            // The backward pass split into ∂W (timed on its own) and ∂X (the rest), where it computes both.
+            let split = t.weightGradientSeconds.map { weight in
+                let input = max(t.backwardSeconds - weight, 1e-9)
+                return String(format: "  (∂W %7.2f ms %@, ∂X %7.2f ms %@ GFLOP/s)", weight * 1e3, rate(t.forwardFLOPs, weight) as NSString,
+                              input * 1e3, rate(t.forwardFLOPs, input) as NSString)
+            } ?? ""
             print("  " + pad(t.path, 14) + " " + pad(t.kind, 12) + " " + pad(shape, 10)
                   + String(format: " fwd %8.2f ms %@ GFLOP/s  bwd %8.2f ms %@ GFLOP/s  %4.1f %%",
                            t.forwardSeconds * 1e3, rate(t.forwardFLOPs, t.forwardSeconds) as NSString,
                            t.backwardSeconds * 1e3, rate(t.backwardFLOPs, t.backwardSeconds) as NSString,
                            100 * (t.forwardSeconds + t.backwardSeconds) / total)
-                  + weightGradientSplit(t, batch: batch))
+                  + split)
         }
         // The convolutions together: their share of the timed passes and their rate over both.
         let convolutions = timings.filter { $0.kind == "Conv2D" }
@@ -120,15 +126,6 @@ struct Bench: ParsableCommand {
         let flops = convolutions.reduce(0) { $0 + ($1.forwardFLOPs + $1.backwardFLOPs) * Double(batch) }
         print(String(format: "  convolutions: %.0f of %.0f ms (%.1f %%), %.1f GFLOP/s forward and backward",
                      seconds * 1e3, total * 1e3, 100 * seconds / total, flops / seconds / 1e9))
-    }
-
-    /// The backward pass of a layer with products split into `∂W` (timed on its own) and `∂X`
-    /// (the rest), each with its GFLOP/s; empty for other layers.
-    private func weightGradientSplit(_ t: LayerTiming, batch: Int) -> String {
-        guard let weight = t.weightGradientSeconds else { return "" }
-        let input = max(t.backwardSeconds - weight, 1e-9)
-        let rate = { (s: Double) in t.forwardFLOPs * Double(batch) / s / 1e9 }
-        return String(format: "  (∂W %7.2f ms %6.1f, ∂X %7.2f ms %6.1f GFLOP/s)", weight * 1e3, rate(weight), input * 1e3, rate(input))
     }
 
     /// Runs `body` repeatedly for about `seconds` after one warm-up call; returns calls per second.

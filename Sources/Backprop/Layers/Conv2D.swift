@@ -47,8 +47,9 @@ public final class Conv2D<Scalar: NetworkScalar>: Layer {
     /// to compare them). `Double` always takes the per-image im2col path.
     public var path: ConvolutionPath = .automatic
     /// How many images of a work item the direct path copies and convolves at once (nil: as
-    /// many as fit in a megabyte or a core's L2 if smaller, `DirectConvolution.imagesTogether`). No result depends
-    /// on it; tests set it to check that, benchmarks to measure it.
+    /// many as fit in a megabyte, or in a core's L2 where that is smaller,
+    /// `DirectConvolution.imagesTogether`). No result depends on it; tests set it to check that,
+    /// benchmarks to measure it.
     public var imagesTogether: Int?
 
     public var kind: String { "Conv2D" }
