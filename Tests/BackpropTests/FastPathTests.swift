@@ -20,7 +20,7 @@ import Testing
         (16, 16, 3, 1, 2, 18), (3, 16, 3, 1, 3, 40), (8, 16, 3, 1, 15, 15), (16, 48, 3, 1, 5, 33),
     ])
     func matchesTheIm2colPath(inputChannels: Int, outputChannels: Int, kernel: Int, padding: Int, height: Int, width: Int) {
-        for path in [ConvolutionPath.direct, .batchedGEMM] {
+        for path in [ConvolutionPath.direct, .winograd, .batchedGEMM] {
             matches(path, inputChannels: inputChannels, outputChannels: outputChannels, kernel: kernel, padding: padding,
                     stride: 1, height: height, width: width)
         }
@@ -89,7 +89,7 @@ import Testing
     /// path sums fixed groups of images in group order, the batched one fixed chunks in chunk
     /// order with each GEMM split by columns. 7x7 planes with 256 channels make chunks of 21
     /// images and GEMMs large enough to be split.
-    @Test(arguments: [ConvolutionPath.direct, .batchedGEMM])
+    @Test(arguments: [ConvolutionPath.direct, .winograd, .batchedGEMM])
     func bitIdenticalForAnyThreadCount(_ path: ConvolutionPath) {
         var g = SeededGenerator(seed: 12)
         let conv = Conv2D<Float>(inputChannels: 32, outputChannels: 256, kernelSize: 3, padding: 1, using: &g)
@@ -125,6 +125,62 @@ import Testing
         }
         #expect(results[0] == results[1], "1 vs 3 images at once")
         #expect(results[0] == results[2], "1 vs 4 images at once")
+    }
+
+    /// The Winograd kernels take an image group's tile rows a chunk at a time; however many
+    /// rows a chunk holds (1, 3 or all of them, rows of 2 to 20 tiles, where narrow rows' vectors
+    /// spill into the next row's columns), each output is the same sum in the same order. Odd
+    /// and even plane sizes, outputs in whole and partial blocks of 6, with and without bias.
+    @Test(arguments: [(8, 13, 7, 7, true), (5, 6, 3, 3, false), (16, 20, 15, 15, true), (3, 8, 40, 9, true), (9, 7, 4, 6, false)])
+    func winogradChunksChangeNoResult(inputs: Int, outputs: Int, height: Int, width: Int, bias: Bool) {
+        let images = 3
+        let x: Tensor<Float> = randomTensor([images, inputs, height, width], seed: 19)
+        let w: Tensor<Float> = randomTensor([outputs, inputs, 3, 3], seed: 20)
+        let b: Tensor<Float> = randomTensor([outputs], seed: 21)
+        let transformed = [Float](unsafeUninitializedCapacity: WinogradConvolution.transformedWeightCount(outputs: outputs, inputs: inputs)) {
+            WinogradConvolution.transformWeights(w.scalars, outputChannels: outputs, inputChannels: inputs, flippedForInputGradient: false,
+                                                 into: $0.baseAddress!)
+            $1 = $0.count
+        }
+        let tileRows = images * WinogradConvolution.tiles(height)
+        var results: [[UInt32]] = []
+        for rows in [1, 3, tileRows] {
+            let wide = WinogradConvolution.tiles(width)
+            let budget = rows * wide * WinogradConvolution.positions * (inputs + outputs)
+            let chunk = WinogradConvolution.chunk(width: width, inputs: inputs, outputs: outputs, budget: budget)
+            #expect(chunk.tileRows <= rows)
+            var workspace = [Float](repeating: .nan, count: chunk.workspace(inputs: inputs, outputs: outputs))
+            var y = [Float](repeating: .nan, count: images * outputs * height * width)
+            b.scalars.withUnsafeBufferPointer { b in
+                WinogradConvolution.convolve(x.scalars, images: images, inputImageStride: inputs * height * width, channels: inputs,
+                                             height: height, width: width, weights: transformed, outputChannels: outputs,
+                                             bias: bias ? b.baseAddress : nil, into: &y, outputImageStride: outputs * height * width,
+                                             chunk: chunk, workspace: &workspace)
+            }
+            #expect(!y.contains { $0.isNaN }, "every output written (\(rows) rows a chunk)")
+            results.append(y.map(\.bitPattern))
+        }
+        #expect(results[0] == results[1], "1 vs 3 tile rows a chunk")
+        #expect(results[0] == results[2], "1 tile row vs all of them")
+    }
+
+    /// Where each kind of convolution goes by default: 3x3 kernels with padding 1 to the Winograd
+    /// kernels (but not 3x3 planes' neighbours below 9 pixels, nor channel counts that the direct
+    /// `∂W` cannot take), other stride-1 kernels to the direct ones on planes of 49 pixels or more.
+    @Test func automaticPathsByShape() {
+        var g = SeededGenerator(seed: 22)
+        func path(_ cin: Int, _ cout: Int, kernel: Int, padding: Int, size: Int) -> ConvolutionPath {
+            let conv = Conv2D<Float>(inputChannels: cin, outputChannels: cout, kernelSize: kernel, padding: padding, using: &g)
+            return conv.resolvedPath(ConvolutionGeometry(channels: cin, height: size, width: size, kernelHeight: kernel,
+                                                         kernelWidth: kernel, padding: padding))
+        }
+        #expect(path(64, 128, kernel: 3, padding: 1, size: 15) == .winograd)
+        #expect(path(24, 64, kernel: 3, padding: 1, size: 31) == .winograd)
+        #expect(path(128, 128, kernel: 3, padding: 1, size: 3) == .winograd)
+        #expect(path(128, 128, kernel: 3, padding: 1, size: 2) == .batchedGEMM)
+        #expect(path(16, 10, kernel: 3, padding: 1, size: 15) == .batchedGEMM)
+        #expect(path(16, 32, kernel: 5, padding: 2, size: 14) == .direct)
+        #expect(path(16, 32, kernel: 3, padding: 0, size: 14) == .direct)
     }
 
     /// The direct kernels size their copies by the L2 cache that sysfs reports: its sizes are

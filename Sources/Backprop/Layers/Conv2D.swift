@@ -156,6 +156,7 @@ public final class Conv2D<Scalar: NetworkScalar>: Layer {
         output.resize(n, outputChannels, g.outputHeight, g.outputWidth)
         switch resolvedPath(g) {
         case .direct: forwardDirect(input, g, into: &output); return
+        case .winograd: forwardWinograd(input, g, into: &output); return
         case .batchedGEMM: forwardBatched(input, g, into: &output); return
         case .automatic, .im2col: break
         }
@@ -211,6 +212,12 @@ public final class Conv2D<Scalar: NetworkScalar>: Layer {
             dxStorage.withUnsafeMutableBufferPointer { dx in
                 backwardDirect(input, g, outputGradient: outputGradient, inputGradient: wantsInputGradient ? dx.baseAddress : nil,
                                weightGradient: wantsWeightGradient)
+            }
+            return
+        case .winograd:
+            backwardDirect(input, g, outputGradient: outputGradient, inputGradient: nil, weightGradient: wantsWeightGradient)
+            if wantsInputGradient {
+                dxStorage.withUnsafeMutableBufferPointer { dx in inputGradientWinograd(outputGradient, g, into: dx.baseAddress!) }
             }
             return
         case .batchedGEMM:
@@ -272,7 +279,9 @@ public final class Conv2D<Scalar: NetworkScalar>: Layer {
 
     /// The path a pass over inputs of geometry `g` takes: never `.automatic`.
     ///
-    /// `Double` takes im2col. `Float` takes the direct kernels where they apply and an output
+    /// `Double` takes im2col. `Float` takes the Winograd kernels for 3x3 kernels with stride 1
+    /// and padding 1 where the direct ones could take `∂W` (their `∂W` is the direct one) and
+    /// the plane has at least `winogradMinimumPixels`; else the direct kernels where they apply and an output
     /// plane has at least `directMinimumPixels` pixels (there they stream the image once,
     /// without a patch matrix), and the batched GEMM otherwise: small planes and wide channels
     /// (where one GEMM over many images' patches keeps the register tile full), strides,
@@ -283,7 +292,12 @@ public final class Conv2D<Scalar: NetworkScalar>: Layer {
         switch path {
         case .im2col, .batchedGEMM: return path
         case .direct: return direct ? .direct : .batchedGEMM
+        case .winograd:
+            return direct && WinogradConvolution.supports(kernelSize: kernelSize, stride: stride, padding: padding)
+                ? .winograd : direct ? .direct : .batchedGEMM
         case .automatic:
+            if direct && WinogradConvolution.supports(kernelSize: kernelSize, stride: stride, padding: padding)
+                && g.outputHeight * g.outputWidth >= Self.winogradMinimumPixels { return .winograd }
             return direct && g.outputHeight * g.outputWidth >= Self.directMinimumPixels ? .direct : .batchedGEMM
         }
     }
@@ -291,6 +305,10 @@ public final class Conv2D<Scalar: NetworkScalar>: Layer {
     /// The smallest output plane the automatic choice sends to the direct kernels (measured:
     /// BENCHMARKS.md, "Convolution paths").
     static var directMinimumPixels: Int { 49 }
+
+    /// The smallest output plane the automatic choice sends to the Winograd kernels: 3x3, where
+    /// they still beat the direct ones by 5–10 % (BENCHMARKS.md, session 18).
+    static var winogradMinimumPixels: Int { 9 }
 
     // MARK: The batched GEMM path (Float)
 
@@ -469,6 +487,51 @@ public final class Conv2D<Scalar: NetworkScalar>: Layer {
         }
     }
 
+    // MARK: The Winograd path (Float)
+
+    /// `Y = conv(X) + b` through `WinogradConvolution`, groups of images in parallel.
+    private func forwardWinograd(_ input: Tensor<Scalar>, _ g: ConvolutionGeometry, into output: inout Tensor<Scalar>) {
+        let (cin, cout) = (inputChannels, outputChannels)
+        let transformed = floats(packedWeightScratch.reserve(WinogradConvolution.transformedWeightCount(outputs: cout, inputs: cin)))
+        weight.value.scalars.withUnsafeBufferPointer { w in
+            WinogradConvolution.transformWeights(floats(w.baseAddress!), outputChannels: cout, inputChannels: cin,
+                                                 flippedForInputGradient: false, into: transformed)
+        }
+        input.scalars.withUnsafeBufferPointer { x in
+            bias.value.scalars.withUnsafeBufferPointer { b in
+                output.scalars.withUnsafeMutableBufferPointer { y in
+                    winograd(floats(x.baseAddress!), inputs: cin, g, weights: transformed, outputs: cout, bias: floats(b.baseAddress!),
+                             into: floats(y.baseAddress!), batch: input.batchSize)
+                }
+            }
+        }
+    }
+
+    /// `∂X`, the convolution of `∂Y` with the flipped kernel, through `WinogradConvolution`.
+    private func inputGradientWinograd(_ outputGradient: Tensor<Scalar>, _ g: ConvolutionGeometry, into dx: UnsafeMutablePointer<Scalar>) {
+        let (cin, cout) = (inputChannels, outputChannels)
+        let transformed = floats(packedWeightScratch.reserve(WinogradConvolution.transformedWeightCount(outputs: cin, inputs: cout)))
+        weight.value.scalars.withUnsafeBufferPointer { w in
+            WinogradConvolution.transformWeights(floats(w.baseAddress!), outputChannels: cout, inputChannels: cin,
+                                                 flippedForInputGradient: true, into: transformed)
+        }
+        outputGradient.scalars.withUnsafeBufferPointer { dy in
+            winograd(floats(dy.baseAddress!), inputs: cout, g, weights: transformed, outputs: cin, bias: nil, into: floats(dx),
+                     batch: outputGradient.batchSize)
+        }
+    }
+
+    /// Convolves a batch of `inputs x H x W` images (`H x W` from `g`) into `outputs x H x W`.
+    private func winograd(
+        _ x: UnsafePointer<Float>, inputs: Int, _ g: ConvolutionGeometry, weights: UnsafePointer<Float>, outputs: Int,
+        bias: UnsafePointer<Float>?, into y: UnsafeMutablePointer<Float>, batch n: Int
+    ) {
+        let chunk = WinogradConvolution.chunk(width: g.width, inputs: inputs, outputs: outputs, budget: DirectConvolution.copyBudget)
+        let work = WinogradGroup(x: x, inputs: inputs, height: g.height, width: g.width, weights: weights, outputs: outputs, bias: bias,
+                                 y: y, batch: n, imagesPerGroup: Self.imagesPerGroup(batch: n), chunk: chunk)
+        Parallel.forEach(Self.groupCount(batch: n), work)
+    }
+
     /// Images taken at once by the direct path (`imagesTogether`), each with `floatsPerImage`
     /// floats of copies, for a batch of `n`.
     private func together(floatsPerImage: Int, batch n: Int) -> Int {
@@ -511,6 +574,24 @@ private struct DirectForwardGroup: ParallelWork {
                                              outputChannels: outputChannels, bias: bias,
                                              into: y + first * outputStride, outputImageStride: outputStride)
         }
+    }
+}
+
+/// One group of images of a Winograd convolution, in the calling thread's workspace.
+private struct WinogradGroup: ParallelWork {
+    let x: UnsafePointer<Float>, inputs: Int, height: Int, width: Int
+    let weights: UnsafePointer<Float>, outputs: Int, bias: UnsafePointer<Float>?
+    let y: UnsafeMutablePointer<Float>
+    let batch: Int, imagesPerGroup: Int, chunk: WinogradConvolution.Chunk
+
+    func callAsFunction(_ group: Int) {
+        let plane = height * width
+        let first = group * imagesPerGroup, end = min(batch, first + imagesPerGroup)
+        let workspace = ThreadWorkspace.floats(chunk.workspace(inputs: inputs, outputs: outputs))
+        WinogradConvolution.convolve(x + first * inputs * plane, images: end - first, inputImageStride: inputs * plane,
+                                     channels: inputs, height: height, width: width, weights: weights, outputChannels: outputs,
+                                     bias: bias, into: y + first * outputs * plane, outputImageStride: outputs * plane,
+                                     chunk: chunk, workspace: workspace)
     }
 }
 
@@ -591,6 +672,9 @@ public enum ConvolutionPath: Sendable, CaseIterable {
     case automatic
     /// `DirectConvolution`: stride 1, output channels in whole vectors.
     case direct
+    /// `WinogradConvolution` for the forward pass and `∂X` (3x3, stride 1, padding 1), and
+    /// `DirectConvolution` for `∂W`.
+    case winograd
     /// One GEMM per chunk of images over their patch matrices side by side.
     case batchedGEMM
     /// One GEMM per image (the reference path; `Double` always takes it).

@@ -1,0 +1,362 @@
+/// Single-precision 3x3 convolutions with stride 1 and padding 1 by Winograd's minimal
+/// filtering F(2x2, 3x3) (Lavin and Gray, "Fast Algorithms for Convolutional Neural Networks",
+/// 2016): each 2x2 block of output pixels ("tile") of each pair of channels takes 16
+/// multiplications where the direct sum takes 36.
+///
+/// For one tile, `d` the 4x4 input patch under it (zero outside the image) and `g` a 3x3 filter:
+/// ```
+/// y = Aᵀ [ (G g Gᵀ) ⊙ (Bᵀ d B) ] A        Bᵀ = | 1  0 −1  0 |   G = |  1    0    0  |   Aᵀ = | 1  1  1  0 |
+///                                             | 0  1  1  0 |       | 1/2  1/2  1/2 |        | 0  1 −1 −1 |
+///                                             | 0 −1  1  0 |       | 1/2 −1/2  1/2 |
+///                                             | 0  1  0 −1 |       |  0    0    1  |
+/// ```
+/// Summed over input channels, the 16 elementwise products become 16 matrix products, one per
+/// position `ξ` of the 4x4 transformed tile, over the tiles `t` of a chunk of images:
+/// ```
+/// M[ξ][o][t] = Σ_c U[ξ][o][c] · V[ξ][c][t]     U = G g Gᵀ (per o, c),  V = Bᵀ d B (per c, t)
+/// ```
+/// and each output tile is `Aᵀ M A` plus the bias. The products are the register tile of
+/// `DirectConvolution.convolvePlanes` with input channels for patch entries and tiles for
+/// pixels, so they run at its rate on 2.25x fewer multiply-adds (less where the planes have an
+/// odd size: a 15x15 plane takes 8x8 tiles of 2x2).
+///
+/// The input gradient of such a convolution is again one (the kernel flipped and its channel
+/// axes swapped, padding 3 − 1 − 1 = 1), so it takes the same path with other weights. The
+/// results differ from the direct sums by rounding only: the transforms add and subtract in
+/// another order (F(2x2, 3x3)'s transforms multiply by 1/2 at most, so the error stays within a few
+/// ulps of the inputs' magnitudes).
+enum WinogradConvolution {
+    typealias Vector = KernelVector
+    static let lanes = Vector.scalarCount
+    /// Positions of a transformed 4x4 tile.
+    static let positions = 16
+    /// Output channels per block of the products: 6, as in `DirectConvolution.blockChannels`.
+    static let blockChannels = DirectConvolution.blockChannels
+    /// Tiles per register tile of the products: `tileVectors` vectors of L tiles.
+    static let tileVectors = DirectConvolution.tileVectors
+    static let tileWidth = tileVectors * lanes
+
+    /// Whether this path computes a convolution of these settings.
+    static func supports(kernelSize: Int, stride: Int, padding: Int) -> Bool {
+        kernelSize == 3 && stride == 1 && padding == 1
+    }
+
+    private static func gcd(_ a: Int, _ b: Int) -> Int { b == 0 ? a : gcd(b, a % b) }
+
+    /// Tiles along an edge of `n` output pixels.
+    static func tiles(_ n: Int) -> Int { (n + 1) / 2 }
+
+    // MARK: Weights
+
+    /// The floats `transformWeights` writes: `[16][⌈Cout/6⌉][Cin][6]`.
+    static func transformedWeightCount(outputs: Int, inputs: Int) -> Int {
+        positions * DirectConvolution.channelBlocks(outputs) * inputs * blockChannels
+    }
+
+    /// `U[ξ][b][c][q] = (G g Gᵀ)[ξ]` for the filter `g = W[6b + q][c]` of `W: [Cout][Cin][3][3]`,
+    /// zero past the last output channel. With `flippedForInputGradient`, the filters of the
+    /// input-gradient convolution, whose outputs are the `Cin` channels and inputs the `Cout`
+    /// ones: `g[i][j] = W[c][6b + q][2 − i][2 − j]`.
+    static func transformWeights(
+        _ w: UnsafePointer<Float>, outputChannels: Int, inputChannels: Int, flippedForInputGradient: Bool,
+        into u: UnsafeMutablePointer<Float>
+    ) {
+        let (cout, cin) = (outputChannels, inputChannels)
+        let (outputs, inputs) = flippedForInputGradient ? (cin, cout) : (cout, cin)
+        let blocks = DirectConvolution.channelBlocks(outputs), b = blockChannels
+        for block in 0..<blocks {
+            for c in 0..<inputs {
+                for q in 0..<b {
+                    let output = block * b + q
+                    // g[i][j] (the filter), then t = G g (4x3), then U = t Gᵀ (4x4); plain
+                    // locals, which stay in registers.
+                    @inline(__always) func g(_ i: Int, _ j: Int) -> Float {
+                        guard output < outputs else { return 0 }
+                        return flippedForInputGradient ? w[((c * cin + output) * 3 + (2 - i)) * 3 + (2 - j)]
+                            : w[((output * cin + c) * 3 + i) * 3 + j]
+                    }
+                    for a in 0..<4 {
+                        @inline(__always) func t(_ j: Int) -> Float {
+                            switch a {
+                            case 0: return g(0, j)
+                            case 1: return 0.5 * (g(0, j) + g(1, j) + g(2, j))
+                            case 2: return 0.5 * (g(0, j) - g(1, j) + g(2, j))
+                            default: return g(2, j)
+                            }
+                        }
+                        let (t0, t1, t2) = (t(0), t(1), t(2))
+                        let first = u + ((a * 4 * blocks + block) * inputs + c) * b + q, next = blocks * inputs * b
+                        first[0] = t0
+                        first[next] = 0.5 * (t0 + t1 + t2)
+                        first[2 * next] = 0.5 * (t0 - t1 + t2)
+                        first[3 * next] = t2
+                    }
+                }
+            }
+        }
+    }
+
+    // MARK: The convolution
+
+    /// How a chunk of tiles is laid out: `rows` rows of tiles (each `tilesWide` tiles of one
+    /// image's tile row) side by side, `stride` floats per channel row (a whole number of
+    /// register tiles).
+    struct Chunk {
+        var tileRows: Int, tilesWide: Int, stride: Int
+        var tiles: Int { tileRows * tilesWide }
+        /// The floats of a chunk's `V` (`16 × inputs × stride`) and `M` (`16 × outputs × stride`),
+        /// then `transformInput`'s rows.
+        func workspace(inputs: Int, outputs: Int) -> Int { positions * (inputs + outputs) * stride + rowScratch(tilesWide) }
+    }
+
+    /// The floats `transformInput` works in for planes `tilesWide` tiles wide: four input rows,
+    /// each as its even and its odd columns.
+    static func rowScratch(_ tilesWide: Int) -> Int { 8 * parityRowLength(tilesWide) }
+
+    /// The chunk for planes `width` wide with `inputs` and `outputs` channels: as many tile rows
+    /// as keep its `V` and `M` within `budget` floats, at least one.
+    static func chunk(width: Int, inputs: Int, outputs: Int, budget: Int) -> Chunk {
+        let wide = tiles(width)
+        let perTile = positions * (inputs + outputs)
+        var rows = max(1, budget / max(perTile * wide, 1))
+        // Whole register tiles where the budget allows: e.g. an even number of 8-tile rows.
+        let whole = tileWidth / gcd(wide, tileWidth)
+        if rows >= whole { rows -= rows % whole }
+        // Whole register tiles, and room for the last vector of `transformInput` to spill into.
+        let stride = (rows * wide + lanes + tileWidth - 1) / tileWidth * tileWidth
+        return Chunk(tileRows: rows, tilesWide: wide, stride: stride)
+    }
+
+    /// Convolves `images` NCHW images `x: [C][H][W]` (`inputImageStride` floats apart) with the
+    /// transformed filters `u` (`transformWeights`) and writes `y: [Cout][H][W]` (overwriting
+    /// it; `outputImageStride` floats apart). `workspace` holds `chunk.workspace` floats.
+    ///
+    /// The images' tile rows are taken `chunk.tileRows` at a time, in order: transformed into
+    /// `V`, multiplied into `M` position by position, transformed back into `y`. Every output is
+    /// computed the same way whatever chunk it falls in, so no result depends on the chunking.
+    static func convolve(
+        _ x: UnsafePointer<Float>, images: Int, inputImageStride: Int, channels: Int, height: Int, width: Int,
+        weights u: UnsafePointer<Float>, outputChannels: Int, bias: UnsafePointer<Float>?,
+        into y: UnsafeMutablePointer<Float>, outputImageStride: Int,
+        chunk: Chunk, workspace: UnsafeMutablePointer<Float>
+    ) {
+        let tileRowsPerImage = tiles(height)
+        let v = workspace, m = workspace + positions * channels * chunk.stride
+        let rowScratch = m + positions * outputChannels * chunk.stride
+        let totalRows = images * tileRowsPerImage
+        // The register tiles' spare columns past a chunk's tiles hold zeros or an earlier
+        // chunk's values, never stale memory (a denormal there would slow every multiply-add of
+        // its tile); their products are not read.
+        v.update(repeating: 0, count: positions * channels * chunk.stride)
+        var first = 0
+        while first < totalRows {
+            let rows = min(chunk.tileRows, totalRows - first)
+            for r in 0..<rows {
+                let (image, tileRow) = (first + r).quotientAndRemainder(dividingBy: tileRowsPerImage)
+                transformInput(x + image * inputImageStride, channels: channels, height: height, width: width, tileRow: tileRow,
+                               into: v + r * chunk.tilesWide, stride: chunk.stride, scratch: rowScratch)
+            }
+            let columns = (rows * chunk.tilesWide + tileWidth - 1) / tileWidth * tileWidth
+            multiply(v, channels: channels, weights: u, outputChannels: outputChannels, into: m, stride: chunk.stride, columns: columns)
+            for r in 0..<rows {
+                let (image, tileRow) = (first + r).quotientAndRemainder(dividingBy: tileRowsPerImage)
+                transformOutput(m + r * chunk.tilesWide, stride: chunk.stride, outputChannels: outputChannels, bias: bias,
+                                height: height, width: width, tileRow: tileRow, into: y + image * outputImageStride)
+            }
+            first += rows
+        }
+    }
+
+    /// `V[ξ][c][tx] = (Bᵀ d B)[ξ]` for the tiles of tile row `tileRow` of one image, `d` the 4x4
+    /// patch from input row `2·tileRow − 1` and column `2·tx − 1` (zero outside the image);
+    /// `V[ξ][c]` rows are `stride` floats apart, `channels` of them per position. A vector of L
+    /// tiles at a time: where a tile row is narrower than L, the vector's spare lanes are
+    /// stored past it (at most L − 1 floats), where the next tile row's values or
+    /// `convolve`'s zeros go afterwards. `scratch` holds `rowScratch` floats.
+    @inline(never)
+    static func transformInput(
+        _ x: UnsafePointer<Float>, channels: Int, height: Int, width: Int, tileRow: Int,
+        into v: UnsafeMutablePointer<Float>, stride: Int, scratch: UnsafeMutablePointer<Float>
+    ) {
+        let wide = tiles(width)
+        let plane = height * width, positionStride = channels * stride
+        // Each of the four input rows split by column parity, zero-bordered:
+        // even[a][tx] = x[2·tileRow − 1 + a][2·tx − 1], odd[a][tx] = x[...][2·tx], so that tile
+        // tx's patch row is (even[tx], odd[tx], even[tx + 1], odd[tx + 1]).
+        let span = parityRowLength(wide)
+        let even = scratch, odd = scratch + 4 * span
+        for a in 0..<4 { (even + a * span).update(repeating: 0, count: span); (odd + a * span).update(repeating: 0, count: span) }
+        for c in 0..<channels {
+            let source = x + c * plane
+            for a in 0..<4 {
+                let y = 2 * tileRow - 1 + a
+                guard y >= 0 && y < height else { continue }
+                let row = source + y * width, e = even + a * span, o = odd + a * span
+                for tx in 1..<(width / 2 + 1) { e[tx] = row[2 * tx - 1] }
+                for tx in 0..<((width + 1) / 2) { o[tx] = row[2 * tx] }
+            }
+            var tx = 0
+            while tx < wide {
+                @inline(__always) func load(_ p: UnsafeMutablePointer<Float>, _ a: Int, _ shift: Int) -> Vector {
+                    UnsafeRawPointer(p + a * span + tx + shift).loadUnaligned(as: Vector.self)
+                }
+                // u[a][n] = (d Bᵀ)[a][n] for patch row a.
+                @inline(__always) func rowTransform(_ a: Int) -> (Vector, Vector, Vector, Vector) {
+                    let (d0, d1, d2, d3) = (load(even, a, 0), load(odd, a, 0), load(even, a, 1), load(odd, a, 1))
+                    return (d0 - d2, d1 + d2, d2 - d1, d1 - d3)
+                }
+                let u0 = rowTransform(0), u1 = rowTransform(1), u2 = rowTransform(2), u3 = rowTransform(3)
+                @inline(__always) func store(_ value: Vector, _ position: Int) {
+                    UnsafeMutableRawPointer(v + position * positionStride + c * stride + tx).storeBytes(of: value, as: Vector.self)
+                }
+                // V[4a + n] = (Bᵀ u)[a][n].
+                store(u0.0 - u2.0, 0); store(u0.1 - u2.1, 1); store(u0.2 - u2.2, 2); store(u0.3 - u2.3, 3)
+                store(u1.0 + u2.0, 4); store(u1.1 + u2.1, 5); store(u1.2 + u2.2, 6); store(u1.3 + u2.3, 7)
+                store(u2.0 - u1.0, 8); store(u2.1 - u1.1, 9); store(u2.2 - u1.2, 10); store(u2.3 - u1.3, 11)
+                store(u1.0 - u3.0, 12); store(u1.1 - u3.1, 13); store(u1.2 - u3.2, 14); store(u1.3 - u3.3, 15)
+                tx += lanes
+            }
+        }
+    }
+
+    /// The floats of one of `transformInput`'s parity rows for planes `tilesWide` tiles wide:
+    /// whole vectors of tiles and one more float, zero past the row.
+    static func parityRowLength(_ tilesWide: Int) -> Int { (tilesWide + lanes - 1) / lanes * lanes + 1 }
+
+    /// `M[ξ][o][t] = Σ_c U[ξ][o][c] · V[ξ][c][t]` for the first `columns` tiles (a whole number of
+    /// register tiles), each sum in channel order.
+    static func multiply(
+        _ v: UnsafePointer<Float>, channels: Int, weights u: UnsafePointer<Float>, outputChannels: Int,
+        into m: UnsafeMutablePointer<Float>, stride: Int, columns: Int
+    ) {
+        let blocks = DirectConvolution.channelBlocks(outputChannels), b = blockChannels
+        for position in 0..<positions {
+            let vp = v + position * channels * stride, mp = m + position * outputChannels * stride
+            for block in 0..<blocks {
+                let weights = u + (position * blocks + block) * channels * b
+                let count = min(b, outputChannels - block * b)
+                var t = 0
+                while t < columns {
+                    productTile(vp + t, stride: stride, channels: channels, weights: weights,
+                                into: mp + block * b * stride + t, outputs: count)
+                    t += tileWidth
+                }
+            }
+        }
+    }
+
+    /// One register tile of `multiply`: 6 output channels × `tileVectors` vectors of tiles,
+    /// `m[q·stride + w·L ...] = Σ_c weights[c][q] · v[c·stride + w·L ...]` for the first
+    /// `outputs` channels q. The tile is stored here rather than returned: returned, its 768
+    /// bytes went through a memcpy per tile (measured).
+    @inline(__always)
+    private static func productTile(
+        _ v: UnsafePointer<Float>, stride: Int, channels: Int, weights: UnsafePointer<Float>,
+        into m: UnsafeMutablePointer<Float>, outputs: Int
+    ) {
+        var acc = DirectConvolution.PlaneTile(repeating: Vector())
+        var row = UnsafeRawPointer(v), w = weights
+        let step = stride &* 4
+        if tileVectors == 4 {
+            for _ in 0..<channels {
+                let x0 = row.loadUnaligned(as: Vector.self)
+                let x1 = row.loadUnaligned(fromByteOffset: lanes * 4, as: Vector.self)
+                let x2 = row.loadUnaligned(fromByteOffset: lanes * 8, as: Vector.self)
+                let x3 = row.loadUnaligned(fromByteOffset: lanes * 12, as: Vector.self)
+                for q in 0..<6 {
+                    let s = Vector(repeating: w[q])
+                    acc[q] = acc[q].fusedAdding(s, x0)
+                    acc[q &+ 6] = acc[q &+ 6].fusedAdding(s, x1)
+                    acc[q &+ 12] = acc[q &+ 12].fusedAdding(s, x2)
+                    acc[q &+ 18] = acc[q &+ 18].fusedAdding(s, x3)
+                }
+                row += step
+                w += 6
+            }
+        } else {
+            for _ in 0..<channels {
+                let x0 = row.loadUnaligned(as: Vector.self)
+                let x1 = row.loadUnaligned(fromByteOffset: lanes * 4, as: Vector.self)
+                for q in 0..<6 {
+                    let s = Vector(repeating: w[q])
+                    acc[q] = acc[q].fusedAdding(s, x0)
+                    acc[q &+ 6] = acc[q &+ 6].fusedAdding(s, x1)
+                }
+                row += step
+                w += 6
+            }
+        }
+        for q in 0..<outputs {
+            let out = UnsafeMutableRawPointer(m + q * stride)
+            for w in 0..<tileVectors { out.storeBytes(of: acc[q &+ 6 &* w], toByteOffset: w * lanes * 4, as: Vector.self) }
+        }
+    }
+
+    /// `y = Aᵀ M A + b` for the tiles of tile row `tileRow` of one image (`M[ξ][o][tx]`, rows
+    /// `stride` floats apart), dropping the pixels past the plane's edge.
+    @inline(never)
+    static func transformOutput(
+        _ m: UnsafePointer<Float>, stride: Int, outputChannels: Int, bias: UnsafePointer<Float>?,
+        height: Int, width: Int, tileRow: Int, into y: UnsafeMutablePointer<Float>
+    ) {
+        let wide = tiles(width), plane = height * width, positionStride = outputChannels * stride
+        let top = 2 * tileRow, twoRows = top + 1 < height
+        let pairs = width / 2
+        for o in 0..<outputChannels {
+            let b = bias?[o] ?? 0
+            let m0 = m + o * stride
+            let row0 = y + o * plane + top * width, row1 = row0 + width
+            // Tile tx's outputs (y00, y01 / y10, y11): p_j[a] = (m A)[a][j] per row a of the
+            // tile, then y[i][j] = (Aᵀ p_j)[i].
+            @inline(__always) func tile(_ tx: Int) -> (Float, Float, Float, Float) {
+                let q = m0 + tx
+                @inline(__always) func rowSums(_ a: Int) -> (Float, Float) {
+                    let r = q + 4 * a * positionStride
+                    let (q0, q1, q2, q3) = (r[0], r[positionStride], r[2 * positionStride], r[3 * positionStride])
+                    return (q0 + q1 + q2, q1 - q2 - q3)
+                }
+                let (p00, p10) = rowSums(0), (p01, p11) = rowSums(1), (p02, p12) = rowSums(2), (p03, p13) = rowSums(3)
+                return (p00 + p01 + p02 + b, p10 + p11 + p12 + b, p01 - p02 - p03 + b, p11 - p12 - p13 + b)
+            }
+            var tx = 0
+            // Whole vectors of tiles (the last one's right column only where the width is even).
+            while tx + lanes <= wide {
+                @inline(__always) func rowSums(_ a: Int) -> (Vector, Vector) {
+                    let r = UnsafeRawPointer(m0 + tx + 4 * a * positionStride), step = positionStride * 4
+                    let q0 = r.loadUnaligned(as: Vector.self), q1 = r.loadUnaligned(fromByteOffset: step, as: Vector.self)
+                    let q2 = r.loadUnaligned(fromByteOffset: 2 * step, as: Vector.self)
+                    let q3 = r.loadUnaligned(fromByteOffset: 3 * step, as: Vector.self)
+                    return (q0 + q1 + q2, q1 - q2 - q3)
+                }
+                let (p00, p10) = rowSums(0), (p01, p11) = rowSums(1), (p02, p12) = rowSums(2), (p03, p13) = rowSums(3)
+                let bias = Vector(repeating: b)
+                let y00 = p00 + p01 + p02 + bias, y01 = p10 + p11 + p12 + bias
+                let right = 2 * (tx + lanes) <= width ? lanes : lanes - 1
+                for l in 0..<lanes { row0[2 * (tx + l)] = y00[l] }
+                for l in 0..<right { row0[2 * (tx + l) + 1] = y01[l] }
+                if twoRows {
+                    let y10 = p01 - p02 - p03 + bias, y11 = p11 - p12 - p13 + bias
+                    for l in 0..<lanes { row1[2 * (tx + l)] = y10[l] }
+                    for l in 0..<right { row1[2 * (tx + l) + 1] = y11[l] }
+                }
+                tx += lanes
+            }
+            while tx < pairs {
+                let (y00, y01, y10, y11) = tile(tx)
+                row0[2 * tx] = y00
+                row0[2 * tx + 1] = y01
+                if twoRows {
+                    row1[2 * tx] = y10
+                    row1[2 * tx + 1] = y11
+                }
+                tx += 1
+            }
+            if tx < wide {
+                // An odd width: the last tile's left column.
+                let (y00, _, y10, _) = tile(pairs)
+                row0[2 * pairs] = y00
+                if twoRows { row1[2 * pairs] = y10 }
+            }
+        }
+    }
+}
