@@ -165,8 +165,9 @@ import Testing
     }
 
     /// Where each kind of convolution goes by default: 3x3 kernels with padding 1 to the Winograd
-    /// kernels (but not 3x3 planes' neighbours below 9 pixels, nor channel counts that the direct
-    /// `∂W` cannot take), other stride-1 kernels to the direct ones on planes of 49 pixels or more.
+    /// kernels where they have 64 channels on each side, or 16 on planes at least 24 wide (but
+    /// not below 3x3 planes, nor channel counts that the direct `∂W` cannot take), other
+    /// stride-1 kernels to the direct ones on planes of 49 pixels or more.
     @Test func automaticPathsByShape() {
         var g = SeededGenerator(seed: 22)
         func path(_ cin: Int, _ cout: Int, kernel: Int, padding: Int, size: Int) -> ConvolutionPath {
@@ -179,6 +180,12 @@ import Testing
         #expect(path(128, 128, kernel: 3, padding: 1, size: 3) == .winograd)
         #expect(path(128, 128, kernel: 3, padding: 1, size: 2) == .batchedGEMM)
         #expect(path(16, 10, kernel: 3, padding: 1, size: 15) == .batchedGEMM)
+        #expect(path(1, 24, kernel: 3, padding: 1, size: 28) == .direct)
+        #expect(path(16, 16, kernel: 3, padding: 1, size: 16) == .direct)
+        #expect(path(16, 16, kernel: 3, padding: 1, size: 24) == .winograd)
+        #expect(path(24, 48, kernel: 3, padding: 1, size: 14) == .direct)
+        #expect(path(48, 96, kernel: 3, padding: 1, size: 7) == .direct)
+        #expect(path(64, 64, kernel: 3, padding: 1, size: 7) == .winograd)
         #expect(path(16, 32, kernel: 5, padding: 2, size: 14) == .direct)
         #expect(path(16, 32, kernel: 3, padding: 0, size: 14) == .direct)
     }

@@ -280,8 +280,9 @@ public final class Conv2D<Scalar: NetworkScalar>: Layer {
     /// The path a pass over inputs of geometry `g` takes: never `.automatic`.
     ///
     /// `Double` takes im2col. `Float` takes the Winograd kernels for 3x3 kernels with stride 1
-    /// and padding 1 where the direct ones could take `∂W` (their `∂W` is the direct one) and
-    /// the plane has at least `winogradMinimumPixels`; else the direct kernels where they apply and an output
+    /// and padding 1 where the direct ones could take `∂W` (their `∂W` is the direct one), the
+    /// plane has at least `winogradMinimumPixels` and the channels and plane are large enough
+    /// (`winogradPays`); else the direct kernels where they apply and an output
     /// plane has at least `directMinimumPixels` pixels (there they stream the image once,
     /// without a patch matrix), and the batched GEMM otherwise: small planes and wide channels
     /// (where one GEMM over many images' patches keeps the register tile full), strides,
@@ -297,7 +298,10 @@ public final class Conv2D<Scalar: NetworkScalar>: Layer {
                 ? .winograd : direct ? .direct : .batchedGEMM
         case .automatic:
             if direct && WinogradConvolution.supports(kernelSize: kernelSize, stride: stride, padding: padding)
-                && g.outputHeight * g.outputWidth >= Self.winogradMinimumPixels { return .winograd }
+                && g.outputHeight * g.outputWidth >= Self.winogradMinimumPixels
+                && Self.winogradPays(channels: min(inputChannels, outputChannels), width: g.outputWidth) {
+                return .winograd
+            }
             return direct && g.outputHeight * g.outputWidth >= Self.directMinimumPixels ? .direct : .batchedGEMM
         }
     }
@@ -309,6 +313,16 @@ public final class Conv2D<Scalar: NetworkScalar>: Layer {
     /// The smallest output plane the automatic choice sends to the Winograd kernels: 3x3, where
     /// they still beat the direct ones by 5–10 % (BENCHMARKS.md, session 18).
     static var winogradMinimumPixels: Int { 9 }
+
+    /// Whether the Winograd kernels beat the direct ones for a convolution with `channels` on its
+    /// narrower side and planes `width` wide. They pay for their transforms (per channel) with
+    /// shorter products (per pair of channels): they win with at least 64 channels on each side,
+    /// and with 16 on planes at least 24 wide (12 tiles a row and more: cifar's 24→64 at 31x31,
+    /// +17 %); they lose on mnist-fast's 24→48 at 14x14 and 48→96 at 7x7 by 10–15 % and tie on
+    /// 16→16 at 16x16 (BENCHMARKS.md, session 18).
+    static func winogradPays(channels: Int, width: Int) -> Bool {
+        channels >= 64 || (channels >= 16 && width >= 24)
+    }
 
     // MARK: The batched GEMM path (Float)
 
