@@ -506,11 +506,7 @@ public final class Conv2D<Scalar: NetworkScalar>: Layer {
     /// `Y = conv(X) + b` through `WinogradConvolution`, groups of images in parallel.
     private func forwardWinograd(_ input: Tensor<Scalar>, _ g: ConvolutionGeometry, into output: inout Tensor<Scalar>) {
         let (cin, cout) = (inputChannels, outputChannels)
-        let transformed = floats(packedWeightScratch.reserve(WinogradConvolution.transformedWeightCount(outputs: cout, inputs: cin)))
-        weight.value.scalars.withUnsafeBufferPointer { w in
-            WinogradConvolution.transformWeights(floats(w.baseAddress!), outputChannels: cout, inputChannels: cin,
-                                                 flippedForInputGradient: false, into: transformed)
-        }
+        let transformed = transformedWeights(flippedForInputGradient: false)
         input.scalars.withUnsafeBufferPointer { x in
             bias.value.scalars.withUnsafeBufferPointer { b in
                 output.scalars.withUnsafeMutableBufferPointer { y in
@@ -524,15 +520,24 @@ public final class Conv2D<Scalar: NetworkScalar>: Layer {
     /// `∂X`, the convolution of `∂Y` with the flipped kernel, through `WinogradConvolution`.
     private func inputGradientWinograd(_ outputGradient: Tensor<Scalar>, _ g: ConvolutionGeometry, into dx: UnsafeMutablePointer<Scalar>) {
         let (cin, cout) = (inputChannels, outputChannels)
-        let transformed = floats(packedWeightScratch.reserve(WinogradConvolution.transformedWeightCount(outputs: cin, inputs: cout)))
-        weight.value.scalars.withUnsafeBufferPointer { w in
-            WinogradConvolution.transformWeights(floats(w.baseAddress!), outputChannels: cout, inputChannels: cin,
-                                                 flippedForInputGradient: true, into: transformed)
-        }
+        let transformed = transformedWeights(flippedForInputGradient: true)
         outputGradient.scalars.withUnsafeBufferPointer { dy in
             winograd(floats(dy.baseAddress!), inputs: cout, g, weights: transformed, outputs: cin, bias: nil, into: floats(dx),
                      batch: outputGradient.batchSize)
         }
+    }
+
+    /// The weights transformed for `WinogradConvolution` (`transformWeights`), those of the
+    /// input-gradient convolution when `flippedForInputGradient`, in `packedWeightScratch`.
+    private func transformedWeights(flippedForInputGradient flipped: Bool) -> UnsafeMutablePointer<Float> {
+        let (cin, cout) = (inputChannels, outputChannels)
+        let count = WinogradConvolution.transformedWeightCount(outputs: flipped ? cin : cout, inputs: flipped ? cout : cin)
+        let transformed = floats(packedWeightScratch.reserve(count))
+        weight.value.scalars.withUnsafeBufferPointer { w in
+            WinogradConvolution.transformWeights(floats(w.baseAddress!), outputChannels: cout, inputChannels: cin,
+                                                 flippedForInputGradient: flipped, into: transformed)
+        }
+        return transformed
     }
 
     /// Convolves a batch of `inputs x H x W` images (`H x W` from `g`) into `outputs x H x W`.
