@@ -103,7 +103,6 @@ enum WinogradConvolution {
     /// register tiles).
     struct Chunk {
         var tileRows: Int, tilesWide: Int, stride: Int
-        var tiles: Int { tileRows * tilesWide }
         /// The floats of a chunk's `V` (`16 × inputs × stride`) and `M` (`16 × outputs × stride`),
         /// then `transformInput`'s rows.
         func workspace(inputs: Int, outputs: Int) -> Int { positions * (inputs + outputs) * stride + rowScratch(tilesWide) }

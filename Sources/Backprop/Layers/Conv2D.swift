@@ -290,15 +290,13 @@ public final class Conv2D<Scalar: NetworkScalar>: Layer {
     func resolvedPath(_ g: ConvolutionGeometry) -> ConvolutionPath {
         guard Scalar.self == Float.self else { return .im2col }
         let direct = DirectConvolution.supports(outputChannels: outputChannels, kernelSize: kernelSize, stride: stride, padding: padding)
+        let winograd = direct && WinogradConvolution.supports(kernelSize: kernelSize, stride: stride, padding: padding)
         switch path {
         case .im2col, .batchedGEMM: return path
         case .direct: return direct ? .direct : .batchedGEMM
-        case .winograd:
-            return direct && WinogradConvolution.supports(kernelSize: kernelSize, stride: stride, padding: padding)
-                ? .winograd : direct ? .direct : .batchedGEMM
+        case .winograd: return winograd ? .winograd : direct ? .direct : .batchedGEMM
         case .automatic:
-            if direct && WinogradConvolution.supports(kernelSize: kernelSize, stride: stride, padding: padding)
-                && g.outputHeight * g.outputWidth >= Self.winogradMinimumPixels
+            if winograd && g.outputHeight * g.outputWidth >= Self.winogradMinimumPixels
                 && Self.winogradPays(channels: min(inputChannels, outputChannels), width: g.outputWidth) {
                 return .winograd
             }
