@@ -22,7 +22,8 @@
 ///
 /// The input gradient of such a convolution is again one (the kernel flipped and its channel
 /// axes swapped, padding 3 − 1 − 1 = 1), so it takes the same path with other weights. The
-/// results differ from the direct sums by rounding only: the transforms add and subtract in
+/// weight gradient takes the same 16 products per tile the other way round, summed over the
+/// tiles (`weightGradient`). The results differ from the direct sums by rounding only: the transforms add and subtract in
 /// another order (F(2x2, 3x3)'s transforms multiply by 1/2 at most, so the error stays within a few
 /// ulps of the inputs' magnitudes).
 enum WinogradConvolution {
@@ -355,6 +356,207 @@ enum WinogradConvolution {
                 let (y00, _, y10, _) = tile(pairs)
                 row0[2 * pairs] = y00
                 if twoRows { row1[2 * pairs] = y10 }
+            }
+        }
+    }
+
+    // MARK: The weight gradient
+
+    /// How `weightGradient` takes a group's tiles: at most `tiles` at once (whole tile rows, at
+    /// least one), the input channels padded with zeros to `paddedInputs` (whole vectors).
+    struct GradientChunk {
+        var tiles: Int, paddedInputs: Int
+        /// The floats `weightGradient` works in for planes `height x width` and `outputs` channels.
+        func workspace(outputs: Int, height: Int, width: Int) -> Int {
+            let (wide, high) = (WinogradConvolution.tiles(width), WinogradConvolution.tiles(height))
+            return positions * (outputs * paddedInputs + tiles * (paddedInputs + outputs))
+                + (2 * high + 2) * (2 * wide + 2) * paddedInputs + height * width * outputs
+        }
+    }
+
+    /// Tiles a weight-gradient chunk takes by default: 256. Measured (BENCHMARKS.md, session 19)
+    /// with 24 to 256 channels a side: 16 tiles made `∂W` 30–45 % slower, 32 and 64 up to 10 %,
+    /// 512 up to 20 % (the products' accumulators are loaded and stored once per chunk; larger
+    /// chunks' transforms leave the cache before the products read them).
+    static let gradientTiles = 256
+
+    /// The chunk for planes `width` wide with `inputs` input channels: whole tile rows, as many
+    /// as `tiles` holds, at least one.
+    static func gradientChunk(width: Int, inputs: Int, tiles: Int = gradientTiles) -> GradientChunk {
+        let wide = WinogradConvolution.tiles(width)
+        return GradientChunk(tiles: max(1, tiles / wide) * wide, paddedInputs: (inputs + lanes - 1) / lanes * lanes)
+    }
+
+    /// `∂W: [Cout][Cin][3][3]` (overwritten) of the convolution of `images` NCHW images
+    /// `x: [Cin][H][W]` whose output gradient is `∂y: [Cout][H][W]` (`Cout` a multiple of L;
+    /// `inputImageStride` and `gradientImageStride` floats apart). `workspace` holds
+    /// `chunk.workspace` floats.
+    ///
+    /// The forward pass's `M = Σ_c U ⊙ V` per tile gives `∂U[ξ][o][c] = Σ_t ∂M[ξ][o][t] · V[ξ][c][t]`
+    /// over all tiles `t`, with `∂M = A ∂y Aᵀ` for each 2x2 tile of `∂y` (zero past the plane's
+    /// edge), and `∂W = Gᵀ ∂U G`: 16 products per tile and pair of channels where the direct
+    /// sums take 36. Each position's sum over tiles is the weight gradient of a 1x1 convolution,
+    /// `DirectConvolution.accumulateWeightGradient` on channels-last transforms
+    /// (`V: [ξ][t][Cin]`, `∂M: [ξ][t][Cout]`), which adds each sum over the tiles in order to
+    /// its stored value: a chunk of tiles at a time gives the same bits as all at once.
+    static func weightGradient(
+        _ x: UnsafePointer<Float>, images: Int, inputImageStride: Int, channels: Int, height: Int, width: Int,
+        outputGradient dy: UnsafePointer<Float>, outputChannels: Int, gradientImageStride: Int,
+        into dw: UnsafeMutablePointer<Float>, chunk: GradientChunk, workspace: UnsafeMutablePointer<Float>
+    ) {
+        let (cin, cout, cp, capacity) = (channels, outputChannels, chunk.paddedInputs, chunk.tiles)
+        let (wide, high) = (tiles(width), tiles(height))
+        let paddedWidth = 2 * wide + 2, paddedCount = (2 * high + 2) * paddedWidth * cp
+        let du = workspace, v = du + positions * cout * cp, m = v + positions * capacity * cp
+        let xp = m + positions * capacity * cout, dyc = xp + paddedCount
+        du.update(repeating: 0, count: positions * cout * cp)
+        // The border, the rows and columns past an odd plane's edge and the padding channels
+        // stay zero; each image overwrites the rest.
+        xp.update(repeating: 0, count: paddedCount)
+        var filled = 0
+        for image in 0..<images {
+            let source = x + image * inputImageStride, interior = xp + (paddedWidth + 1) * cp
+            if cin % lanes == 0 && height * width >= lanes {
+                DirectConvolution.transposeToChannelsLast(source, channels: cin, height: height, width: width,
+                                                          into: interior, rowPixels: paddedWidth)
+            } else {
+                for c in 0..<cin {
+                    for row in 0..<height {
+                        for column in 0..<width { interior[(row * paddedWidth + column) * cp + c] = source[(c * height + row) * width + column] }
+                    }
+                }
+            }
+            DirectConvolution.toChannelsLast(dy + image * gradientImageStride, channels: cout, pixels: height * width, into: dyc)
+            for tileRow in 0..<high {
+                if filled + wide > capacity {
+                    accumulateProducts(v, m, tiles: filled, inputs: cp, outputs: cout, capacity: capacity, into: du)
+                    filled = 0
+                }
+                transformInputChannelsLast(xp, channels: cp, paddedWidth: paddedWidth, tileRow: tileRow, tilesWide: wide,
+                                           into: v + filled * cp, positionStride: capacity * cp)
+                transformGradientChannelsLast(dyc, channels: cout, height: height, width: width, tileRow: tileRow,
+                                              into: m + filled * cout, positionStride: capacity * cout)
+                filled += wide
+            }
+        }
+        if filled > 0 { accumulateProducts(v, m, tiles: filled, inputs: cp, outputs: cout, capacity: capacity, into: du) }
+        untransformWeightGradient(du, outputChannels: cout, inputChannels: cin, paddedInputs: cp, into: dw)
+    }
+
+    /// `V[ξ][tx][c] = (Bᵀ d B)[ξ]` for the tiles of tile row `tileRow`, `d` the 4x4 patch at row
+    /// `2·tileRow` and column `2·tx` of the zero-bordered channels-last input
+    /// `xp: [2·tilesHigh + 2][paddedWidth][channels]` (`channels` a multiple of L); positions
+    /// `positionStride` floats apart. A vector of L channels at a time.
+    @inline(never)
+    static func transformInputChannelsLast(
+        _ xp: UnsafePointer<Float>, channels: Int, paddedWidth: Int, tileRow: Int, tilesWide: Int,
+        into v: UnsafeMutablePointer<Float>, positionStride: Int
+    ) {
+        let rowFloats = paddedWidth * channels
+        for tx in 0..<tilesWide {
+            let origin = UnsafeRawPointer(xp + (2 * tileRow * paddedWidth + 2 * tx) * channels)
+            let target = UnsafeMutableRawPointer(v + tx * channels)
+            var c = 0
+            while c < channels {
+                @inline(__always) func load(_ a: Int, _ b: Int) -> Vector {
+                    origin.loadUnaligned(fromByteOffset: (a * rowFloats + b * channels + c) * 4, as: Vector.self)
+                }
+                // u[a][n] = (d B)[a][n] for patch row a.
+                @inline(__always) func rowTransform(_ a: Int) -> (Vector, Vector, Vector, Vector) {
+                    let (d0, d1, d2, d3) = (load(a, 0), load(a, 1), load(a, 2), load(a, 3))
+                    return (d0 - d2, d1 + d2, d2 - d1, d1 - d3)
+                }
+                let u0 = rowTransform(0), u1 = rowTransform(1), u2 = rowTransform(2), u3 = rowTransform(3)
+                @inline(__always) func store(_ value: Vector, _ position: Int) {
+                    target.storeBytes(of: value, toByteOffset: (position * positionStride + c) * 4, as: Vector.self)
+                }
+                // V[4a + n] = (Bᵀ u)[a][n], as `transformInput` computes it.
+                store(u0.0 - u2.0, 0); store(u0.1 - u2.1, 1); store(u0.2 - u2.2, 2); store(u0.3 - u2.3, 3)
+                store(u1.0 + u2.0, 4); store(u1.1 + u2.1, 5); store(u1.2 + u2.2, 6); store(u1.3 + u2.3, 7)
+                store(u2.0 - u1.0, 8); store(u2.1 - u1.1, 9); store(u2.2 - u1.2, 10); store(u2.3 - u1.3, 11)
+                store(u1.0 - u3.0, 12); store(u1.1 - u3.1, 13); store(u1.2 - u3.2, 14); store(u1.3 - u3.3, 15)
+                c += lanes
+            }
+        }
+    }
+
+    /// `∂M[ξ][tx][o] = (A ∂y Aᵀ)[ξ]` for the tiles of tile row `tileRow` of the channels-last
+    /// output gradient `∂y: [H][W][channels]` (`channels` a multiple of L), each tile's pixels
+    /// past the plane's edge taken as zero; positions `positionStride` floats apart.
+    @inline(never)
+    static func transformGradientChannelsLast(
+        _ dy: UnsafePointer<Float>, channels: Int, height: Int, width: Int, tileRow: Int,
+        into m: UnsafeMutablePointer<Float>, positionStride: Int
+    ) {
+        let top = 2 * tileRow, twoRows = top + 1 < height
+        for tx in 0..<tiles(width) {
+            let left = 2 * tx, twoColumns = left + 1 < width
+            let p00 = UnsafeRawPointer(dy + (top * width + left) * channels), below = width * channels * 4
+            let target = UnsafeMutableRawPointer(m + tx * channels)
+            var c = 0
+            while c < channels {
+                let offset = c * 4
+                // The tile (a b / e f).
+                let a = p00.loadUnaligned(fromByteOffset: offset, as: Vector.self)
+                let b = twoColumns ? p00.loadUnaligned(fromByteOffset: offset + channels * 4, as: Vector.self) : Vector()
+                let e = twoRows ? p00.loadUnaligned(fromByteOffset: offset + below, as: Vector.self) : Vector()
+                let f = twoRows && twoColumns ? p00.loadUnaligned(fromByteOffset: offset + below + channels * 4, as: Vector.self) : Vector()
+                @inline(__always) func store(_ value: Vector, _ position: Int) {
+                    target.storeBytes(of: value, toByteOffset: (position * positionStride + c) * 4, as: Vector.self)
+                }
+                // Row i of A ∂y is (p, q); row i of ∂M is (p, p + q, p − q, −q).
+                @inline(__always) func row(_ i: Int, _ p: Vector, _ q: Vector) {
+                    store(p, 4 * i); store(p + q, 4 * i + 1); store(p - q, 4 * i + 2); store(-q, 4 * i + 3)
+                }
+                row(0, a, b); row(1, a + e, b + f); row(2, a - e, b - f); row(3, -e, -f)
+                c += lanes
+            }
+        }
+    }
+
+    /// `∂U[ξ] += Σ_t ∂M[ξ][t] ⊗ V[ξ][t]` over the first `tiles` tiles of a chunk (`V` and `∂M`
+    /// `capacity` tiles per position): for each position the weight gradient of a 1x1
+    /// convolution, into `∂U[ξ]` packed as `accumulateWeightGradient` packs it,
+    /// `[Cout/L][inputs][L]`.
+    static func accumulateProducts(
+        _ v: UnsafePointer<Float>, _ m: UnsafePointer<Float>, tiles: Int, inputs: Int, outputs: Int, capacity: Int,
+        into du: UnsafeMutablePointer<Float>
+    ) {
+        let (blocks, perTile) = (outputs / lanes, DirectConvolution.weightTileBlocks)
+        for position in 0..<positions {
+            let vp = v + position * capacity * inputs, mp = m + position * capacity * outputs, up = du + position * outputs * inputs
+            for block in Swift.stride(from: 0, to: blocks, by: perTile) {
+                DirectConvolution.accumulateWeightGradient(
+                    vp, channels: inputs, paddedWidth: tiles, kernelSize: 1, outputHeight: 1, outputWidth: tiles,
+                    outputGradient: mp + block * lanes, gradientPixelStride: outputs, gradientRowStride: tiles * outputs,
+                    into: up + block * lanes * inputs, blockStride: lanes * inputs, blockCount: min(perTile, blocks - block))
+            }
+        }
+    }
+
+    /// `∂W[o][c] = Gᵀ ∂U[·][o][c] G` for the packed `∂U` of `accumulateProducts`.
+    static func untransformWeightGradient(
+        _ du: UnsafePointer<Float>, outputChannels: Int, inputChannels: Int, paddedInputs: Int, into dw: UnsafeMutablePointer<Float>
+    ) {
+        let next = outputChannels * paddedInputs
+        for o in 0..<outputChannels {
+            for c in 0..<inputChannels {
+                let u = du + (o / lanes * paddedInputs + c) * lanes + o % lanes
+                // t = Gᵀ ∂U (3x4), column by column, then ∂g = t G.
+                var t = InlineArray<12, Float>(repeating: 0)
+                for b in 0..<4 {
+                    let (u0, u1, u2, u3) = (u[b * next], u[(4 + b) * next], u[(8 + b) * next], u[(12 + b) * next])
+                    t[b] = u0 + 0.5 * (u1 + u2)
+                    t[4 + b] = 0.5 * (u1 - u2)
+                    t[8 + b] = 0.5 * (u1 + u2) + u3
+                }
+                let g = dw + (o * inputChannels + c) * 9
+                for i in 0..<3 {
+                    let (t0, t1, t2, t3) = (t[4 * i], t[4 * i + 1], t[4 * i + 2], t[4 * i + 3])
+                    g[3 * i] = t0 + 0.5 * (t1 + t2)
+                    g[3 * i + 1] = 0.5 * (t1 - t2)
+                    g[3 * i + 2] = 0.5 * (t1 + t2) + t3
+                }
             }
         }
     }

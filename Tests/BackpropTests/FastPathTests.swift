@@ -164,6 +164,27 @@ import Testing
         #expect(results[0] == results[2], "1 tile row vs all of them")
     }
 
+    /// The Winograd `∂W` sums each position's products over a group's tiles a chunk at a time;
+    /// however many tiles a chunk holds (one tile row, three, the default 256, or all of the
+    /// group's), `∂W` and the rest come out bit-identical. Odd and even planes, rows of 2 to 20
+    /// tiles, input channels that do and do not fill vectors (padded with zeros).
+    @Test(arguments: [(8, 16, 7, 7), (3, 16, 6, 10), (16, 32, 15, 15), (24, 48, 9, 40), (5, 16, 3, 3)])
+    func winogradWeightGradientChunksChangeNoResult(inputs: Int, outputs: Int, height: Int, width: Int) {
+        var g = SeededGenerator(seed: 23)
+        let conv = Conv2D<Float>(inputChannels: inputs, outputChannels: outputs, kernelSize: 3, padding: 1, using: &g)
+        conv.path = .winograd
+        let x: Tensor<Float> = randomTensor([7, inputs, height, width], seed: 24)
+        let wide = WinogradConvolution.tiles(width)
+        var results: [[[UInt32]]] = []
+        for tiles in [1, 3 * wide, WinogradConvolution.gradientTiles, 4 * WinogradConvolution.tiles(height) * wide] {
+            conv.weightGradientTiles = tiles
+            results.append(passBits(conv, x, gradientSeed: 25))
+        }
+        #expect(results[0] == results[1], "1 vs 3 tile rows a chunk")
+        #expect(results[0] == results[2], "1 tile row vs 256 tiles")
+        #expect(results[0] == results[3], "1 tile row vs a whole group")
+    }
+
     /// Where each kind of convolution goes by default: 3x3 kernels with padding 1 to the Winograd
     /// kernels where they have 64 channels on each side, or 16 on planes at least 24 wide (but
     /// not below 3x3 planes, nor channel counts that the direct `∂W` cannot take), other

@@ -51,6 +51,9 @@ public final class Conv2D<Scalar: NetworkScalar>: Layer {
     /// `DirectConvolution.imagesTogether`). No result depends on it; tests set it to check that,
     /// benchmarks to measure it.
     public var imagesTogether: Int?
+    /// How many tiles the Winograd `∂W` transforms at once (nil:
+    /// `WinogradConvolution.gradientTiles`). No result depends on it; tests set it to check that.
+    var weightGradientTiles: Int?
 
     public var kind: String { "Conv2D" }
     public var settings: String {
@@ -215,7 +218,11 @@ public final class Conv2D<Scalar: NetworkScalar>: Layer {
             }
             return
         case .winograd:
-            backwardDirect(input, g, outputGradient: outputGradient, inputGradient: nil, weightGradient: wantsWeightGradient)
+            if wantsWeightGradient {
+                weightGradientWinograd(input, g, outputGradient: outputGradient)
+            } else {
+                backwardDirect(input, g, outputGradient: outputGradient, inputGradient: nil, weightGradient: false)
+            }
             if wantsInputGradient {
                 dxStorage.withUnsafeMutableBufferPointer { dx in inputGradientWinograd(outputGradient, g, into: dx.baseAddress!) }
             }
@@ -280,7 +287,7 @@ public final class Conv2D<Scalar: NetworkScalar>: Layer {
     /// The path a pass over inputs of geometry `g` takes: never `.automatic`.
     ///
     /// `Double` takes im2col. `Float` takes the Winograd kernels for 3x3 kernels with stride 1
-    /// and padding 1 where the direct ones could take `∂W` (their `∂W` is the direct one), the
+    /// and padding 1 where the direct ones apply (output channels in whole vectors), the
     /// plane has at least `winogradMinimumPixels` and the channels and plane are large enough
     /// (`winogradPays`); else the direct kernels where they apply and an output
     /// plane has at least `directMinimumPixels` pixels (there they stream the image once,
@@ -485,10 +492,7 @@ public final class Conv2D<Scalar: NetworkScalar>: Layer {
             }
         }
         // Add the groups' packed partials in group order, then unpack into ∂W.
-        for group in 1..<max(groups, 1) {
-            let partial = partials + group * (weightCount + cout)
-            for i in 0..<(weightCount + cout) { partials[i] += partial[i] }
-        }
+        addGroupPartials(partials, groups: groups, count: weightCount + cout)
         if weightGradient {
             weight.gradient.scalars.withUnsafeMutableBufferPointer { dw in
                 DirectConvolution.unpackAdding(partials, outputChannels: cout, inputChannels: cin, kernelSize: k, into: floats(dw.baseAddress!))
@@ -499,7 +503,43 @@ public final class Conv2D<Scalar: NetworkScalar>: Layer {
         }
     }
 
+    /// Adds the `groups` partial sums of `count` floats each (one after another from
+    /// `partials`) into the first, in group order.
+    private func addGroupPartials(_ partials: UnsafeMutablePointer<Float>, groups: Int, count: Int) {
+        for group in 1..<max(groups, 1) {
+            let partial = partials + group * count
+            for i in 0..<count { partials[i] += partial[i] }
+        }
+    }
+
     // MARK: The Winograd path (Float)
+
+    /// `∂W` and `∂b` through `WinogradConvolution.weightGradient`: each group of images sums
+    /// its own partial; the partials are added in group order.
+    private func weightGradientWinograd(_ input: Tensor<Scalar>, _ g: ConvolutionGeometry, outputGradient: Tensor<Scalar>) {
+        let n = input.batchSize, groups = Self.groupCount(batch: n)
+        let (cin, cout) = (inputChannels, outputChannels)
+        let weightCount = weight.value.count
+        let partials = floats(partialScratch.reserve(groups * (weightCount + cout)))
+        let chunk = WinogradConvolution.gradientChunk(width: g.width, inputs: cin,
+                                                      tiles: weightGradientTiles ?? WinogradConvolution.gradientTiles)
+        input.scalars.withUnsafeBufferPointer { x in
+            outputGradient.scalars.withUnsafeBufferPointer { dy in
+                let work = WinogradWeightGroup(x: floats(x.baseAddress!), inputs: cin, height: g.height, width: g.width,
+                                               dy: floats(dy.baseAddress!), outputs: cout, partials: partials,
+                                               batch: n, imagesPerGroup: Self.imagesPerGroup(batch: n), chunk: chunk)
+                Parallel.forEach(groups, work)
+            }
+        }
+        addGroupPartials(partials, groups: groups, count: weightCount + cout)
+        weight.gradient.scalars.withUnsafeMutableBufferPointer { dw in
+            let dw = floats(dw.baseAddress!)
+            for i in 0..<weightCount { dw[i] += partials[i] }
+        }
+        bias.gradient.scalars.withUnsafeMutableBufferPointer { db in
+            for o in 0..<cout { db[o] += Scalar(partials[weightCount + o]) }
+        }
+    }
 
     /// `Y = conv(X) + b` through `WinogradConvolution`, groups of images in parallel.
     private func forwardWinograd(_ input: Tensor<Scalar>, _ g: ConvolutionGeometry, into output: inout Tensor<Scalar>) {
@@ -612,6 +652,31 @@ private struct WinogradGroup: ParallelWork {
     }
 }
 
+/// One group of images of the Winograd weight gradient: its partial `∂W` (`[Cout][Cin][3][3]`)
+/// and `∂b`, in the calling thread's workspace.
+private struct WinogradWeightGroup: ParallelWork {
+    let x: UnsafePointer<Float>, inputs: Int, height: Int, width: Int
+    let dy: UnsafePointer<Float>, outputs: Int
+    let partials: UnsafeMutablePointer<Float>
+    let batch: Int, imagesPerGroup: Int, chunk: WinogradConvolution.GradientChunk
+
+    func callAsFunction(_ group: Int) {
+        let plane = height * width, weightCount = outputs * inputs * 9
+        let first = group * imagesPerGroup, end = min(batch, first + imagesPerGroup)
+        let dw = partials + group * (weightCount + outputs), db = dw + weightCount
+        let workspace = ThreadWorkspace.floats(chunk.workspace(outputs: outputs, height: height, width: width))
+        WinogradConvolution.weightGradient(x + first * inputs * plane, images: end - first, inputImageStride: inputs * plane,
+                                           channels: inputs, height: height, width: width,
+                                           outputGradient: dy + first * outputs * plane, outputChannels: outputs,
+                                           gradientImageStride: outputs * plane, into: dw, chunk: chunk, workspace: workspace)
+        db.update(repeating: 0, count: outputs)
+        for image in first..<end {
+            let dyi = dy + image * outputs * plane
+            for o in 0..<outputs { db[o] += sum(dyi + o * plane, count: plane) }
+        }
+    }
+}
+
 /// One group of images of the direct backward pass: its partial `∂W`, `∂b` (packed, zeroed
 /// here) and each image's `∂X`.
 private struct DirectBackwardGroup: ParallelWork {
@@ -689,8 +754,8 @@ public enum ConvolutionPath: Sendable, CaseIterable {
     case automatic
     /// `DirectConvolution`: stride 1, output channels in whole vectors.
     case direct
-    /// `WinogradConvolution` for the forward pass and `∂X` (3x3, stride 1, padding 1), and
-    /// `DirectConvolution` for `∂W`.
+    /// `WinogradConvolution` (3x3, stride 1, padding 1, output channels in whole vectors):
+    /// the forward pass, `∂X` and `∂W`.
     case winograd
     /// One GEMM per chunk of images over their patch matrices side by side.
     case batchedGEMM
