@@ -23,9 +23,9 @@
 /// The input gradient of such a convolution is again one (the kernel flipped and its channel
 /// axes swapped, padding 3 − 1 − 1 = 1), so it takes the same path with other weights. The
 /// weight gradient takes the same 16 products per tile the other way round, summed over the
-/// tiles (`weightGradient`). The results differ from the direct sums by rounding only: the transforms add and subtract in
-/// another order (F(2x2, 3x3)'s transforms multiply by 1/2 at most, so the error stays within a few
-/// ulps of the inputs' magnitudes).
+/// tiles (`weightGradient`). The results differ from the direct sums by rounding only: the
+/// transforms add and subtract in another order (F(2x2, 3x3)'s transforms multiply by 1/2 at
+/// most, so the error stays within a few ulps of the inputs' magnitudes).
 enum WinogradConvolution {
     typealias Vector = KernelVector
     static let lanes = Vector.scalarCount
@@ -200,23 +200,31 @@ enum WinogradConvolution {
                 @inline(__always) func load(_ p: UnsafeMutablePointer<Float>, _ a: Int, _ shift: Int) -> Vector {
                     UnsafeRawPointer(p + a * span + tx + shift).loadUnaligned(as: Vector.self)
                 }
-                // u[a][n] = (d Bᵀ)[a][n] for patch row a.
-                @inline(__always) func rowTransform(_ a: Int) -> (Vector, Vector, Vector, Vector) {
-                    let (d0, d1, d2, d3) = (load(even, a, 0), load(odd, a, 0), load(even, a, 1), load(odd, a, 1))
-                    return (d0 - d2, d1 + d2, d2 - d1, d1 - d3)
-                }
-                let u0 = rowTransform(0), u1 = rowTransform(1), u2 = rowTransform(2), u3 = rowTransform(3)
-                @inline(__always) func store(_ value: Vector, _ position: Int) {
+                inputTransform(load: { a, n in
+                    load(n % 2 == 0 ? even : odd, a, n / 2)
+                }, store: { value, position in
                     UnsafeMutableRawPointer(v + position * positionStride + c * stride + tx).storeBytes(of: value, as: Vector.self)
-                }
-                // V[4a + n] = (Bᵀ u)[a][n].
-                store(u0.0 - u2.0, 0); store(u0.1 - u2.1, 1); store(u0.2 - u2.2, 2); store(u0.3 - u2.3, 3)
-                store(u1.0 + u2.0, 4); store(u1.1 + u2.1, 5); store(u1.2 + u2.2, 6); store(u1.3 + u2.3, 7)
-                store(u2.0 - u1.0, 8); store(u2.1 - u1.1, 9); store(u2.2 - u1.2, 10); store(u2.3 - u1.3, 11)
-                store(u1.0 - u3.0, 12); store(u1.1 - u3.1, 13); store(u1.2 - u3.2, 14); store(u1.3 - u3.3, 15)
+                })
                 tx += lanes
             }
         }
+    }
+
+    /// `V = Bᵀ d B` for one 4x4 patch (a vector of lanes at a time): `load(a, n)` is `d[a][n]`,
+    /// `store(value, ξ)` takes `V[ξ]`. Both input transforms compute it this way, in this order.
+    @inline(__always)
+    static func inputTransform(load: (Int, Int) -> Vector, store: (Vector, Int) -> Void) {
+        // u[a][n] = (d B)[a][n] for patch row a.
+        @inline(__always) func rowTransform(_ a: Int) -> (Vector, Vector, Vector, Vector) {
+            let (d0, d1, d2, d3) = (load(a, 0), load(a, 1), load(a, 2), load(a, 3))
+            return (d0 - d2, d1 + d2, d2 - d1, d1 - d3)
+        }
+        let u0 = rowTransform(0), u1 = rowTransform(1), u2 = rowTransform(2), u3 = rowTransform(3)
+        // V[4a + n] = (Bᵀ u)[a][n].
+        store(u0.0 - u2.0, 0); store(u0.1 - u2.1, 1); store(u0.2 - u2.2, 2); store(u0.3 - u2.3, 3)
+        store(u1.0 + u2.0, 4); store(u1.1 + u2.1, 5); store(u1.2 + u2.2, 6); store(u1.3 + u2.3, 7)
+        store(u2.0 - u1.0, 8); store(u2.1 - u1.1, 9); store(u2.2 - u1.2, 10); store(u2.3 - u1.3, 11)
+        store(u1.0 - u3.0, 12); store(u1.1 - u3.1, 13); store(u1.2 - u3.2, 14); store(u1.3 - u3.3, 15)
     }
 
     /// The floats of one of `transformInput`'s parity rows for planes `tilesWide` tiles wide:
@@ -461,20 +469,9 @@ enum WinogradConvolution {
                 @inline(__always) func load(_ a: Int, _ b: Int) -> Vector {
                     origin.loadUnaligned(fromByteOffset: (a * rowFloats + b * channels + c) * 4, as: Vector.self)
                 }
-                // u[a][n] = (d B)[a][n] for patch row a.
-                @inline(__always) func rowTransform(_ a: Int) -> (Vector, Vector, Vector, Vector) {
-                    let (d0, d1, d2, d3) = (load(a, 0), load(a, 1), load(a, 2), load(a, 3))
-                    return (d0 - d2, d1 + d2, d2 - d1, d1 - d3)
-                }
-                let u0 = rowTransform(0), u1 = rowTransform(1), u2 = rowTransform(2), u3 = rowTransform(3)
-                @inline(__always) func store(_ value: Vector, _ position: Int) {
+                inputTransform(load: load) { value, position in
                     target.storeBytes(of: value, toByteOffset: (position * positionStride + c) * 4, as: Vector.self)
                 }
-                // V[4a + n] = (Bᵀ u)[a][n], as `transformInput` computes it.
-                store(u0.0 - u2.0, 0); store(u0.1 - u2.1, 1); store(u0.2 - u2.2, 2); store(u0.3 - u2.3, 3)
-                store(u1.0 + u2.0, 4); store(u1.1 + u2.1, 5); store(u1.2 + u2.2, 6); store(u1.3 + u2.3, 7)
-                store(u2.0 - u1.0, 8); store(u2.1 - u1.1, 9); store(u2.2 - u1.2, 10); store(u2.3 - u1.3, 11)
-                store(u1.0 - u3.0, 12); store(u1.1 - u3.1, 13); store(u1.2 - u3.2, 14); store(u1.3 - u3.3, 15)
                 c += lanes
             }
         }

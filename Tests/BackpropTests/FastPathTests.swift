@@ -185,9 +185,34 @@ import Testing
         #expect(results[0] == results[3], "1 tile row vs a whole group")
     }
 
+    /// A frozen filter whose bias trains (airbench's whitening layer, in a step that skips the
+    /// frozen prefix): the Winograd path leaves `∂W` alone and sums `∂b` bit for bit as the
+    /// direct path does.
+    @Test func winogradFrozenWeightGetsOnlyTheBiasGradient() {
+        var g = SeededGenerator(seed: 26)
+        let conv = Conv2D<Float>(inputChannels: 8, outputChannels: 16, kernelSize: 3, padding: 1, using: &g)
+        conv.weight.isTrainable = false
+        let x: Tensor<Float> = randomTensor([6, 8, 9, 9], seed: 27)
+        let dy: Tensor<Float> = randomTensor([6, 16, 9, 9], seed: 28)
+        var biasGradients: [[UInt32]] = []
+        for path in [ConvolutionPath.direct, .winograd] {
+            conv.path = path
+            conv.weight.gradient.zero()
+            conv.bias.gradient.zero()
+            var y = Tensor<Float>(shape: []), none: Tensor<Float>? = nil
+            let context = StepContext(phase: .training, skipsFrozenPrefix: true)
+            conv.forward(x, into: &y, context: context)
+            conv.backward(input: x, output: y, outputGradient: dy, inputGradient: &none, context: context)
+            #expect(conv.weight.gradient.scalars.allSatisfy { $0 == 0 }, "\(path): ∂W left alone")
+            biasGradients.append(conv.bias.gradient.scalars.map(\.bitPattern))
+        }
+        #expect(biasGradients[0] == biasGradients[1])
+        #expect(biasGradients[0].contains { $0 != 0 })
+    }
+
     /// Where each kind of convolution goes by default: 3x3 kernels with padding 1 to the Winograd
     /// kernels where they have 64 channels on each side, or 16 on planes at least 24 wide (but
-    /// not below 3x3 planes, nor channel counts that the direct `∂W` cannot take), other
+    /// not below 3x3 planes, nor output channels in part of a vector), other
     /// stride-1 kernels to the direct ones on planes of 49 pixels or more.
     @Test func automaticPathsByShape() {
         var g = SeededGenerator(seed: 22)

@@ -218,11 +218,7 @@ public final class Conv2D<Scalar: NetworkScalar>: Layer {
             }
             return
         case .winograd:
-            if wantsWeightGradient {
-                weightGradientWinograd(input, g, outputGradient: outputGradient)
-            } else {
-                backwardDirect(input, g, outputGradient: outputGradient, inputGradient: nil, weightGradient: false)
-            }
+            weightGradientWinograd(input, g, outputGradient: outputGradient, weightGradient: wantsWeightGradient)
             if wantsInputGradient {
                 dxStorage.withUnsafeMutableBufferPointer { dx in inputGradientWinograd(outputGradient, g, into: dx.baseAddress!) }
             }
@@ -514,9 +510,10 @@ public final class Conv2D<Scalar: NetworkScalar>: Layer {
 
     // MARK: The Winograd path (Float)
 
-    /// `∂W` and `∂b` through `WinogradConvolution.weightGradient`: each group of images sums
-    /// its own partial; the partials are added in group order.
-    private func weightGradientWinograd(_ input: Tensor<Scalar>, _ g: ConvolutionGeometry, outputGradient: Tensor<Scalar>) {
+    /// `∂b` and (when `weightGradient`) `∂W` through `WinogradConvolution.weightGradient`: each
+    /// group of images sums its own partial; the partials are added in group order.
+    private func weightGradientWinograd(_ input: Tensor<Scalar>, _ g: ConvolutionGeometry, outputGradient: Tensor<Scalar>,
+                                        weightGradient: Bool) {
         let n = input.batchSize, groups = Self.groupCount(batch: n)
         let (cin, cout) = (inputChannels, outputChannels)
         let weightCount = weight.value.count
@@ -526,15 +523,17 @@ public final class Conv2D<Scalar: NetworkScalar>: Layer {
         input.scalars.withUnsafeBufferPointer { x in
             outputGradient.scalars.withUnsafeBufferPointer { dy in
                 let work = WinogradWeightGroup(x: floats(x.baseAddress!), inputs: cin, height: g.height, width: g.width,
-                                               dy: floats(dy.baseAddress!), outputs: cout, partials: partials,
-                                               batch: n, imagesPerGroup: Self.imagesPerGroup(batch: n), chunk: chunk)
+                                               dy: floats(dy.baseAddress!), outputs: cout, weightGradient: weightGradient,
+                                               partials: partials, batch: n, imagesPerGroup: Self.imagesPerGroup(batch: n), chunk: chunk)
                 Parallel.forEach(groups, work)
             }
         }
         addGroupPartials(partials, groups: groups, count: weightCount + cout)
-        weight.gradient.scalars.withUnsafeMutableBufferPointer { dw in
-            let dw = floats(dw.baseAddress!)
-            for i in 0..<weightCount { dw[i] += partials[i] }
+        if weightGradient {
+            weight.gradient.scalars.withUnsafeMutableBufferPointer { dw in
+                let dw = floats(dw.baseAddress!)
+                for i in 0..<weightCount { dw[i] += partials[i] }
+            }
         }
         bias.gradient.scalars.withUnsafeMutableBufferPointer { db in
             for o in 0..<cout { db[o] += Scalar(partials[weightCount + o]) }
@@ -652,11 +651,11 @@ private struct WinogradGroup: ParallelWork {
     }
 }
 
-/// One group of images of the Winograd weight gradient: its partial `∂W` (`[Cout][Cin][3][3]`)
-/// and `∂b`, in the calling thread's workspace.
+/// One group of images of the Winograd weight gradient: its partial `∂W` (`[Cout][Cin][3][3]`,
+/// when `weightGradient`) and `∂b`, in the calling thread's workspace.
 private struct WinogradWeightGroup: ParallelWork {
     let x: UnsafePointer<Float>, inputs: Int, height: Int, width: Int
-    let dy: UnsafePointer<Float>, outputs: Int
+    let dy: UnsafePointer<Float>, outputs: Int, weightGradient: Bool
     let partials: UnsafeMutablePointer<Float>
     let batch: Int, imagesPerGroup: Int, chunk: WinogradConvolution.GradientChunk
 
@@ -664,11 +663,13 @@ private struct WinogradWeightGroup: ParallelWork {
         let plane = height * width, weightCount = outputs * inputs * 9
         let first = group * imagesPerGroup, end = min(batch, first + imagesPerGroup)
         let dw = partials + group * (weightCount + outputs), db = dw + weightCount
-        let workspace = ThreadWorkspace.floats(chunk.workspace(outputs: outputs, height: height, width: width))
-        WinogradConvolution.weightGradient(x + first * inputs * plane, images: end - first, inputImageStride: inputs * plane,
-                                           channels: inputs, height: height, width: width,
-                                           outputGradient: dy + first * outputs * plane, outputChannels: outputs,
-                                           gradientImageStride: outputs * plane, into: dw, chunk: chunk, workspace: workspace)
+        if weightGradient {
+            let workspace = ThreadWorkspace.floats(chunk.workspace(outputs: outputs, height: height, width: width))
+            WinogradConvolution.weightGradient(x + first * inputs * plane, images: end - first, inputImageStride: inputs * plane,
+                                               channels: inputs, height: height, width: width,
+                                               outputGradient: dy + first * outputs * plane, outputChannels: outputs,
+                                               gradientImageStride: outputs * plane, into: dw, chunk: chunk, workspace: workspace)
+        }
         db.update(repeating: 0, count: outputs)
         for image in first..<end {
             let dyi = dy + image * outputs * plane
