@@ -309,6 +309,7 @@ struct Train: ParsableCommand {
         defer { try? log.close() }
         try userFacing { _ = try log.seekToEnd() }
         var pending = Data()
+        var lastFlush = Date()
         let encoder = JSONEncoder()
         encoder.outputFormatting = [.sortedKeys]
         func flush() throws {
@@ -316,6 +317,7 @@ struct Train: ParsableCommand {
                 throw FileError(path: metricsURL.path, reason: plainDescription(of: error))
             }
             pending.removeAll(keepingCapacity: true)
+            lastFlush = Date()
         }
         func model() -> ModelArchive {
             ModelArchive(network: network, spec: chosen.network, dataset: dataset.kind,
@@ -348,10 +350,13 @@ struct Train: ParsableCommand {
                 try model().saveWeights(to: folder.appendingPathComponent(RunFiles.best))
             }) { metrics in
                 // Lines are collected and written in blocks: a write per iteration cost more
-                // than the iteration's arithmetic on the small nets.
+                // than the iteration's arithmetic on the small nets. A slow run's lines still
+                // reach the file every few seconds, for `backprop report` or `tail -f` to follow.
                 pending.append(try encoder.encode(metrics))
                 pending.append(0x0A)
-                if pending.count >= 1 << 16 || metrics.iteration == o.iterations { try flush() }
+                if pending.count >= 1 << 16 || metrics.iteration == o.iterations || Date().timeIntervalSince(lastFlush) >= 5 {
+                    try flush()
+                }
                 if o.checkpointInterval > 0, metrics.iteration % o.checkpointInterval == 0, metrics.iteration < o.iterations {
                     try flush()
                     try Checkpoint(of: trainer).save(to: folder)
