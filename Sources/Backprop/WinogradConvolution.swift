@@ -25,7 +25,8 @@
 /// weight gradient takes the same 16 products per tile the other way round, summed over the
 /// tiles (`weightGradient`). The results differ from the direct sums by rounding only: the
 /// transforms add and subtract in another order (F(2x2, 3x3)'s transforms multiply by 1/2 at
-/// most, so the error stays within a few ulps of the inputs' magnitudes).
+/// most, so the error stays within a few ulps of the inputs' magnitudes). `Winograd4x4` has the
+/// transforms of F(4x4, 3x3), which the drivers here run with chunks of 4x4 tiles.
 enum WinogradConvolution {
     typealias Vector = KernelVector
     static let lanes = Vector.scalarCount
@@ -101,12 +102,17 @@ enum WinogradConvolution {
 
     /// How a chunk of tiles is laid out: `rows` rows of tiles (each `tilesWide` tiles of one
     /// image's tile row) side by side, `stride` floats per channel row (a whole number of
-    /// register tiles).
+    /// register tiles), output tiles of `tile` x `tile` (2 here, 4 for `Winograd4x4`).
     struct Chunk {
         var tileRows: Int, tilesWide: Int, stride: Int
-        /// The floats of a chunk's `V` (`16 × inputs × stride`) and `M` (`16 × outputs × stride`),
-        /// then `transformInput`'s rows.
-        func workspace(inputs: Int, outputs: Int) -> Int { positions * (inputs + outputs) * stride + rowScratch(tilesWide) }
+        var tile = 2
+        /// The floats of the transforms' own rows, after `V` and `M`.
+        var scratch: Int
+        /// Positions of a transformed tile: 16 or 36.
+        var positions: Int { (tile + 2) * (tile + 2) }
+        /// The floats of a chunk's `V` (`positions × inputs × stride`) and `M`
+        /// (`positions × outputs × stride`), then `scratch`.
+        func workspace(inputs: Int, outputs: Int) -> Int { positions * (inputs + outputs) * stride + scratch }
     }
 
     /// The floats `transformInput` works in for planes `tilesWide` tiles wide: four input rows,
@@ -114,22 +120,34 @@ enum WinogradConvolution {
     static func rowScratch(_ tilesWide: Int) -> Int { 8 * parityRowLength(tilesWide) }
 
     /// The chunk for planes `width` wide with `inputs` and `outputs` channels: as many tile rows
-    /// as keep its `V` and `M` within `budget` floats, at least one.
-    static func chunk(width: Int, inputs: Int, outputs: Int, budget: Int) -> Chunk {
-        let wide = tiles(width)
-        let perTile = positions * (inputs + outputs)
+    /// as keep its `V` and `M` within `budget` floats, but at least `minimumTiles` tiles (one
+    /// register tile's worth; tests ask for fewer).
+    static func chunk(width: Int, inputs: Int, outputs: Int, budget: Int, minimumTiles: Int = tileWidth) -> Chunk {
+        chunk(tilesWide: tiles(width), tile: 2, inputs: inputs, outputs: outputs, budget: budget,
+              minimumTiles: minimumTiles, scratch: rowScratch(tiles(width)))
+    }
+
+    /// The chunk for rows of `wide` tiles of `tile` x `tile` outputs each.
+    static func chunk(tilesWide wide: Int, tile: Int, inputs: Int, outputs: Int, budget: Int, minimumTiles: Int,
+                      scratch: Int) -> Chunk {
+        let perTile = (tile + 2) * (tile + 2) * (inputs + outputs)
         var rows = max(1, budget / max(perTile * wide, 1))
+        // At least a register tile's worth of tiles, past the budget if need be: fewer leave
+        // most of each product's columns empty (F(4x4, 3x3) on 256 channels of 15x15 planes:
+        // one row of 4 tiles in the budget, where the register tile computes 16 or 64).
+        rows = max(rows, (minimumTiles + wide - 1) / wide)
         // Whole register tiles where the budget allows: e.g. an even number of 8-tile rows.
         let whole = tileWidth / gcd(wide, tileWidth)
         if rows >= whole { rows -= rows % whole }
         // Whole register tiles, and room for the last vector of `transformInput` to spill into.
         let stride = (rows * wide + lanes + tileWidth - 1) / tileWidth * tileWidth
-        return Chunk(tileRows: rows, tilesWide: wide, stride: stride)
+        return Chunk(tileRows: rows, tilesWide: wide, stride: stride, tile: tile, scratch: scratch)
     }
 
     /// Convolves `images` NCHW images `x: [C][H][W]` (`inputImageStride` floats apart) with the
-    /// transformed filters `u` (`transformWeights`) and writes `y: [Cout][H][W]` (overwriting
-    /// it; `outputImageStride` floats apart). `workspace` holds `chunk.workspace` floats.
+    /// transformed filters `u` (`transformWeights`, or `Winograd4x4.transformWeights` for a
+    /// chunk of 4x4 tiles) and writes `y: [Cout][H][W]` (overwriting it; `outputImageStride`
+    /// floats apart). `workspace` holds `chunk.workspace` floats.
     ///
     /// The images' tile rows are taken `chunk.tileRows` at a time, in order: transformed into
     /// `V`, multiplied into `M` position by position, transformed back into `y`. Every output is
@@ -140,28 +158,44 @@ enum WinogradConvolution {
         into y: UnsafeMutablePointer<Float>, outputImageStride: Int,
         chunk: Chunk, workspace: UnsafeMutablePointer<Float>
     ) {
-        let tileRowsPerImage = tiles(height)
+        let positions = chunk.positions, tileRowsPerImage = (height + chunk.tile - 1) / chunk.tile
         let v = workspace, m = workspace + positions * channels * chunk.stride
-        let rowScratch = m + positions * outputChannels * chunk.stride
+        let scratch = m + positions * outputChannels * chunk.stride
         let totalRows = images * tileRowsPerImage
         // The register tiles' spare columns past a chunk's tiles hold zeros or an earlier
         // chunk's values, never stale memory (a denormal there would slow every multiply-add of
-        // its tile); their products are not read.
+        // its tile); their products are not read. So do the columns of `M` that
+        // `Winograd4x4.transformOutput`'s last vector reads past a chunk's tiles (and drops).
         v.update(repeating: 0, count: positions * channels * chunk.stride)
+        if chunk.tile == 4 { m.update(repeating: 0, count: positions * outputChannels * chunk.stride) }
         var first = 0
         while first < totalRows {
             let rows = min(chunk.tileRows, totalRows - first)
             for r in 0..<rows {
                 let (image, tileRow) = (first + r).quotientAndRemainder(dividingBy: tileRowsPerImage)
-                transformInput(x + image * inputImageStride, channels: channels, height: height, width: width, tileRow: tileRow,
-                               into: v + r * chunk.tilesWide, stride: chunk.stride, scratch: rowScratch)
+                let (source, target) = (x + image * inputImageStride, v + r * chunk.tilesWide)
+                if chunk.tile == 4 {
+                    Winograd4x4.transformInput(source, channels: channels, height: height, width: width, tileRow: tileRow,
+                                               into: target, stride: chunk.stride, scratch: scratch)
+                } else {
+                    transformInput(source, channels: channels, height: height, width: width, tileRow: tileRow,
+                                   into: target, stride: chunk.stride, scratch: scratch)
+                }
             }
             let columns = (rows * chunk.tilesWide + tileWidth - 1) / tileWidth * tileWidth
-            multiply(v, channels: channels, weights: u, outputChannels: outputChannels, into: m, stride: chunk.stride, columns: columns)
+            multiply(v, positions: positions, channels: channels, weights: u, outputChannels: outputChannels, into: m,
+                     stride: chunk.stride, columns: columns)
             for r in 0..<rows {
                 let (image, tileRow) = (first + r).quotientAndRemainder(dividingBy: tileRowsPerImage)
-                transformOutput(m + r * chunk.tilesWide, stride: chunk.stride, outputChannels: outputChannels, bias: bias,
-                                height: height, width: width, tileRow: tileRow, into: y + image * outputImageStride)
+                let (source, target) = (m + r * chunk.tilesWide, y + image * outputImageStride)
+                if chunk.tile == 4 {
+                    Winograd4x4.transformOutput(source, stride: chunk.stride, outputChannels: outputChannels, bias: bias,
+                                                height: height, width: width, tileRow: tileRow, into: target,
+                                                scratch: scratch + Winograd4x4.rowScratch(chunk.tilesWide))
+                } else {
+                    transformOutput(source, stride: chunk.stride, outputChannels: outputChannels, bias: bias,
+                                    height: height, width: width, tileRow: tileRow, into: target)
+                }
             }
             first += rows
         }
@@ -232,9 +266,9 @@ enum WinogradConvolution {
     static func parityRowLength(_ tilesWide: Int) -> Int { (tilesWide + lanes - 1) / lanes * lanes + 1 }
 
     /// `M[ξ][o][t] = Σ_c U[ξ][o][c] · V[ξ][c][t]` for the first `columns` tiles (a whole number of
-    /// register tiles), each sum in channel order.
+    /// register tiles) at each of `positions` positions, each sum in channel order.
     static func multiply(
-        _ v: UnsafePointer<Float>, channels: Int, weights u: UnsafePointer<Float>, outputChannels: Int,
+        _ v: UnsafePointer<Float>, positions: Int, channels: Int, weights u: UnsafePointer<Float>, outputChannels: Int,
         into m: UnsafeMutablePointer<Float>, stride: Int, columns: Int
     ) {
         let blocks = DirectConvolution.channelBlocks(outputChannels), b = blockChannels
@@ -371,14 +405,22 @@ enum WinogradConvolution {
     // MARK: The weight gradient
 
     /// How `weightGradient` takes a group's tiles: at most `tiles` at once (whole tile rows, at
-    /// least one), the input channels padded with zeros to `paddedInputs` (whole vectors).
+    /// least one), the input channels padded with zeros to `paddedInputs` (whole vectors), with
+    /// output tiles of `tile` x `tile` (2 here, 4 for `Winograd4x4`'s transforms).
     struct GradientChunk {
         var tiles: Int, paddedInputs: Int
+        var tile = 2
+        /// Positions of a transformed tile: 16 or 36.
+        var positions: Int { (tile + 2) * (tile + 2) }
+        /// Tiles along an edge of `n` output pixels.
+        func tiles(_ n: Int) -> Int { (n + tile - 1) / tile }
+        /// The zero-bordered input's rows and columns for planes `height x width`.
+        func padded(height: Int, width: Int) -> (rows: Int, columns: Int) { (tile * tiles(height) + 2, tile * tiles(width) + 2) }
         /// The floats `weightGradient` works in for planes `height x width` and `outputs` channels.
         func workspace(outputs: Int, height: Int, width: Int) -> Int {
-            let (wide, high) = (WinogradConvolution.tiles(width), WinogradConvolution.tiles(height))
-            return positions * (outputs * paddedInputs + tiles * (paddedInputs + outputs))
-                + (2 * high + 2) * (2 * wide + 2) * paddedInputs + height * width * outputs
+            let (rows, columns) = padded(height: height, width: width)
+            return positions * (outputs * paddedInputs + tiles * (paddedInputs + outputs)) + rows * columns * paddedInputs
+                + height * width * outputs
         }
     }
 
@@ -390,9 +432,9 @@ enum WinogradConvolution {
 
     /// The chunk for planes `width` wide with `inputs` input channels: whole tile rows, as many
     /// as `tiles` holds, at least one.
-    static func gradientChunk(width: Int, inputs: Int, tiles: Int = gradientTiles) -> GradientChunk {
-        let wide = WinogradConvolution.tiles(width)
-        return GradientChunk(tiles: max(1, tiles / wide) * wide, paddedInputs: (inputs + lanes - 1) / lanes * lanes)
+    static func gradientChunk(width: Int, inputs: Int, tiles: Int = gradientTiles, tile: Int = 2) -> GradientChunk {
+        let wide = (width + tile - 1) / tile
+        return GradientChunk(tiles: max(1, tiles / wide) * wide, paddedInputs: (inputs + lanes - 1) / lanes * lanes, tile: tile)
     }
 
     /// `∂W: [Cout][Cin][3][3]` (overwritten) of the convolution of `images` NCHW images
@@ -403,7 +445,8 @@ enum WinogradConvolution {
     /// The forward pass's `M = Σ_c U ⊙ V` per tile gives `∂U[ξ][o][c] = Σ_t ∂M[ξ][o][t] · V[ξ][c][t]`
     /// over all tiles `t`, with `∂M = A ∂y Aᵀ` for each 2x2 tile of `∂y` (zero past the plane's
     /// edge), and `∂W = Gᵀ ∂U G`: 16 products per tile and pair of channels where the direct
-    /// sums take 36. Each position's sum over tiles is the weight gradient of a 1x1 convolution,
+    /// sums take 36 (with `chunk.tile` 4, `Winograd4x4`'s transforms: 36 products per 4x4 tile
+    /// where the direct sums take 144). Each position's sum over tiles is the weight gradient of a 1x1 convolution,
     /// `DirectConvolution.accumulateWeightGradient` on channels-last transforms
     /// (`V: [ξ][t][Cin]`, `∂M: [ξ][t][Cout]`), which adds each sum over the tiles in order to
     /// its stored value: a chunk of tiles at a time gives the same bits as all at once.
@@ -412,13 +455,14 @@ enum WinogradConvolution {
         outputGradient dy: UnsafePointer<Float>, outputChannels: Int, gradientImageStride: Int,
         into dw: UnsafeMutablePointer<Float>, chunk: GradientChunk, workspace: UnsafeMutablePointer<Float>
     ) {
-        let (cin, cout, cp, capacity) = (channels, outputChannels, chunk.paddedInputs, chunk.tiles)
-        let (wide, high) = (tiles(width), tiles(height))
-        let paddedWidth = 2 * wide + 2, paddedCount = (2 * high + 2) * paddedWidth * cp
+        let (cin, cout, cp, capacity, positions) = (channels, outputChannels, chunk.paddedInputs, chunk.tiles, chunk.positions)
+        let (wide, high) = (chunk.tiles(width), chunk.tiles(height))
+        let paddedWidth = chunk.padded(height: height, width: width).columns
+        let paddedCount = chunk.padded(height: height, width: width).rows * paddedWidth * cp
         let du = workspace, v = du + positions * cout * cp, m = v + positions * capacity * cp
         let xp = m + positions * capacity * cout, dyc = xp + paddedCount
         du.update(repeating: 0, count: positions * cout * cp)
-        // The border, the rows and columns past an odd plane's edge and the padding channels
+        // The border, the rows and columns past the last whole tile and the padding channels
         // stay zero; each image overwrites the rest.
         xp.update(repeating: 0, count: paddedCount)
         var filled = 0
@@ -437,18 +481,29 @@ enum WinogradConvolution {
             DirectConvolution.toChannelsLast(dy + image * gradientImageStride, channels: cout, pixels: height * width, into: dyc)
             for tileRow in 0..<high {
                 if filled + wide > capacity {
-                    accumulateProducts(v, m, tiles: filled, inputs: cp, outputs: cout, capacity: capacity, into: du)
+                    accumulateProducts(v, m, positions: positions, tiles: filled, inputs: cp, outputs: cout, capacity: capacity, into: du)
                     filled = 0
                 }
-                transformInputChannelsLast(xp, channels: cp, paddedWidth: paddedWidth, tileRow: tileRow, tilesWide: wide,
-                                           into: v + filled * cp, positionStride: capacity * cp)
-                transformGradientChannelsLast(dyc, channels: cout, height: height, width: width, tileRow: tileRow,
-                                              into: m + filled * cout, positionStride: capacity * cout)
+                if chunk.tile == 4 {
+                    Winograd4x4.transformInputChannelsLast(xp, channels: cp, paddedWidth: paddedWidth, tileRow: tileRow, tilesWide: wide,
+                                                           into: v + filled * cp, positionStride: capacity * cp)
+                    Winograd4x4.transformGradientChannelsLast(dyc, channels: cout, height: height, width: width, tileRow: tileRow,
+                                                              into: m + filled * cout, positionStride: capacity * cout)
+                } else {
+                    transformInputChannelsLast(xp, channels: cp, paddedWidth: paddedWidth, tileRow: tileRow, tilesWide: wide,
+                                               into: v + filled * cp, positionStride: capacity * cp)
+                    transformGradientChannelsLast(dyc, channels: cout, height: height, width: width, tileRow: tileRow,
+                                                  into: m + filled * cout, positionStride: capacity * cout)
+                }
                 filled += wide
             }
         }
-        if filled > 0 { accumulateProducts(v, m, tiles: filled, inputs: cp, outputs: cout, capacity: capacity, into: du) }
-        untransformWeightGradient(du, outputChannels: cout, inputChannels: cin, paddedInputs: cp, into: dw)
+        if filled > 0 { accumulateProducts(v, m, positions: positions, tiles: filled, inputs: cp, outputs: cout, capacity: capacity, into: du) }
+        if chunk.tile == 4 {
+            Winograd4x4.untransformWeightGradient(du, outputChannels: cout, inputChannels: cin, paddedInputs: cp, into: dw)
+        } else {
+            untransformWeightGradient(du, outputChannels: cout, inputChannels: cin, paddedInputs: cp, into: dw)
+        }
     }
 
     /// `V[ξ][tx][c] = (Bᵀ d B)[ξ]` for the tiles of tile row `tileRow`, `d` the 4x4 patch at row
@@ -516,7 +571,7 @@ enum WinogradConvolution {
     /// convolution, into `∂U[ξ]` packed as `accumulateWeightGradient` packs it,
     /// `[Cout/L][inputs][L]`.
     static func accumulateProducts(
-        _ v: UnsafePointer<Float>, _ m: UnsafePointer<Float>, tiles: Int, inputs: Int, outputs: Int, capacity: Int,
+        _ v: UnsafePointer<Float>, _ m: UnsafePointer<Float>, positions: Int, tiles: Int, inputs: Int, outputs: Int, capacity: Int,
         into du: UnsafeMutablePointer<Float>
     ) {
         let (blocks, perTile) = (outputs / lanes, DirectConvolution.weightTileBlocks)

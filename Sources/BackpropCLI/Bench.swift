@@ -22,6 +22,8 @@ struct Bench: ParsableCommand {
     @Flag(help: "Print JSON instead of a table.") var json = false
     @Option(help: "Spec files to measure besides the presets (comma-separated).") var specs: String?
     @Flag(help: "Also time each layer's forward and backward pass on its own (the fastest of 5 calls), the backward pass of convolutions and dense layers split into ∂W and ∂X.") var layers = false
+    @Option(help: "The Winograd kernels' output tile for every layer, to compare the two: 4 (F(4x4, 3x3)) or 2 (F(2x2, 3x3)); by default each layer's is chosen by its plane size.")
+    var winogradTile: Int?
     @OptionGroup var threading: ThreadOptions
 
     struct Row: Codable {
@@ -48,6 +50,7 @@ struct Bench: ParsableCommand {
     func run() throws {
         try threading.apply()
         guard seconds > 0, seconds <= 3600 else { throw UserError.usage("--seconds must be a number from 0 to 3600, got \(seconds)") }
+        if let tile = winogradTile, tile != 2 && tile != 4 { throw UserError.usage("--winograd-tile must be 2 or 4, got \(tile)") }
         let experiments = try presets.split(separator: ",").map { name in
             guard let experiment = Experiment.preset(named: String(name)) else {
                 throw UserError.usage("unknown preset '\(name)' (known: \(ExperimentChoice.presetList))")
@@ -101,6 +104,7 @@ struct Bench: ParsableCommand {
     private func printLayers(_ experiment: Experiment, batch: Int) {
         var generator = SeededGenerator(seed: 1)
         let network = try! experiment.network.makeNetwork(Float.self, using: &generator)  // built once above: cannot fail
+        setWinogradTile(network)
         let timings = LayerProfile.measure(network, batchSize: batch, repetitions: 5)
         let total = timings.reduce(0) { $0 + $1.forwardSeconds + $1.backwardSeconds }
         for t in timings {
@@ -128,6 +132,10 @@ struct Bench: ParsableCommand {
                      seconds * 1e3, total * 1e3, 100 * seconds / total, flops / seconds / 1e9))
     }
 
+    private func setWinogradTile(_ network: Network<Float>) {
+        for row in network.rows { (row.layer as? Conv2D<Float>)?.winogradTile = winogradTile }
+    }
+
     /// Runs `body` repeatedly for about `seconds` after one warm-up call; returns calls per second.
     private func rate(_ body: () -> Void) -> Double {
         body()
@@ -143,6 +151,7 @@ struct Bench: ParsableCommand {
     private func measure(_ experiment: Experiment, batch: Int) -> Row {
         var generator = SeededGenerator(seed: 1)
         let network = try! experiment.network.makeNetwork(Float.self, using: &generator)  // built once above: cannot fail
+        setWinogradTile(network)
         let inputs = Tensor<Float>.randomNormal(shape: [batch] + network.inputShape, standardDeviation: 1, using: &generator)
         let labels = (0..<batch).map { _ in generator.nextInt(below: 10) }
         let o = experiment.options

@@ -20,9 +20,9 @@ import Testing
         (16, 16, 3, 1, 2, 18), (3, 16, 3, 1, 3, 40), (8, 16, 3, 1, 15, 15), (16, 48, 3, 1, 5, 33),
     ])
     func matchesTheIm2colPath(inputChannels: Int, outputChannels: Int, kernel: Int, padding: Int, height: Int, width: Int) {
-        for path in [ConvolutionPath.direct, .winograd, .batchedGEMM] {
-            matches(path, inputChannels: inputChannels, outputChannels: outputChannels, kernel: kernel, padding: padding,
-                    stride: 1, height: height, width: width)
+        for (path, tile) in [(ConvolutionPath.direct, 4), (.winograd, 2), (.winograd, 4), (.batchedGEMM, 4)] {
+            matches(path, winogradTile: tile, inputChannels: inputChannels, outputChannels: outputChannels, kernel: kernel,
+                    padding: padding, stride: 1, height: height, width: width)
         }
     }
 
@@ -34,12 +34,13 @@ import Testing
                 stride: stride, height: height, width: width)
     }
 
-    private func matches(_ path: ConvolutionPath, inputChannels: Int, outputChannels: Int, kernel: Int, padding: Int,
-                         stride: Int, height: Int, width: Int) {
+    private func matches(_ path: ConvolutionPath, winogradTile: Int = 4, inputChannels: Int, outputChannels: Int, kernel: Int,
+                         padding: Int, stride: Int, height: Int, width: Int) {
         var g = SeededGenerator(seed: 3)
         let direct = Conv2D<Float>(inputChannels: inputChannels, outputChannels: outputChannels, kernelSize: kernel,
                                    stride: stride, padding: padding, using: &g)
         direct.path = path
+        direct.winogradTile = winogradTile
         direct.bias.value = randomTensor([outputChannels], seed: 4)
         let reference = Conv2D<Double>(inputChannels: inputChannels, outputChannels: outputChannels, kernelSize: kernel,
                                        stride: stride, padding: padding, using: &g)
@@ -89,11 +90,12 @@ import Testing
     /// path sums fixed groups of images in group order, the batched one fixed chunks in chunk
     /// order with each GEMM split by columns. 7x7 planes with 256 channels make chunks of 21
     /// images and GEMMs large enough to be split.
-    @Test(arguments: [ConvolutionPath.direct, .winograd, .batchedGEMM])
-    func bitIdenticalForAnyThreadCount(_ path: ConvolutionPath) {
+    @Test(arguments: [(ConvolutionPath.direct, 4), (.winograd, 2), (.winograd, 4), (.batchedGEMM, 4)])
+    func bitIdenticalForAnyThreadCount(_ path: ConvolutionPath, winogradTile: Int) {
         var g = SeededGenerator(seed: 12)
         let conv = Conv2D<Float>(inputChannels: 32, outputChannels: 256, kernelSize: 3, padding: 1, using: &g)
         conv.path = path
+        conv.winogradTile = winogradTile
         let x: Tensor<Float> = randomTensor([45, 32, 7, 7], seed: 13)
         let saved = Parallel.threadCount
         defer { Parallel.threadCount = saved }
@@ -128,26 +130,38 @@ import Testing
     }
 
     /// The Winograd kernels take an image group's tile rows a chunk at a time; however many
-    /// rows a chunk holds (1, 3 or all of them, rows of 2 to 20 tiles, where narrow rows' vectors
+    /// rows a chunk holds (1, 3 or all of them, rows of 1 to 20 tiles, where narrow rows' vectors
     /// spill into the next row's columns), each output is the same sum in the same order. Odd
-    /// and even plane sizes, outputs in whole and partial blocks of 6, with and without bias.
-    @Test(arguments: [(8, 13, 7, 7, true), (5, 6, 3, 3, false), (16, 20, 15, 15, true), (3, 8, 40, 9, true), (9, 7, 4, 6, false)])
-    func winogradChunksChangeNoResult(inputs: Int, outputs: Int, height: Int, width: Int, bias: Bool) {
+    /// and even plane sizes, outputs in whole and partial blocks of 6, with and without bias;
+    /// F(2x2, 3x3) and F(4x4, 3x3).
+    @Test(arguments: [(8, 13, 7, 7, true), (5, 6, 3, 3, false), (16, 20, 15, 15, true), (3, 8, 40, 9, true), (9, 7, 4, 6, false)],
+          [2, 4])
+    func winogradChunksChangeNoResult(shape: (Int, Int, Int, Int, Bool), tile: Int) {
+        let (inputs, outputs, height, width, bias) = shape
         let images = 3
         let x: Tensor<Float> = randomTensor([images, inputs, height, width], seed: 19)
         let w: Tensor<Float> = randomTensor([outputs, inputs, 3, 3], seed: 20)
         let b: Tensor<Float> = randomTensor([outputs], seed: 21)
-        let transformed = [Float](unsafeUninitializedCapacity: WinogradConvolution.transformedWeightCount(outputs: outputs, inputs: inputs)) {
-            WinogradConvolution.transformWeights(w.scalars, outputChannels: outputs, inputChannels: inputs, flippedForInputGradient: false,
-                                                 into: $0.baseAddress!)
+        let count = tile == 4 ? Winograd4x4.transformedWeightCount(outputs: outputs, inputs: inputs)
+            : WinogradConvolution.transformedWeightCount(outputs: outputs, inputs: inputs)
+        let transformed = [Float](unsafeUninitializedCapacity: count) {
+            if tile == 4 {
+                Winograd4x4.transformWeights(w.scalars, outputChannels: outputs, inputChannels: inputs, flippedForInputGradient: false,
+                                             into: $0.baseAddress!)
+            } else {
+                WinogradConvolution.transformWeights(w.scalars, outputChannels: outputs, inputChannels: inputs,
+                                                     flippedForInputGradient: false, into: $0.baseAddress!)
+            }
             $1 = $0.count
         }
-        let tileRows = images * WinogradConvolution.tiles(height)
+        let (wide, high) = tile == 4 ? (Winograd4x4.tiles(width), Winograd4x4.tiles(height))
+            : (WinogradConvolution.tiles(width), WinogradConvolution.tiles(height))
+        let positions = (tile + 2) * (tile + 2)
         var results: [[UInt32]] = []
-        for rows in [1, 3, tileRows] {
-            let wide = WinogradConvolution.tiles(width)
-            let budget = rows * wide * WinogradConvolution.positions * (inputs + outputs)
-            let chunk = WinogradConvolution.chunk(width: width, inputs: inputs, outputs: outputs, budget: budget)
+        for rows in [1, 3, images * high] {
+            let budget = rows * wide * positions * (inputs + outputs)
+            let chunk = tile == 4 ? Winograd4x4.chunk(width: width, inputs: inputs, outputs: outputs, budget: budget, minimumTiles: 1)
+                : WinogradConvolution.chunk(width: width, inputs: inputs, outputs: outputs, budget: budget, minimumTiles: 1)
             #expect(chunk.tileRows <= rows)
             var workspace = [Float](repeating: .nan, count: chunk.workspace(inputs: inputs, outputs: outputs))
             var y = [Float](repeating: .nan, count: images * outputs * height * width)
@@ -166,17 +180,20 @@ import Testing
 
     /// The Winograd `∂W` sums each position's products over a group's tiles a chunk at a time;
     /// however many tiles a chunk holds (one tile row, three, the default 256, or all of the
-    /// group's), `∂W` and the rest come out bit-identical. Odd and even planes, rows of 2 to 20
-    /// tiles, input channels that do and do not fill vectors (padded with zeros).
-    @Test(arguments: [(8, 16, 7, 7), (3, 16, 6, 10), (16, 32, 15, 15), (24, 48, 9, 40), (5, 16, 3, 3)])
-    func winogradWeightGradientChunksChangeNoResult(inputs: Int, outputs: Int, height: Int, width: Int) {
+    /// group's), `∂W` and the rest come out bit-identical. Odd and even planes, rows of 1 to 20
+    /// tiles, input channels that do and do not fill vectors (padded with zeros); F(2x2, 3x3)
+    /// and F(4x4, 3x3).
+    @Test(arguments: [(8, 16, 7, 7), (3, 16, 6, 10), (16, 32, 15, 15), (24, 48, 9, 40), (5, 16, 3, 3)], [2, 4])
+    func winogradWeightGradientChunksChangeNoResult(shape: (Int, Int, Int, Int), tile: Int) {
+        let (inputs, outputs, height, width) = shape
         var g = SeededGenerator(seed: 23)
         let conv = Conv2D<Float>(inputChannels: inputs, outputChannels: outputs, kernelSize: 3, padding: 1, using: &g)
         conv.path = .winograd
+        conv.winogradTile = tile
         let x: Tensor<Float> = randomTensor([7, inputs, height, width], seed: 24)
-        let wide = WinogradConvolution.tiles(width)
+        let (wide, high) = ((width + tile - 1) / tile, (height + tile - 1) / tile)
         var results: [[[UInt32]]] = []
-        for tiles in [1, 3 * wide, WinogradConvolution.gradientTiles, 4 * WinogradConvolution.tiles(height) * wide] {
+        for tiles in [1, 3 * wide, WinogradConvolution.gradientTiles, 4 * high * wide] {
             conv.weightGradientTiles = tiles
             results.append(passBits(conv, x, gradientSeed: 25))
         }
@@ -188,9 +205,10 @@ import Testing
     /// A frozen filter whose bias trains (airbench's whitening layer, in a step that skips the
     /// frozen prefix): the Winograd path leaves `∂W` alone and sums `∂b` bit for bit as the
     /// direct path does.
-    @Test func winogradFrozenWeightGetsOnlyTheBiasGradient() {
+    @Test(arguments: [2, 4]) func winogradFrozenWeightGetsOnlyTheBiasGradient(tile: Int) {
         var g = SeededGenerator(seed: 26)
         let conv = Conv2D<Float>(inputChannels: 8, outputChannels: 16, kernelSize: 3, padding: 1, using: &g)
+        conv.winogradTile = tile
         conv.weight.isTrainable = false
         let x: Tensor<Float> = randomTensor([6, 8, 9, 9], seed: 27)
         let dy: Tensor<Float> = randomTensor([6, 16, 9, 9], seed: 28)
@@ -234,6 +252,21 @@ import Testing
         #expect(path(64, 64, kernel: 3, padding: 1, size: 7) == .winograd)
         #expect(path(16, 32, kernel: 5, padding: 2, size: 14) == .direct)
         #expect(path(16, 32, kernel: 3, padding: 0, size: 14) == .direct)
+    }
+
+    /// The Winograd output tile by plane: 4x4 tiles on planes of 7x7 and more, 2x2 on smaller
+    /// ones; a layer's own setting wins.
+    @Test func winogradTileByPlane() {
+        var g = SeededGenerator(seed: 29)
+        let conv = Conv2D<Float>(inputChannels: 64, outputChannels: 64, kernelSize: 3, padding: 1, using: &g)
+        func tile(_ height: Int, _ width: Int) -> Int {
+            conv.winogradTile(for: ConvolutionGeometry(channels: 64, height: height, width: width, kernelHeight: 3, kernelWidth: 3,
+                                                       padding: 1))
+        }
+        #expect([tile(31, 31), tile(15, 15), tile(7, 7), tile(7, 20)] == [4, 4, 4, 4])
+        #expect([tile(6, 6), tile(3, 3), tile(20, 5)] == [2, 2, 2])
+        conv.winogradTile = 2
+        #expect(tile(15, 15) == 2)
     }
 
     /// The direct kernels size their copies by the L2 cache that sysfs reports: its sizes are

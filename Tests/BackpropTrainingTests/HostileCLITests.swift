@@ -27,6 +27,7 @@ struct HostileCLITests {
             (["bench", "--seconds=nan"], "--seconds must be a number from 0 to 3600"),
             (["bench", "--seconds=-1"], "--seconds must be a number from 0 to 3600"),
             (["bench", "--batch-sizes=2147483648"], "not a whole number from 1 to 65536"),
+            (["bench", "--winograd-tile=3"], "--winograd-tile must be 2 or 4, got 3"),
           ])
     func flagSizes(arguments: [String], fragment: String) throws {
         let folder = try TemporaryFolder()

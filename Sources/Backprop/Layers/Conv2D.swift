@@ -54,6 +54,10 @@ public final class Conv2D<Scalar: NetworkScalar>: Layer {
     /// How many tiles the Winograd `∂W` transforms at once (nil:
     /// `WinogradConvolution.gradientTiles`). No result depends on it; tests set it to check that.
     var weightGradientTiles: Int?
+    /// The output tile of the Winograd kernels: 4 (`Winograd4x4`, F(4x4, 3x3)), 2
+    /// (`WinogradConvolution`, F(2x2, 3x3)) or nil, by plane (`winogradTile(for:)`). No choice
+    /// changes more than the rounding; benchmarks and tests set it to compare the two.
+    public var winogradTile: Int?
 
     public var kind: String { "Conv2D" }
     public var settings: String {
@@ -519,7 +523,8 @@ public final class Conv2D<Scalar: NetworkScalar>: Layer {
         let weightCount = weight.value.count
         let partials = floats(partialScratch.reserve(groups * (weightCount + cout)))
         let chunk = WinogradConvolution.gradientChunk(width: g.width, inputs: cin,
-                                                      tiles: weightGradientTiles ?? WinogradConvolution.gradientTiles)
+                                                      tiles: weightGradientTiles ?? WinogradConvolution.gradientTiles,
+                                                      tile: winogradTile(for: g))
         input.scalars.withUnsafeBufferPointer { x in
             outputGradient.scalars.withUnsafeBufferPointer { dy in
                 let work = WinogradWeightGroup(x: floats(x.baseAddress!), inputs: cin, height: g.height, width: g.width,
@@ -542,13 +547,13 @@ public final class Conv2D<Scalar: NetworkScalar>: Layer {
 
     /// `Y = conv(X) + b` through `WinogradConvolution`, groups of images in parallel.
     private func forwardWinograd(_ input: Tensor<Scalar>, _ g: ConvolutionGeometry, into output: inout Tensor<Scalar>) {
-        let (cin, cout) = (inputChannels, outputChannels)
-        let transformed = transformedWeights(flippedForInputGradient: false)
+        let (cin, cout, tile) = (inputChannels, outputChannels, winogradTile(for: g))
+        let transformed = transformedWeights(flippedForInputGradient: false, tile: tile)
         input.scalars.withUnsafeBufferPointer { x in
             bias.value.scalars.withUnsafeBufferPointer { b in
                 output.scalars.withUnsafeMutableBufferPointer { y in
                     winograd(floats(x.baseAddress!), inputs: cin, g, weights: transformed, outputs: cout, bias: floats(b.baseAddress!),
-                             into: floats(y.baseAddress!), batch: input.batchSize)
+                             into: floats(y.baseAddress!), batch: input.batchSize, tile: tile)
                 }
             }
         }
@@ -556,33 +561,53 @@ public final class Conv2D<Scalar: NetworkScalar>: Layer {
 
     /// `∂X`, the convolution of `∂Y` with the flipped kernel, through `WinogradConvolution`.
     private func inputGradientWinograd(_ outputGradient: Tensor<Scalar>, _ g: ConvolutionGeometry, into dx: UnsafeMutablePointer<Scalar>) {
-        let (cin, cout) = (inputChannels, outputChannels)
-        let transformed = transformedWeights(flippedForInputGradient: true)
+        let (cin, cout, tile) = (inputChannels, outputChannels, winogradTile(for: g))
+        let transformed = transformedWeights(flippedForInputGradient: true, tile: tile)
         outputGradient.scalars.withUnsafeBufferPointer { dy in
             winograd(floats(dy.baseAddress!), inputs: cout, g, weights: transformed, outputs: cin, bias: nil, into: floats(dx),
-                     batch: outputGradient.batchSize)
+                     batch: outputGradient.batchSize, tile: tile)
         }
     }
 
-    /// The weights transformed for `WinogradConvolution` (`transformWeights`), those of the
-    /// input-gradient convolution when `flippedForInputGradient`, in `packedWeightScratch`.
-    private func transformedWeights(flippedForInputGradient flipped: Bool) -> UnsafeMutablePointer<Float> {
+    /// The output tile the Winograd kernels take for planes of geometry `g`: `winogradTile`
+    /// where set, else 4 on planes at least 7x7 and 2 on smaller ones. Measured per layer at
+    /// batch 1024 (BENCHMARKS.md, session 20): F(4x4, 3x3) is 1.05–1.5x faster from 7x7 to
+    /// 31x31, but F(2x2, 3x3) is faster on 3x3 planes (one 4x4 tile per image, 9 of its 16
+    /// outputs used: the transforms outweigh the shorter products).
+    func winogradTile(for g: ConvolutionGeometry) -> Int {
+        winogradTile ?? (min(g.height, g.width) >= 7 ? 4 : 2)
+    }
+
+    /// The weights transformed for the Winograd kernels of output tile `tile`
+    /// (`transformWeights`), those of the input-gradient convolution when
+    /// `flippedForInputGradient`, in `packedWeightScratch`.
+    private func transformedWeights(flippedForInputGradient flipped: Bool, tile: Int) -> UnsafeMutablePointer<Float> {
         let (cin, cout) = (inputChannels, outputChannels)
-        let count = WinogradConvolution.transformedWeightCount(outputs: flipped ? cin : cout, inputs: flipped ? cout : cin)
+        let (outputs, inputs) = flipped ? (cin, cout) : (cout, cin)
+        let count = tile == 4 ? Winograd4x4.transformedWeightCount(outputs: outputs, inputs: inputs)
+            : WinogradConvolution.transformedWeightCount(outputs: outputs, inputs: inputs)
         let transformed = floats(packedWeightScratch.reserve(count))
         weight.value.scalars.withUnsafeBufferPointer { w in
-            WinogradConvolution.transformWeights(floats(w.baseAddress!), outputChannels: cout, inputChannels: cin,
-                                                 flippedForInputGradient: flipped, into: transformed)
+            if tile == 4 {
+                Winograd4x4.transformWeights(floats(w.baseAddress!), outputChannels: cout, inputChannels: cin,
+                                             flippedForInputGradient: flipped, into: transformed)
+            } else {
+                WinogradConvolution.transformWeights(floats(w.baseAddress!), outputChannels: cout, inputChannels: cin,
+                                                     flippedForInputGradient: flipped, into: transformed)
+            }
         }
         return transformed
     }
 
-    /// Convolves a batch of `inputs x H x W` images (`H x W` from `g`) into `outputs x H x W`.
+    /// Convolves a batch of `inputs x H x W` images (`H x W` from `g`) into `outputs x H x W`
+    /// with output tiles of `tile` x `tile`.
     private func winograd(
         _ x: UnsafePointer<Float>, inputs: Int, _ g: ConvolutionGeometry, weights: UnsafePointer<Float>, outputs: Int,
-        bias: UnsafePointer<Float>?, into y: UnsafeMutablePointer<Float>, batch n: Int
+        bias: UnsafePointer<Float>?, into y: UnsafeMutablePointer<Float>, batch n: Int, tile: Int
     ) {
-        let chunk = WinogradConvolution.chunk(width: g.width, inputs: inputs, outputs: outputs, budget: DirectConvolution.copyBudget)
+        let chunk = tile == 4
+            ? Winograd4x4.chunk(width: g.width, inputs: inputs, outputs: outputs, budget: DirectConvolution.copyBudget)
+            : WinogradConvolution.chunk(width: g.width, inputs: inputs, outputs: outputs, budget: DirectConvolution.copyBudget)
         let work = WinogradGroup(x: x, inputs: inputs, height: g.height, width: g.width, weights: weights, outputs: outputs, bias: bias,
                                  y: y, batch: n, imagesPerGroup: Self.imagesPerGroup(batch: n), chunk: chunk)
         Parallel.forEach(Self.groupCount(batch: n), work)
@@ -756,7 +781,8 @@ public enum ConvolutionPath: Sendable, CaseIterable {
     /// `DirectConvolution`: stride 1, output channels in whole vectors.
     case direct
     /// `WinogradConvolution` (3x3, stride 1, padding 1, output channels in whole vectors):
-    /// the forward pass, `∂X` and `∂W`.
+    /// the forward pass, `∂X` and `∂W`, by F(2x2, 3x3) or `Winograd4x4`'s F(4x4, 3x3)
+    /// (`Conv2D.winogradTile`).
     case winograd
     /// One GEMM per chunk of images over their patch matrices side by side.
     case batchedGEMM

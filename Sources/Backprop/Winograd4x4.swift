@@ -1,0 +1,336 @@
+/// Single-precision 3x3 convolutions with stride 1 and padding 1 by Winograd's F(4x4, 3x3)
+/// (Lavin and Gray, 2016; interpolation points 0, ±1, ±2, ∞): each 4x4 block of output pixels
+/// ("tile") of each pair of channels takes 36 multiplications where the direct sum takes 144,
+/// and F(2x2, 3x3) (`WinogradConvolution`) 64.
+///
+/// For one tile, `d` the 6x6 input patch under it (zero outside the image) and `g` a 3x3 filter,
+/// `y = Aᵀ [ (G g Gᵀ) ⊙ (Bᵀ d B) ] A` with
+/// ```
+/// Bᵀ = | 4  0 −5  0  1  0 |   G = |  1/4     0     0   |   Aᵀ = | 1  1  1  1  1  0 |
+///      | 0 −4 −4  1  1  0 |       | −1/6  −1/6  −1/6  |        | 0  1 −1  2 −2  0 |
+///      | 0  4 −4 −1  1  0 |       | −1/6   1/6  −1/6  |        | 0  1  1  4  4  0 |
+///      | 0 −2 −1  2  1  0 |       | 1/24  1/12   1/6  |        | 0  1 −1  8 −8  1 |
+///      | 0  2 −1 −2  1  0 |       | 1/24 −1/12   1/6  |
+///      | 0  4  0 −5  0  1 |       |   0     0     1   |
+/// ```
+/// Summed over input channels these are 36 matrix products, one per position `ξ` of the 6x6
+/// transformed tile: `WinogradConvolution.convolve` runs them, with a chunk of 4x4 tiles
+/// (`chunk`), on its register tile and with this enum's transforms; the chunks of tile rows, the
+/// layouts and the order of every sum are those of F(2x2, 3x3) with 36 positions for 16. The
+/// input gradient takes the same path with the flipped filters, and the weight gradient
+/// `WinogradConvolution.weightGradient`'s, with the transforms below. The transforms multiply
+/// by up to 8 (A) and 5 (B) and divide by up to 24 (G), so the rounding is several times
+/// F(2x2, 3x3)'s: within 1e-5 of the largest value of the `Double` im2col path in the tests.
+enum Winograd4x4 {
+    typealias Vector = KernelVector
+    static let lanes = Vector.scalarCount
+    /// Positions of a transformed 6x6 tile.
+    static let positions = 36
+    static let blockChannels = WinogradConvolution.blockChannels
+
+    /// Tiles along an edge of `n` output pixels.
+    static func tiles(_ n: Int) -> Int { (n + 3) / 4 }
+
+    // MARK: Weights
+
+    /// The floats `transformWeights` writes: `[36][⌈Cout/6⌉][Cin][6]`.
+    static func transformedWeightCount(outputs: Int, inputs: Int) -> Int {
+        positions * DirectConvolution.channelBlocks(outputs) * inputs * blockChannels
+    }
+
+    /// `U[ξ][b][c][q] = (G g Gᵀ)[ξ]` for the filter `g = W[6b + q][c]` of `W: [Cout][Cin][3][3]`
+    /// (computed in `Double`, rounded once), zero past the last output channel. With
+    /// `flippedForInputGradient`, the filters of the input-gradient convolution:
+    /// `g[i][j] = W[c][6b + q][2 − i][2 − j]`.
+    static func transformWeights(
+        _ w: UnsafePointer<Float>, outputChannels: Int, inputChannels: Int, flippedForInputGradient: Bool,
+        into u: UnsafeMutablePointer<Float>
+    ) {
+        let (cout, cin) = (outputChannels, inputChannels)
+        let (outputs, inputs) = flippedForInputGradient ? (cin, cout) : (cout, cin)
+        let blocks = DirectConvolution.channelBlocks(outputs), b = blockChannels
+        let next = blocks * inputs * b
+        // (G v)[a] for a column v of three values.
+        @inline(__always) func column(_ v0: Double, _ v1: Double, _ v2: Double, _ a: Int) -> Double {
+            switch a {
+            case 0: return v0 / 4
+            case 1: return -(v0 + v1 + v2) / 6
+            case 2: return -(v0 - v1 + v2) / 6
+            case 3: return v0 / 24 + v1 / 12 + v2 / 6
+            case 4: return v0 / 24 - v1 / 12 + v2 / 6
+            default: return v2
+            }
+        }
+        for block in 0..<blocks {
+            for c in 0..<inputs {
+                for q in 0..<b {
+                    let output = block * b + q
+                    @inline(__always) func g(_ i: Int, _ j: Int) -> Double {
+                        guard output < outputs else { return 0 }
+                        return Double(flippedForInputGradient ? w[((c * cin + output) * 3 + (2 - i)) * 3 + (2 - j)]
+                                      : w[((output * cin + c) * 3 + i) * 3 + j])
+                    }
+                    let first = u + (block * inputs + c) * b + q
+                    for a in 0..<6 {
+                        // Row a of t = G g, then U[a][n] = (t Gᵀ)[a][n].
+                        let (t0, t1, t2) = (column(g(0, 0), g(1, 0), g(2, 0), a), column(g(0, 1), g(1, 1), g(2, 1), a),
+                                            column(g(0, 2), g(1, 2), g(2, 2), a))
+                        for n in 0..<6 { first[(6 * a + n) * next] = Float(column(t0, t1, t2, n)) }
+                    }
+                }
+            }
+        }
+    }
+
+    // MARK: The convolution
+
+    /// The chunk of `WinogradConvolution.convolve` for planes `width` wide with `inputs` and
+    /// `outputs` channels (see `WinogradConvolution.chunk`), with room for this transform's
+    /// rows and output tiles.
+    static func chunk(width: Int, inputs: Int, outputs: Int, budget: Int,
+                      minimumTiles: Int = WinogradConvolution.tileWidth) -> WinogradConvolution.Chunk {
+        WinogradConvolution.chunk(tilesWide: tiles(width), tile: 4, inputs: inputs, outputs: outputs, budget: budget,
+                                         minimumTiles: minimumTiles, scratch: rowScratch(tiles(width)) + 16 * lanes)
+    }
+
+    /// The floats of one of `transformInput`'s phase rows for planes `tilesWide` tiles wide:
+    /// whole vectors of tiles and one more float, zero past the row.
+    static func phaseRowLength(_ tilesWide: Int) -> Int { (tilesWide + lanes - 1) / lanes * lanes + 1 }
+
+    /// The floats `transformInput` works in: six input rows, each as its four column phases.
+    static func rowScratch(_ tilesWide: Int) -> Int { 24 * phaseRowLength(tilesWide) }
+
+    /// `V[ξ][c][tx] = (Bᵀ d B)[ξ]` for the tiles of tile row `tileRow` of one image, `d` the 6x6
+    /// patch from input row `4·tileRow − 1` and column `4·tx − 1` (zero outside the image);
+    /// `V[ξ][c]` rows are `stride` floats apart, `channels` of them per position. A vector of L
+    /// tiles at a time; the spare lanes of a row narrower than L go past it, as in
+    /// `WinogradConvolution.transformInput`. `scratch` holds `rowScratch` floats.
+    @inline(never)
+    static func transformInput(
+        _ x: UnsafePointer<Float>, channels: Int, height: Int, width: Int, tileRow: Int,
+        into v: UnsafeMutablePointer<Float>, stride: Int, scratch: UnsafeMutablePointer<Float>
+    ) {
+        let wide = tiles(width), plane = height * width, positionStride = channels * stride
+        // Each of the six input rows split into its four column phases, zero-bordered:
+        // phase[a][r][j] = x[4·tileRow − 1 + a][4j + r − 1], so that tile tx's patch row is
+        // (phase r at tx for r = 0...3, then phases 0 and 1 at tx + 1).
+        let span = phaseRowLength(wide)
+        scratch.update(repeating: 0, count: rowScratch(wide))
+        @inline(__always) func phase(_ a: Int, _ r: Int) -> UnsafeMutablePointer<Float> { scratch + (4 * a + r) * span }
+        for c in 0..<channels {
+            let source = x + c * plane
+            for a in 0..<6 {
+                let y = 4 * tileRow - 1 + a
+                guard y >= 0 && y < height else { continue }
+                let row = source + y * width
+                for r in 0..<4 {
+                    let p = phase(a, r)
+                    var j = r == 0 ? 1 : 0
+                    while 4 * j + r - 1 < width { p[j] = row[4 * j + r - 1]; j += 1 }
+                }
+            }
+            var tx = 0
+            while tx < wide {
+                // w[a][n] = (d B)[a][n] row by row, then V[6i + n] = (Bᵀ w)[i][n] column by column.
+                var w = InlineArray<36, Vector>(repeating: Vector())
+                for a in 0..<6 {
+                    @inline(__always) func load(_ n: Int) -> Vector {
+                        UnsafeRawPointer(phase(a, n % 4) + tx + n / 4).loadUnaligned(as: Vector.self)
+                    }
+                    let t = transform(load(0), load(1), load(2), load(3), load(4), load(5))
+                    w[6 * a] = t.0; w[6 * a + 1] = t.1; w[6 * a + 2] = t.2; w[6 * a + 3] = t.3; w[6 * a + 4] = t.4; w[6 * a + 5] = t.5
+                }
+                let target = UnsafeMutableRawPointer(v + c * stride + tx)
+                for n in 0..<6 {
+                    let t = transform(w[n], w[6 + n], w[12 + n], w[18 + n], w[24 + n], w[30 + n])
+                    @inline(__always) func store(_ value: Vector, _ i: Int) {
+                        target.storeBytes(of: value, toByteOffset: (6 * i + n) * positionStride * 4, as: Vector.self)
+                    }
+                    store(t.0, 0); store(t.1, 1); store(t.2, 2); store(t.3, 3); store(t.4, 4); store(t.5, 5)
+                }
+                tx += lanes
+            }
+        }
+    }
+
+    /// `Bᵀ d` for a column `d` of six values.
+    @inline(__always)
+    static func transform(_ d0: Vector, _ d1: Vector, _ d2: Vector, _ d3: Vector, _ d4: Vector, _ d5: Vector)
+        -> (Vector, Vector, Vector, Vector, Vector, Vector) {
+        let four = Vector(repeating: 4), five = Vector(repeating: 5), two = Vector(repeating: 2)
+        let a = d4 - four * d2, b = d3 - four * d1
+        let c = d4 - d2, e = two * (d3 - d1)
+        return (four * d0 - five * d2 + d4, a + b, a - b, c + e, c - e, four * d1 - five * d3 + d5)
+    }
+
+    /// `y = Aᵀ M A + b` for the tiles of tile row `tileRow` of one image (`M[ξ][o][tx]`, rows
+    /// `stride` floats apart), dropping the pixels past the plane's edge. `scratch` holds 16 × L
+    /// floats.
+    @inline(never)
+    static func transformOutput(
+        _ m: UnsafePointer<Float>, stride: Int, outputChannels: Int, bias: UnsafePointer<Float>?,
+        height: Int, width: Int, tileRow: Int, into y: UnsafeMutablePointer<Float>, scratch: UnsafeMutablePointer<Float>
+    ) {
+        let wide = tiles(width), plane = height * width, positionStride = outputChannels * stride
+        let top = 4 * tileRow, rows = min(4, height - top)
+        for o in 0..<outputChannels {
+            let b = Vector(repeating: bias?[o] ?? 0)
+            let m0 = m + o * stride, out = y + o * plane + top * width
+            var tx = 0
+            while tx < wide {
+                // p[a][j] = (m A)[a][j] row by row, then y[i][j] = (Aᵀ p)[i][j] column by column.
+                var p = InlineArray<24, Vector>(repeating: Vector())
+                for a in 0..<6 {
+                    @inline(__always) func load(_ n: Int) -> Vector {
+                        UnsafeRawPointer(m0 + (6 * a + n) * positionStride + tx).loadUnaligned(as: Vector.self)
+                    }
+                    let t = untransform(load(0), load(1), load(2), load(3), load(4), load(5))
+                    p[4 * a] = t.0; p[4 * a + 1] = t.1; p[4 * a + 2] = t.2; p[4 * a + 3] = t.3
+                }
+                let tile = UnsafeMutableRawPointer(scratch)
+                for j in 0..<4 {
+                    let t = untransform(p[j], p[4 + j], p[8 + j], p[12 + j], p[16 + j], p[20 + j])
+                    tile.storeBytes(of: t.0 + b, toByteOffset: j * lanes * 4, as: Vector.self)
+                    tile.storeBytes(of: t.1 + b, toByteOffset: (4 + j) * lanes * 4, as: Vector.self)
+                    tile.storeBytes(of: t.2 + b, toByteOffset: (8 + j) * lanes * 4, as: Vector.self)
+                    tile.storeBytes(of: t.3 + b, toByteOffset: (12 + j) * lanes * 4, as: Vector.self)
+                }
+                // scratch[(4i + j)·L + l] is pixel (top + i, 4·(tx + l) + j).
+                let columns = min(4 * lanes, width - 4 * tx)
+                for i in 0..<rows {
+                    let target = out + i * width + 4 * tx, source = scratch + 4 * i * lanes
+                    for k in 0..<columns { target[k] = source[(k % 4) * lanes + k / 4] }
+                }
+                tx += lanes
+            }
+        }
+    }
+
+    /// `Aᵀ m` for a column `m` of six values.
+    @inline(__always)
+    static func untransform(_ m0: Vector, _ m1: Vector, _ m2: Vector, _ m3: Vector, _ m4: Vector, _ m5: Vector)
+        -> (Vector, Vector, Vector, Vector) {
+        let s12 = m1 + m2, d12 = m1 - m2, s34 = m3 + m4, d34 = m3 - m4
+        return (m0 + s12 + s34, d12 + Vector(repeating: 2) * d34, s12 + Vector(repeating: 4) * s34,
+                d12 + Vector(repeating: 8) * d34 + m5)
+    }
+}
+
+// MARK: The weight gradient
+
+/// The transforms of `WinogradConvolution.weightGradient` with `GradientChunk.tile` 4: the same
+/// driver, chunks and sums, on 6x6 patches at a stride of 4 and 36 positions.
+extension Winograd4x4 {
+    /// `V[ξ][tx][c] = (Bᵀ d B)[ξ]` for the tiles of tile row `tileRow`, `d` the 6x6 patch at row
+    /// `4·tileRow` and column `4·tx` of the zero-bordered channels-last input
+    /// `xp: [4·tilesHigh + 2][paddedWidth][channels]` (`channels` a multiple of L); positions
+    /// `positionStride` floats apart. A vector of L channels at a time.
+    @inline(never)
+    static func transformInputChannelsLast(
+        _ xp: UnsafePointer<Float>, channels: Int, paddedWidth: Int, tileRow: Int, tilesWide: Int,
+        into v: UnsafeMutablePointer<Float>, positionStride: Int
+    ) {
+        let rowFloats = paddedWidth * channels
+        for tx in 0..<tilesWide {
+            let origin = UnsafeRawPointer(xp + (4 * tileRow * paddedWidth + 4 * tx) * channels)
+            let target = UnsafeMutableRawPointer(v + tx * channels)
+            var c = 0
+            while c < channels {
+                var w = InlineArray<36, Vector>(repeating: Vector())
+                for a in 0..<6 {
+                    @inline(__always) func load(_ n: Int) -> Vector {
+                        origin.loadUnaligned(fromByteOffset: (a * rowFloats + n * channels + c) * 4, as: Vector.self)
+                    }
+                    let t = transform(load(0), load(1), load(2), load(3), load(4), load(5))
+                    w[6 * a] = t.0; w[6 * a + 1] = t.1; w[6 * a + 2] = t.2; w[6 * a + 3] = t.3; w[6 * a + 4] = t.4; w[6 * a + 5] = t.5
+                }
+                for n in 0..<6 {
+                    let t = transform(w[n], w[6 + n], w[12 + n], w[18 + n], w[24 + n], w[30 + n])
+                    @inline(__always) func store(_ value: Vector, _ i: Int) {
+                        target.storeBytes(of: value, toByteOffset: ((6 * i + n) * positionStride + c) * 4, as: Vector.self)
+                    }
+                    store(t.0, 0); store(t.1, 1); store(t.2, 2); store(t.3, 3); store(t.4, 4); store(t.5, 5)
+                }
+                c += lanes
+            }
+        }
+    }
+
+    /// `∂M[ξ][tx][o] = (A ∂y Aᵀ)[ξ]` for the tiles of tile row `tileRow` of the channels-last
+    /// output gradient `∂y: [H][W][channels]` (`channels` a multiple of L), each tile's pixels
+    /// past the plane's edge taken as zero; positions `positionStride` floats apart.
+    @inline(never)
+    static func transformGradientChannelsLast(
+        _ dy: UnsafePointer<Float>, channels: Int, height: Int, width: Int, tileRow: Int,
+        into m: UnsafeMutablePointer<Float>, positionStride: Int
+    ) {
+        let top = 4 * tileRow, rows = min(4, height - top)
+        for tx in 0..<tiles(width) {
+            let left = 4 * tx, columns = min(4, width - left)
+            let origin = UnsafeRawPointer(dy + (top * width + left) * channels)
+            let target = UnsafeMutableRawPointer(m + tx * channels)
+            var c = 0
+            while c < channels {
+                @inline(__always) func load(_ i: Int, _ j: Int) -> Vector {
+                    i < rows && j < columns
+                        ? origin.loadUnaligned(fromByteOffset: ((i * width + j) * channels + c) * 4, as: Vector.self) : Vector()
+                }
+                // p[i][n] = (∂y Aᵀ)[i][n] row by row, then ∂M[6a + n] = (A p)[a][n] column by column.
+                var p = InlineArray<24, Vector>(repeating: Vector())
+                for i in 0..<4 {
+                    let t = expand(load(i, 0), load(i, 1), load(i, 2), load(i, 3))
+                    p[6 * i] = t.0; p[6 * i + 1] = t.1; p[6 * i + 2] = t.2; p[6 * i + 3] = t.3; p[6 * i + 4] = t.4; p[6 * i + 5] = t.5
+                }
+                for n in 0..<6 {
+                    let t = expand(p[n], p[6 + n], p[12 + n], p[18 + n])
+                    @inline(__always) func store(_ value: Vector, _ a: Int) {
+                        target.storeBytes(of: value, toByteOffset: ((6 * a + n) * positionStride + c) * 4, as: Vector.self)
+                    }
+                    store(t.0, 0); store(t.1, 1); store(t.2, 2); store(t.3, 3); store(t.4, 4); store(t.5, 5)
+                }
+                c += lanes
+            }
+        }
+    }
+
+    /// `A q` for a column `q` of four values (`A = (Aᵀ)ᵀ`, 6x4).
+    @inline(__always)
+    static func expand(_ q0: Vector, _ q1: Vector, _ q2: Vector, _ q3: Vector) -> (Vector, Vector, Vector, Vector, Vector, Vector) {
+        let even = q0 + q2, odd = q1 + q3
+        let evenFar = q0 + Vector(repeating: 4) * q2, oddFar = Vector(repeating: 2) * q1 + Vector(repeating: 8) * q3
+        return (q0, even + odd, even - odd, evenFar + oddFar, evenFar - oddFar, q3)
+    }
+
+    /// `∂W[o][c] = Gᵀ ∂U[·][o][c] G` (in `Double`, rounded once) for the packed `∂U` of
+    /// `WinogradConvolution.accumulateProducts` over 36 positions.
+    static func untransformWeightGradient(
+        _ du: UnsafePointer<Float>, outputChannels: Int, inputChannels: Int, paddedInputs: Int, into dw: UnsafeMutablePointer<Float>
+    ) {
+        let next = outputChannels * paddedInputs
+        // (Gᵀ v)[i] for a column v of six values.
+        @inline(__always) func reduce(_ v: (Double, Double, Double, Double, Double, Double), _ i: Int) -> Double {
+            switch i {
+            case 0: return v.0 / 4 - (v.1 + v.2) / 6 + (v.3 + v.4) / 24
+            case 1: return (v.2 - v.1) / 6 + (v.3 - v.4) / 12
+            default: return -(v.1 + v.2) / 6 + (v.3 + v.4) / 6 + v.5
+            }
+        }
+        for o in 0..<outputChannels {
+            for c in 0..<inputChannels {
+                let u = du + (o / lanes * paddedInputs + c) * lanes + o % lanes
+                @inline(__always) func value(_ a: Int, _ n: Int) -> Double { Double(u[(6 * a + n) * next]) }
+                // t = Gᵀ ∂U (3x6), column by column, then ∂g = t G.
+                var t = InlineArray<18, Double>(repeating: 0)
+                for n in 0..<6 {
+                    let column = (value(0, n), value(1, n), value(2, n), value(3, n), value(4, n), value(5, n))
+                    for i in 0..<3 { t[6 * i + n] = reduce(column, i) }
+                }
+                let g = dw + (o * inputChannels + c) * 9
+                for i in 0..<3 {
+                    let row = (t[6 * i], t[6 * i + 1], t[6 * i + 2], t[6 * i + 3], t[6 * i + 4], t[6 * i + 5])
+                    for j in 0..<3 { g[3 * i + j] = Float(reduce(row, j)) }
+                }
+            }
+        }
+    }
+}
