@@ -35,13 +35,11 @@ enum Winograd4x4 {
 
     /// The floats `transformWeights` writes: `[36][⌈Cout/6⌉][Cin][6]`.
     static func transformedWeightCount(outputs: Int, inputs: Int) -> Int {
-        positions * DirectConvolution.channelBlocks(outputs) * inputs * blockChannels
+        WinogradConvolution.transformedWeightCount(outputs: outputs, inputs: inputs, positions: positions)
     }
 
-    /// `U[ξ][b][c][q] = (G g Gᵀ)[ξ]` for the filter `g = W[6b + q][c]` of `W: [Cout][Cin][3][3]`
-    /// (computed in `Double`, rounded once), zero past the last output channel. With
-    /// `flippedForInputGradient`, the filters of the input-gradient convolution:
-    /// `g[i][j] = W[c][6b + q][2 − i][2 − j]`.
+    /// `U[ξ][b][c][q] = (G g Gᵀ)[ξ]`, laid out and flipped as `WinogradConvolution.transformWeights`
+    /// lays out and flips F(2x2, 3x3)'s, with 36 positions, computed in `Double` and rounded once.
     static func transformWeights(
         _ w: UnsafePointer<Float>, outputChannels: Int, inputChannels: Int, flippedForInputGradient: Bool,
         into u: UnsafeMutablePointer<Float>
@@ -131,25 +129,30 @@ enum Winograd4x4 {
             }
             var tx = 0
             while tx < wide {
-                // w[a][n] = (d B)[a][n] row by row, then V[6i + n] = (Bᵀ w)[i][n] column by column.
-                var w = InlineArray<36, Vector>(repeating: Vector())
-                for a in 0..<6 {
-                    @inline(__always) func load(_ n: Int) -> Vector {
-                        UnsafeRawPointer(phase(a, n % 4) + tx + n / 4).loadUnaligned(as: Vector.self)
-                    }
-                    let t = transform(load(0), load(1), load(2), load(3), load(4), load(5))
-                    w[6 * a] = t.0; w[6 * a + 1] = t.1; w[6 * a + 2] = t.2; w[6 * a + 3] = t.3; w[6 * a + 4] = t.4; w[6 * a + 5] = t.5
-                }
                 let target = UnsafeMutableRawPointer(v + c * stride + tx)
-                for n in 0..<6 {
-                    let t = transform(w[n], w[6 + n], w[12 + n], w[18 + n], w[24 + n], w[30 + n])
-                    @inline(__always) func store(_ value: Vector, _ i: Int) {
-                        target.storeBytes(of: value, toByteOffset: (6 * i + n) * positionStride * 4, as: Vector.self)
-                    }
-                    store(t.0, 0); store(t.1, 1); store(t.2, 2); store(t.3, 3); store(t.4, 4); store(t.5, 5)
-                }
+                inputTransform(load: { a, n in
+                    UnsafeRawPointer(phase(a, n % 4) + tx + n / 4).loadUnaligned(as: Vector.self)
+                }, store: { value, position in
+                    target.storeBytes(of: value, toByteOffset: position * positionStride * 4, as: Vector.self)
+                })
                 tx += lanes
             }
+        }
+    }
+
+    /// `V = Bᵀ d B` for one 6x6 patch (a vector of lanes at a time): `load(a, n)` is `d[a][n]`,
+    /// `store(value, ξ)` takes `V[ξ]`. Both input transforms compute it this way, in this order.
+    @inline(__always)
+    static func inputTransform(load: (Int, Int) -> Vector, store: (Vector, Int) -> Void) {
+        // w[a][n] = (d B)[a][n] row by row, then V[6i + n] = (Bᵀ w)[i][n] column by column.
+        var w = InlineArray<36, Vector>(repeating: Vector())
+        for a in 0..<6 {
+            let t = transform(load(a, 0), load(a, 1), load(a, 2), load(a, 3), load(a, 4), load(a, 5))
+            w[6 * a] = t.0; w[6 * a + 1] = t.1; w[6 * a + 2] = t.2; w[6 * a + 3] = t.3; w[6 * a + 4] = t.4; w[6 * a + 5] = t.5
+        }
+        for n in 0..<6 {
+            let t = transform(w[n], w[6 + n], w[12 + n], w[18 + n], w[24 + n], w[30 + n])
+            store(t.0, n); store(t.1, 6 + n); store(t.2, 12 + n); store(t.3, 18 + n); store(t.4, 24 + n); store(t.5, 30 + n)
         }
     }
 
@@ -221,41 +224,6 @@ enum Winograd4x4 {
 /// The transforms of `WinogradConvolution.weightGradient` with `GradientChunk.tile` 4: the same
 /// driver, chunks and sums, on 6x6 patches at a stride of 4 and 36 positions.
 extension Winograd4x4 {
-    /// `V[ξ][tx][c] = (Bᵀ d B)[ξ]` for the tiles of tile row `tileRow`, `d` the 6x6 patch at row
-    /// `4·tileRow` and column `4·tx` of the zero-bordered channels-last input
-    /// `xp: [4·tilesHigh + 2][paddedWidth][channels]` (`channels` a multiple of L); positions
-    /// `positionStride` floats apart. A vector of L channels at a time.
-    @inline(never)
-    static func transformInputChannelsLast(
-        _ xp: UnsafePointer<Float>, channels: Int, paddedWidth: Int, tileRow: Int, tilesWide: Int,
-        into v: UnsafeMutablePointer<Float>, positionStride: Int
-    ) {
-        let rowFloats = paddedWidth * channels
-        for tx in 0..<tilesWide {
-            let origin = UnsafeRawPointer(xp + (4 * tileRow * paddedWidth + 4 * tx) * channels)
-            let target = UnsafeMutableRawPointer(v + tx * channels)
-            var c = 0
-            while c < channels {
-                var w = InlineArray<36, Vector>(repeating: Vector())
-                for a in 0..<6 {
-                    @inline(__always) func load(_ n: Int) -> Vector {
-                        origin.loadUnaligned(fromByteOffset: (a * rowFloats + n * channels + c) * 4, as: Vector.self)
-                    }
-                    let t = transform(load(0), load(1), load(2), load(3), load(4), load(5))
-                    w[6 * a] = t.0; w[6 * a + 1] = t.1; w[6 * a + 2] = t.2; w[6 * a + 3] = t.3; w[6 * a + 4] = t.4; w[6 * a + 5] = t.5
-                }
-                for n in 0..<6 {
-                    let t = transform(w[n], w[6 + n], w[12 + n], w[18 + n], w[24 + n], w[30 + n])
-                    @inline(__always) func store(_ value: Vector, _ i: Int) {
-                        target.storeBytes(of: value, toByteOffset: ((6 * i + n) * positionStride + c) * 4, as: Vector.self)
-                    }
-                    store(t.0, 0); store(t.1, 1); store(t.2, 2); store(t.3, 3); store(t.4, 4); store(t.5, 5)
-                }
-                c += lanes
-            }
-        }
-    }
-
     /// `∂M[ξ][tx][o] = (A ∂y Aᵀ)[ξ]` for the tiles of tile row `tileRow` of the channels-last
     /// output gradient `∂y: [H][W][channels]` (`channels` a multiple of L), each tile's pixels
     /// past the plane's edge taken as zero; positions `positionStride` floats apart.

@@ -50,8 +50,9 @@ enum WinogradConvolution {
 
     // MARK: Weights
 
-    /// The floats `transformWeights` writes: `[16][⌈Cout/6⌉][Cin][6]`.
-    static func transformedWeightCount(outputs: Int, inputs: Int) -> Int {
+    /// The floats `transformWeights` writes: `[16][⌈Cout/6⌉][Cin][6]` (`Winograd4x4`'s:
+    /// `positions` 36).
+    static func transformedWeightCount(outputs: Int, inputs: Int, positions: Int = positions) -> Int {
         positions * DirectConvolution.channelBlocks(outputs) * inputs * blockChannels
     }
 
@@ -484,14 +485,12 @@ enum WinogradConvolution {
                     accumulateProducts(v, m, positions: positions, tiles: filled, inputs: cp, outputs: cout, capacity: capacity, into: du)
                     filled = 0
                 }
+                transformInputChannelsLast(xp, channels: cp, paddedWidth: paddedWidth, tileRow: tileRow, tilesWide: wide,
+                                           tile: chunk.tile, into: v + filled * cp, positionStride: capacity * cp)
                 if chunk.tile == 4 {
-                    Winograd4x4.transformInputChannelsLast(xp, channels: cp, paddedWidth: paddedWidth, tileRow: tileRow, tilesWide: wide,
-                                                           into: v + filled * cp, positionStride: capacity * cp)
                     Winograd4x4.transformGradientChannelsLast(dyc, channels: cout, height: height, width: width, tileRow: tileRow,
                                                               into: m + filled * cout, positionStride: capacity * cout)
                 } else {
-                    transformInputChannelsLast(xp, channels: cp, paddedWidth: paddedWidth, tileRow: tileRow, tilesWide: wide,
-                                               into: v + filled * cp, positionStride: capacity * cp)
                     transformGradientChannelsLast(dyc, channels: cout, height: height, width: width, tileRow: tileRow,
                                                   into: m + filled * cout, positionStride: capacity * cout)
                 }
@@ -509,24 +508,26 @@ enum WinogradConvolution {
     /// `V[ξ][tx][c] = (Bᵀ d B)[ξ]` for the tiles of tile row `tileRow`, `d` the 4x4 patch at row
     /// `2·tileRow` and column `2·tx` of the zero-bordered channels-last input
     /// `xp: [2·tilesHigh + 2][paddedWidth][channels]` (`channels` a multiple of L); positions
-    /// `positionStride` floats apart. A vector of L channels at a time.
+    /// `positionStride` floats apart. A vector of L channels at a time. With `tile` 4, the 6x6
+    /// patches of `Winograd4x4` at row `4·tileRow` and column `4·tx`.
     @inline(never)
     static func transformInputChannelsLast(
-        _ xp: UnsafePointer<Float>, channels: Int, paddedWidth: Int, tileRow: Int, tilesWide: Int,
+        _ xp: UnsafePointer<Float>, channels: Int, paddedWidth: Int, tileRow: Int, tilesWide: Int, tile: Int = 2,
         into v: UnsafeMutablePointer<Float>, positionStride: Int
     ) {
         let rowFloats = paddedWidth * channels
         for tx in 0..<tilesWide {
-            let origin = UnsafeRawPointer(xp + (2 * tileRow * paddedWidth + 2 * tx) * channels)
+            let origin = UnsafeRawPointer(xp + (tile * tileRow * paddedWidth + tile * tx) * channels)
             let target = UnsafeMutableRawPointer(v + tx * channels)
             var c = 0
             while c < channels {
                 @inline(__always) func load(_ a: Int, _ b: Int) -> Vector {
                     origin.loadUnaligned(fromByteOffset: (a * rowFloats + b * channels + c) * 4, as: Vector.self)
                 }
-                inputTransform(load: load) { value, position in
+                @inline(__always) func store(_ value: Vector, _ position: Int) {
                     target.storeBytes(of: value, toByteOffset: (position * positionStride + c) * 4, as: Vector.self)
                 }
+                if tile == 4 { Winograd4x4.inputTransform(load: load, store: store) } else { inputTransform(load: load, store: store) }
                 c += lanes
             }
         }
