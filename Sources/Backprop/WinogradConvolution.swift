@@ -447,8 +447,8 @@ enum WinogradConvolution {
     /// over all tiles `t`, with `∂M = A ∂y Aᵀ` for each 2x2 tile of `∂y` (zero past the plane's
     /// edge), and `∂W = Gᵀ ∂U G`: 16 products per tile and pair of channels where the direct
     /// sums take 36 (with `chunk.tile` 4, `Winograd4x4`'s transforms: 36 products per 4x4 tile
-    /// where the direct sums take 144). Each position's sum over tiles is the weight gradient of a 1x1 convolution,
-    /// `DirectConvolution.accumulateWeightGradient` on channels-last transforms
+    /// where the direct sums take 144). Each position's sum over tiles is the weight gradient of
+    /// a 1x1 convolution, `DirectConvolution.accumulateWeightGradient` on channels-last transforms
     /// (`V: [ξ][t][Cin]`, `∂M: [ξ][t][Cout]`), which adds each sum over the tiles in order to
     /// its stored value: a chunk of tiles at a time gives the same bits as all at once.
     static func weightGradient(

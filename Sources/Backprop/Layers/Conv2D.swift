@@ -571,8 +571,8 @@ public final class Conv2D<Scalar: NetworkScalar>: Layer {
 
     /// The output tile the Winograd kernels take for planes of geometry `g`: `winogradTile`
     /// where set, else 4 on planes at least 7x7 and 2 on smaller ones. Measured per layer at
-    /// batch 1024 (BENCHMARKS.md, session 20): F(4x4, 3x3) is 1.05–1.5x faster from 7x7 to
-    /// 31x31, but F(2x2, 3x3) is faster on 3x3 planes (one 4x4 tile per image, 9 of its 16
+    /// batch 1024 (BENCHMARKS.md, session 20): F(4x4, 3x3) is 1.04–1.49x faster from 7x7 to
+    /// 31x31 on all passes but one (0.82x), but F(2x2, 3x3) is faster on 3x3 planes (one 4x4 tile per image, 9 of its 16
     /// outputs used: the transforms outweigh the shorter products).
     func winogradTile(for g: ConvolutionGeometry) -> Int {
         winogradTile ?? (min(g.height, g.width) >= 7 ? 4 : 2)
