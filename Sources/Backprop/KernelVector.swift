@@ -45,3 +45,99 @@ public let kernelsUseFusedMultiplyAdd = BACKPROP_TARGET_HAS_FMA != 0
 /// The floats in one vector of the kernels' register tiles: 16 for a build with
 /// `BACKPROP_AVX512`, else 8.
 public let kernelVectorWidth = KernelVector.scalarCount
+
+#if BACKPROP_AVX512
+/// Four kernel vectors end to end (`interleaved`, `deinterleaved`).
+typealias KernelVectorQuad = SIMD64<Float>
+typealias KernelVectorPair = SIMD32<Float>
+#else
+/// Four kernel vectors end to end (`interleaved`, `deinterleaved`).
+typealias KernelVectorQuad = SIMD32<Float>
+typealias KernelVectorPair = SIMD16<Float>
+#endif
+
+/// `(a₀, b₀, c₀, d₀, a₁, b₁, c₁, d₁, …)`: four vectors interleaved lane by lane, e.g. the columns
+/// of L 4-pixel-wide tiles made into the pixels of one image row. The stdlib's `evenHalf` and
+/// `oddHalf` setters compile to a few shuffles per vector (a loop of lane stores would not).
+@inline(__always)
+func interleaved(_ a: KernelVector, _ b: KernelVector, _ c: KernelVector, _ d: KernelVector) -> KernelVectorQuad {
+    @inline(__always) func zip(_ x: KernelVector, _ y: KernelVector) -> KernelVectorPair {
+        var pair = KernelVectorPair()
+        pair.evenHalf = x
+        pair.oddHalf = y
+        return pair
+    }
+    var quad = KernelVectorQuad()
+    quad.evenHalf = zip(a, c)
+    quad.oddHalf = zip(b, d)
+    return quad
+}
+
+/// The inverse of `interleaved`: lanes `4l`, `4l + 1`, `4l + 2` and `4l + 3` of `quad`, e.g. an
+/// image row split into the four column phases of its 4-pixel-wide tiles.
+@inline(__always)
+func deinterleaved(_ quad: KernelVectorQuad) -> (KernelVector, KernelVector, KernelVector, KernelVector) {
+    let even = quad.evenHalf, odd = quad.oddHalf
+    return (even.evenHalf, odd.evenHalf, even.oddHalf, odd.oddHalf)
+}
+
+/// Writes `rows` rows of L tiles 4 pixels wide from `tiles`, where pixel `(i, 4l + j)` is
+/// `tiles[(4i + j)·L + l]`, to `target` (rows `width` floats apart): each row's four vectors
+/// interleaved and stored as one vector, or the first `count` floats of it as at most one store
+/// per power of two from registers (a row's tail, where a whole vector would spill past it).
+///
+/// Not inlined into the transform that computes `tiles`: there, LLVM spread the shuffles into
+/// the arithmetic and broke it into 4-lane and single-lane pieces (1.6x slower than a scalar
+/// copy). Reloading the vectors just stored forwards them from the store buffer.
+@inline(never)
+func storeInterleavedRows(_ tiles: UnsafePointer<Float>, rows: Int, count: Int, width: Int, to target: UnsafeMutablePointer<Float>) {
+    let lanes = KernelVector.scalarCount, source = UnsafeRawPointer(tiles)
+    for i in 0..<rows {
+        @inline(__always) func column(_ j: Int) -> KernelVector {
+            source.load(fromByteOffset: (4 * i + j) * lanes * 4, as: KernelVector.self)
+        }
+        let quad = interleaved(column(0), column(1), column(2), column(3))
+        var rest = count, at = UnsafeMutableRawPointer(target + i * width)
+        if rest == KernelVectorQuad.scalarCount {
+            at.storeBytes(of: quad, as: KernelVectorQuad.self)
+            continue
+        }
+        #if BACKPROP_AVX512
+        var v32 = quad.lowHalf
+        if rest >= 32 { at.storeBytes(of: v32, as: SIMD32<Float>.self); at += 128; rest -= 32; v32 = quad.highHalf }
+        var v16 = v32.lowHalf
+        if rest >= 16 { at.storeBytes(of: v16, as: SIMD16<Float>.self); at += 64; rest -= 16; v16 = v32.highHalf }
+        #else
+        var v16 = quad.lowHalf
+        if rest >= 16 { at.storeBytes(of: v16, as: SIMD16<Float>.self); at += 64; rest -= 16; v16 = quad.highHalf }
+        #endif
+        var v8 = v16.lowHalf
+        if rest >= 8 { at.storeBytes(of: v8, as: SIMD8<Float>.self); at += 32; rest -= 8; v8 = v16.highHalf }
+        var v4 = v8.lowHalf
+        if rest >= 4 { at.storeBytes(of: v4, as: SIMD4<Float>.self); at += 16; rest -= 4; v4 = v8.highHalf }
+        var v2 = v4.lowHalf
+        if rest >= 2 { at.storeBytes(of: v2, as: SIMD2<Float>.self); at += 8; rest -= 2; v2 = v4.highHalf }
+        if rest >= 1 { at.storeBytes(of: v2[0], as: Float.self) }
+    }
+}
+
+/// Copies `count` floats: whole kernel vectors, then at most one load and store per smaller
+/// power of two. For the short rows of the convolutions' planes (7–31 floats), where a call to
+/// `memmove` cost more than the copy.
+@inline(__always)
+func copyFloats(from source: UnsafePointer<Float>, count: Int, to target: UnsafeMutablePointer<Float>) {
+    var from = UnsafeRawPointer(source), to = UnsafeMutableRawPointer(target), rest = count
+    @inline(__always) func move<V>(_: V.Type, _ floats: Int) {
+        while rest >= floats {
+            to.storeBytes(of: from.loadUnaligned(as: V.self), as: V.self)
+            from += 4 * floats; to += 4 * floats; rest -= floats
+        }
+    }
+    move(KernelVector.self, KernelVector.scalarCount)
+    #if BACKPROP_AVX512
+    move(SIMD8<Float>.self, 8)
+    #endif
+    move(SIMD4<Float>.self, 4)
+    move(SIMD2<Float>.self, 2)
+    move(Float.self, 1)
+}

@@ -95,8 +95,9 @@ enum Winograd4x4 {
     /// whole vectors of tiles and one more float, zero past the row.
     static func phaseRowLength(_ tilesWide: Int) -> Int { (tilesWide + lanes - 1) / lanes * lanes + 1 }
 
-    /// The floats `transformInput` works in: six input rows, each as its four column phases.
-    static func rowScratch(_ tilesWide: Int) -> Int { 24 * phaseRowLength(tilesWide) }
+    /// The floats `transformInput` works in: six input rows, each as its four column phases and
+    /// zero-bordered.
+    static func rowScratch(_ tilesWide: Int) -> Int { 48 * phaseRowLength(tilesWide) }
 
     /// `V[ξ][c][tx] = (Bᵀ d B)[ξ]` for the tiles of tile row `tileRow` of one image, `d` the 6x6
     /// patch from input row `4·tileRow − 1` and column `4·tx − 1` (zero outside the image);
@@ -111,21 +112,30 @@ enum Winograd4x4 {
         let wide = tiles(width), plane = height * width, positionStride = channels * stride
         // Each of the six input rows split into its four column phases, zero-bordered:
         // phase[a][r][j] = x[4·tileRow − 1 + a][4j + r − 1], so that tile tx's patch row is
-        // (phase r at tx for r = 0...3, then phases 0 and 1 at tx + 1).
-        let span = phaseRowLength(wide)
+        // (phase r at tx for r = 0...3, then phases 0 and 1 at tx + 1). A row is copied between
+        // zeros (`line[k] = x[…][k − 1]`) and split 4·L floats at a time (`deinterleaved`).
+        let span = phaseRowLength(wide), blocks = span / lanes
         scratch.update(repeating: 0, count: rowScratch(wide))
         @inline(__always) func phase(_ a: Int, _ r: Int) -> UnsafeMutablePointer<Float> { scratch + (4 * a + r) * span }
+        @inline(__always) func line(_ a: Int) -> UnsafeMutablePointer<Float> { scratch + (24 + 4 * a) * span }
+        let first = max(0, 1 - 4 * tileRow), rows = first..<max(first, min(6, height + 1 - 4 * tileRow))
         for c in 0..<channels {
             let source = x + c * plane
-            for a in 0..<6 {
-                let y = 4 * tileRow - 1 + a
-                guard y >= 0 && y < height else { continue }
-                let row = source + y * width
-                for r in 0..<4 {
-                    let p = phase(a, r)
-                    var j = r == 0 ? 1 : 0
-                    while 4 * j + r - 1 < width { p[j] = row[4 * j + r - 1]; j += 1 }
+            // All six rows copied first: split right after its copy, a row's vector loads waited
+            // for the copy's stores (a quarter of the transform's time).
+            for a in rows { copyFloats(from: source + (4 * tileRow - 1 + a) * width, count: width, to: line(a) + 1) }
+            for a in rows {
+                let line = line(a)
+                for k in 0..<blocks {
+                    let split = deinterleaved(UnsafeRawPointer(line + 4 * k * lanes).loadUnaligned(as: KernelVectorQuad.self))
+                    UnsafeMutableRawPointer(phase(a, 0) + k * lanes).storeBytes(of: split.0, as: Vector.self)
+                    UnsafeMutableRawPointer(phase(a, 1) + k * lanes).storeBytes(of: split.1, as: Vector.self)
+                    UnsafeMutableRawPointer(phase(a, 2) + k * lanes).storeBytes(of: split.2, as: Vector.self)
+                    UnsafeMutableRawPointer(phase(a, 3) + k * lanes).storeBytes(of: split.3, as: Vector.self)
                 }
+                // The last vector's tile reads phases 0 and 1 one tile further.
+                phase(a, 0)[blocks * lanes] = line[4 * blocks * lanes]
+                phase(a, 1)[blocks * lanes] = line[4 * blocks * lanes + 1]
             }
             var tx = 0
             while tx < wide {
@@ -167,8 +177,9 @@ enum Winograd4x4 {
     }
 
     /// `y = Aᵀ M A + b` for the tiles of tile row `tileRow` of one image (`M[ξ][o][tx]`, rows
-    /// `stride` floats apart), dropping the pixels past the plane's edge. `scratch` holds 16 × L
-    /// floats.
+    /// `stride` floats apart), dropping the pixels past the plane's edge. A vector of L tiles at
+    /// a time, through `scratch` (16 × L floats), from which `storeInterleavedRows` writes the
+    /// pixel rows.
     @inline(never)
     static func transformOutput(
         _ m: UnsafePointer<Float>, stride: Int, outputChannels: Int, bias: UnsafePointer<Float>?,
@@ -176,34 +187,32 @@ enum Winograd4x4 {
     ) {
         let wide = tiles(width), plane = height * width, positionStride = outputChannels * stride
         let top = 4 * tileRow, rows = min(4, height - top)
+        let tile = UnsafeMutableRawPointer(scratch)
         for o in 0..<outputChannels {
             let b = Vector(repeating: bias?[o] ?? 0)
             let m0 = m + o * stride, out = y + o * plane + top * width
             var tx = 0
             while tx < wide {
-                // p[a][j] = (m A)[a][j] row by row, then y[i][j] = (Aᵀ p)[i][j] column by column.
-                var p = InlineArray<24, Vector>(repeating: Vector())
-                for a in 0..<6 {
+                // p[a] = (m A)[a] row by row, then column j of the tile, (Aᵀ p)[·][j].
+                @inline(__always) func row(_ a: Int) -> (Vector, Vector, Vector, Vector) {
                     @inline(__always) func load(_ n: Int) -> Vector {
                         UnsafeRawPointer(m0 + (6 * a + n) * positionStride + tx).loadUnaligned(as: Vector.self)
                     }
-                    let t = untransform(load(0), load(1), load(2), load(3), load(4), load(5))
-                    p[4 * a] = t.0; p[4 * a + 1] = t.1; p[4 * a + 2] = t.2; p[4 * a + 3] = t.3
+                    return untransform(load(0), load(1), load(2), load(3), load(4), load(5))
                 }
-                let tile = UnsafeMutableRawPointer(scratch)
-                for j in 0..<4 {
-                    let t = untransform(p[j], p[4 + j], p[8 + j], p[12 + j], p[16 + j], p[20 + j])
+                let p0 = row(0), p1 = row(1), p2 = row(2), p3 = row(3), p4 = row(4), p5 = row(5)
+                // scratch[(4i + j)·L + l] is pixel (top + i, 4·(tx + l) + j).
+                @inline(__always) func column(_ j: Int, _ t: (Vector, Vector, Vector, Vector)) {
                     tile.storeBytes(of: t.0 + b, toByteOffset: j * lanes * 4, as: Vector.self)
                     tile.storeBytes(of: t.1 + b, toByteOffset: (4 + j) * lanes * 4, as: Vector.self)
                     tile.storeBytes(of: t.2 + b, toByteOffset: (8 + j) * lanes * 4, as: Vector.self)
                     tile.storeBytes(of: t.3 + b, toByteOffset: (12 + j) * lanes * 4, as: Vector.self)
                 }
-                // scratch[(4i + j)·L + l] is pixel (top + i, 4·(tx + l) + j).
-                let columns = min(4 * lanes, width - 4 * tx)
-                for i in 0..<rows {
-                    let target = out + i * width + 4 * tx, source = scratch + 4 * i * lanes
-                    for k in 0..<columns { target[k] = source[(k % 4) * lanes + k / 4] }
-                }
+                column(0, untransform(p0.0, p1.0, p2.0, p3.0, p4.0, p5.0))
+                column(1, untransform(p0.1, p1.1, p2.1, p3.1, p4.1, p5.1))
+                column(2, untransform(p0.2, p1.2, p2.2, p3.2, p4.2, p5.2))
+                column(3, untransform(p0.3, p1.3, p2.3, p3.3, p4.3, p5.3))
+                storeInterleavedRows(scratch, rows: rows, count: min(4 * lanes, width - 4 * tx), width: width, to: out + 4 * tx)
                 tx += lanes
             }
         }

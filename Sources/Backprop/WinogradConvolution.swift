@@ -140,8 +140,10 @@ enum WinogradConvolution {
         // Whole register tiles where the budget allows: e.g. an even number of 8-tile rows.
         let whole = tileWidth / gcd(wide, tileWidth)
         if rows >= whole { rows -= rows % whole }
-        // Whole register tiles, and room for the last vector of `transformInput` to spill into.
-        let stride = (rows * wide + lanes + tileWidth - 1) / tileWidth * tileWidth
+        // Whole register tiles, and room for the lanes that the last vector of a row of tiles
+        // (`transformInput`, `transformOutput`) takes past it: none where L divides the row.
+        let spill = (lanes - wide % lanes) % lanes
+        let stride = (rows * wide + spill + tileWidth - 1) / tileWidth * tileWidth
         return Chunk(tileRows: rows, tilesWide: wide, stride: stride, tile: tile, scratch: scratch)
     }
 

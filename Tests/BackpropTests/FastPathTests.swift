@@ -7,7 +7,8 @@ import Testing
 /// AVX-512, 8s with AVX2) against the gradient-checked im2col path run in `Double` on the same
 /// weights: output, `∂W`, `∂b` and `∂X`, over odd sizes (rows shorter than the 8- or 16-pixel
 /// vector, whose tiles run across row ends, and longer ones with ragged last tiles; narrow planes
-/// of one row, of one tile and of several; wide planes of fewer rows than a tile has vectors),
+/// of one row, of one tile and of several; wide planes of fewer rows than a tile has vectors, and
+/// rows of more than four vectors' pixels, which F(4x4, 3x3) stores whole and in pieces),
 /// input channels that do and do not fill vectors (`∂X` is a direct convolution with the input
 /// channels as its outputs either way), and 1x1 kernels. 24 and 8 output channels take the
 /// direct path only with 8-float vectors.
@@ -18,6 +19,7 @@ import Testing
         (24, 24, 3, 1, 7, 7), (8, 8, 3, 1, 3, 3), (24, 8, 3, 1, 15, 15),
         (16, 16, 3, 1, 20, 5), (7, 32, 3, 1, 13, 11), (24, 16, 3, 1, 7, 7), (16, 16, 3, 1, 3, 3),
         (16, 16, 3, 1, 2, 18), (3, 16, 3, 1, 3, 40), (8, 16, 3, 1, 15, 15), (16, 48, 3, 1, 5, 33),
+        (4, 16, 3, 1, 6, 70),
     ])
     func matchesTheIm2colPath(inputChannels: Int, outputChannels: Int, kernel: Int, padding: Int, height: Int, width: Int) {
         for (path, tile) in [(ConvolutionPath.direct, 4), (.winograd, 2), (.winograd, 4), (.batchedGEMM, 4)] {
