@@ -120,9 +120,9 @@ extension ModelArchive {
     /// model's preprocessing: `images.count` rows of `classNames.count` values.
     ///
     /// `p_k = exp(z_k − max z) / Σ_j exp(z_j − max z)` of the logits `z`, in `Double`.
-    public func classProbabilities(_ images: LabeledImages, batchSize: Int = 250) -> [[Double]] {
+    public func classProbabilities(_ images: LabeledImages, batchSize: Int = Predictions.defaultBatchSize) -> [[Double]] {
         let inputs = preprocessing.apply(to: images)
-        let n = images.count
+        let n = images.count, batchSize = Predictions.batchSize(batchSize, for: network)
         let exampleSize = images.bytesPerImage
         var result: [[Double]] = []
         result.reserveCapacity(n)

@@ -182,11 +182,12 @@ extension Predictions {
     /// network's logits over `augmentation`'s views, in batches; with no augmentation, exactly
     /// `init(network:inputs:)` on the preprocessed images.
     public init(network: Network<Float>, images: LabeledImages, preprocessing: Preprocessing,
-                augmentation: TestTimeAugmentation, batchSize: Int = 250) {
+                augmentation: TestTimeAugmentation, batchSize: Int = defaultBatchSize) {
         guard !augmentation.isIdentity else {
             self.init(network: network, inputs: preprocessing.apply(to: images), batchSize: batchSize)
             return
         }
+        let batchSize = Self.batchSize(batchSize, for: network)
         let views = augmentation.views
         let renderer = ExampleRenderer(channels: images.channels, height: images.height, width: images.width,
                                        scale: preprocessing.scale,
