@@ -169,8 +169,16 @@ enum WinogradConvolution {
         // chunk's values, never stale memory (a denormal there would slow every multiply-add of
         // its tile); their products are not read. So do the columns of `M` that
         // `Winograd4x4.transformOutput`'s last vector reads past a chunk's tiles (and drops).
-        v.update(repeating: 0, count: positions * channels * chunk.stride)
-        if chunk.tile == 4 { m.update(repeating: 0, count: positions * outputChannels * chunk.stride) }
+        // The first chunk is the largest: zeroing the columns past its tiles in `V`, and past
+        // its products in `M`, covers every chunk.
+        let filled = min(chunk.tileRows, totalRows) * chunk.tilesWide
+        let computed = min(chunk.stride, (filled + tileWidth - 1) / tileWidth * tileWidth)
+        for row in 0..<(positions * channels) { (v + row * chunk.stride + filled).update(repeating: 0, count: chunk.stride - filled) }
+        if chunk.tile == 4 {
+            for row in 0..<(positions * outputChannels) {
+                (m + row * chunk.stride + computed).update(repeating: 0, count: chunk.stride - computed)
+            }
+        }
         var first = 0
         while first < totalRows {
             let rows = min(chunk.tileRows, totalRows - first)
