@@ -131,11 +131,7 @@ enum DirectConvolution {
         for _ in 0..<lanes.trailingZeroBitCount {
             var next = KernelTile(repeating: Vector())
             for i in 0..<half {
-                #if BACKPROP_AVX512
-                let pair = SIMD32<Float>(lowHalf: rows[2 &* i], highHalf: rows[2 &* i &+ 1])
-                #else
-                let pair = SIMD16<Float>(lowHalf: rows[2 &* i], highHalf: rows[2 &* i &+ 1])
-                #endif
+                let pair = KernelVectorPair(lowHalf: rows[2 &* i], highHalf: rows[2 &* i &+ 1])
                 next[i] = pair.evenHalf
                 next[i &+ half] = pair.oddHalf
             }

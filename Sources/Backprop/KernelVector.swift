@@ -47,13 +47,15 @@ public let kernelsUseFusedMultiplyAdd = BACKPROP_TARGET_HAS_FMA != 0
 public let kernelVectorWidth = KernelVector.scalarCount
 
 #if BACKPROP_AVX512
+/// Two kernel vectors end to end (`DirectConvolution.transpose`, `interleaved`).
+typealias KernelVectorPair = SIMD32<Float>
 /// Four kernel vectors end to end (`interleaved`, `deinterleaved`).
 typealias KernelVectorQuad = SIMD64<Float>
-typealias KernelVectorPair = SIMD32<Float>
 #else
+/// Two kernel vectors end to end (`DirectConvolution.transpose`, `interleaved`).
+typealias KernelVectorPair = SIMD16<Float>
 /// Four kernel vectors end to end (`interleaved`, `deinterleaved`).
 typealias KernelVectorQuad = SIMD32<Float>
-typealias KernelVectorPair = SIMD16<Float>
 #endif
 
 /// `(a₀, b₀, c₀, d₀, a₁, b₁, c₁, d₁, …)`: four vectors interleaved lane by lane, e.g. the columns

@@ -8,8 +8,8 @@ public struct Predictions: Sendable {
     /// The softmax probability of the predicted class.
     public var confidences: [Float]
 
-    /// The examples a network runs at once to predict: as many as a training batch of the
-    /// CIFAR-10 presets. cifar-quick's inference ran at 1,030 img/s in batches of 250 and at
+    /// The examples a network runs at once to predict: about a training batch of the CIFAR-10
+    /// presets (1,024). cifar-quick's inference ran at 1,030 img/s in batches of 250 and at
     /// 1,260 in batches of 1,024 (`backprop bench --presets cifar-quick --batch-sizes 250,1024`).
     public static let defaultBatchSize = 1000
 
