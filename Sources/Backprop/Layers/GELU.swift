@@ -139,7 +139,7 @@ struct FastGELU: ParallelWork {
             let one = Vector(repeating: 1)
             let x2: Vector = x * x
             let u: Vector = sqrt2OverPi * x * (one + cubic * x2)
-            let e: Vector = exp(pointwiseMin(pointwiseMax(u + u, Vector(repeating: -80)), Vector(repeating: 80)))
+            let e: Vector = exp(clamp(u + u, -80, 80))
             let s: Vector = one / (one + e)
             let es: Vector = e * s
             if !derivative { return x * es }                 // x/2 · (1 + t)
@@ -157,7 +157,7 @@ struct FastGELU: ParallelWork {
     /// `Float`), Eigen's `generic_fast_erf_float`; absolute error about 1e-7.
     @inline(__always)
     static func erf(_ a: Vector) -> Vector {
-        let x = pointwiseMin(pointwiseMax(a, Vector(repeating: -4)), Vector(repeating: 4))
+        let x = clamp(a, -4, 4)
         let x2 = x * x
         var p = x2 * Vector(repeating: -2.72614225801306e-10) + Vector(repeating: 2.77068142495902e-08)
         p = x2 * p + Vector(repeating: -2.10102402082508e-06)
@@ -172,12 +172,21 @@ struct FastGELU: ParallelWork {
         return x * p / q
     }
 
+    /// `v` with each lane limited to `[lower, upper]` (a NaN stays NaN), by a comparison and a
+    /// blend per side: the stdlib's `pointwiseMin`/`pointwiseMax` go lane by lane through
+    /// `Float.minimum`'s NaN rules and were not inlined (a call and 8 branches per lane).
+    @inline(__always)
+    static func clamp(_ v: Vector, _ lower: Float, _ upper: Float) -> Vector {
+        let low = Vector(repeating: lower), high = Vector(repeating: upper)
+        return v.replacing(with: low, where: v .< low).replacing(with: high, where: v .> high)
+    }
+
     /// `eˣ` (Cephes' `expf`): `x = n·ln2 + r` with `|r| ≤ ln2/2`, `eʳ` by a degree-6 polynomial,
     /// then `2ⁿ` put into the exponent bits. Inputs are clamped to `[−87.3, 88]` (the finite,
     /// normal results); error about 1 ulp.
     @inline(__always)
     static func exp(_ a: Vector) -> Vector {
-        let x = pointwiseMin(pointwiseMax(a, Vector(repeating: -87.3)), Vector(repeating: 88.0))
+        let x = clamp(a, -87.3, 88.0)
         // n = round(x·log₂e): adding 1.5·2²³ leaves the rounded integer in the low mantissa bits
         // (a lane loop of `rounded()` would not vectorize).
         let shifted: Vector = x * 1.44269504088896341 + 12582912
