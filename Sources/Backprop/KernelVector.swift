@@ -123,6 +123,29 @@ func storeInterleavedRows(_ tiles: UnsafePointer<Float>, rows: Int, count: Int, 
     }
 }
 
+/// Writes the pixel rows of a vector of 4x4 tiles that holds several tile rows (segments):
+/// `tiles` as `storeInterleavedRows` takes it, each of its four rows interleaved into 4·L
+/// floats, of which segment j (`segmentLength` floats from `j·segmentLength`) is a pixel row
+/// of tile row j. Row i of segment j goes, its first `width` floats, to
+/// `target + origins[j] + i·width` when `i < rows[j]`. Each interleaved row is stored whole in
+/// `buffer` (4·L floats) and copied out segment by segment (`copyFloats`); not inlined, as
+/// `storeInterleavedRows`.
+@inline(never)
+func storeInterleavedSegments(_ tiles: UnsafePointer<Float>, segments: Int, segmentLength: Int, rows: InlineArray<16, Int>,
+                              width: Int, origins: InlineArray<16, Int>, to target: UnsafeMutablePointer<Float>,
+                              buffer: UnsafeMutablePointer<Float>) {
+    let lanes = KernelVector.scalarCount, source = UnsafeRawPointer(tiles)
+    for i in 0..<4 {
+        @inline(__always) func column(_ j: Int) -> KernelVector {
+            source.load(fromByteOffset: (4 * i + j) * lanes * 4, as: KernelVector.self)
+        }
+        UnsafeMutableRawPointer(buffer).storeBytes(of: interleaved(column(0), column(1), column(2), column(3)), as: KernelVectorQuad.self)
+        for j in 0..<segments where i < rows[j] {
+            copyFloats(from: buffer + j * segmentLength, count: width, to: target + origins[j] + i * width)
+        }
+    }
+}
+
 /// Copies `count` floats: whole kernel vectors, then at most one load and store per smaller
 /// power of two. For the short rows of the convolutions' planes (7–31 floats), where a call to
 /// `memmove` cost more than the copy.

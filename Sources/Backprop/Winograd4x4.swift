@@ -88,16 +88,32 @@ enum Winograd4x4 {
     static func chunk(width: Int, inputs: Int, outputs: Int, budget: Int,
                       minimumTiles: Int = WinogradConvolution.tileWidth) -> WinogradConvolution.Chunk {
         WinogradConvolution.chunk(tilesWide: tiles(width), tile: 4, inputs: inputs, outputs: outputs, budget: budget,
-                                         minimumTiles: minimumTiles, scratch: rowScratch(tiles(width)) + 16 * lanes)
+                                         minimumTiles: minimumTiles, scratch: rowScratch(tiles(width)) + outputScratch)
     }
+
+    /// The tile rows that one vector of L tiles holds: `L / wide` where rows of `wide` tiles
+    /// fill a vector exactly several times (with 8 lanes, 15x15 planes' rows of 4 tiles two to
+    /// a vector and 7x7 planes' rows of 2 four), else 1. The packed transforms
+    /// (`transformInputPacked`, `transformOutputPacked`) take that many rows at once; a row at
+    /// a time, `wide` of a vector's L lanes would be tiles and the rest wasted.
+    static func rowsPerVector(_ tilesWide: Int) -> Int {
+        tilesWide < lanes && lanes % tilesWide == 0 ? lanes / tilesWide : 1
+    }
+
+    /// The floats `transformOutput` and `transformOutputPacked` work in: a vector of 4x4 tiles
+    /// (16 × L) and one interleaved pixel row of them (4 × L).
+    static var outputScratch: Int { 20 * lanes }
 
     /// The floats of one of `transformInput`'s phase rows for planes `tilesWide` tiles wide:
     /// whole vectors of tiles and one more float, zero past the row.
     static func phaseRowLength(_ tilesWide: Int) -> Int { (tilesWide + lanes - 1) / lanes * lanes + 1 }
 
     /// The floats `transformInput` works in: six input rows, each as its four column phases and
-    /// zero-bordered.
-    static func rowScratch(_ tilesWide: Int) -> Int { 48 * phaseRowLength(tilesWide) }
+    /// zero-bordered; `transformInputPacked`'s twelve segmented rows (4 × L each) and 36
+    /// phase vectors where rows are packed (`rowsPerVector`).
+    static func rowScratch(_ tilesWide: Int) -> Int {
+        rowsPerVector(tilesWide) > 1 ? 84 * lanes : 48 * phaseRowLength(tilesWide)
+    }
 
     /// `V[ξ][c][tx] = (Bᵀ d B)[ξ]` for the tiles of tile row `tileRow` of one image, `d` the 6x6
     /// patch from input row `4·tileRow − 1` and column `4·tx − 1` (zero outside the image);
@@ -147,6 +163,69 @@ enum Winograd4x4 {
                 })
                 tx += lanes
             }
+        }
+    }
+
+    /// `transformInput` for `count` consecutive tile rows of a chunk at once (at most
+    /// `rowsPerVector(tiles(width))`, which must exceed 1): rows `firstRow ..< firstRow + count`
+    /// of the images' tile rows (`tileRowsPerImage` per image, images `inputImageStride` floats
+    /// apart from `x`), row j's tiles in lanes `j·wide ..< (j + 1)·wide` of each vector, which is
+    /// where `V` holds them (`into` is row `firstRow`'s first tile). Each tile's patch and
+    /// transform are `transformInput`'s, so every value is the same.
+    ///
+    /// For each of the six input rows `a` under the tile rows, `near[a]` holds segment j =
+    /// `x[row][−1 ..< 4·wide − 1]` of row j's input row and `far[a]` segment j =
+    /// `x[row][3 ..< 4·wide + 3]` (zero outside the image), `4·wide` floats each, 4·L in all.
+    /// Split into column phases (`deinterleaved`), `near` gives tile (j, t)'s patch columns 0–3
+    /// in lane `j·wide + t`, and `far` its columns 4 and 5.
+    @inline(never)
+    static func transformInputPacked(
+        _ x: UnsafePointer<Float>, inputImageStride: Int, tileRowsPerImage: Int, firstRow: Int, count: Int,
+        channels: Int, height: Int, width: Int, into v: UnsafeMutablePointer<Float>, stride: Int,
+        scratch: UnsafeMutablePointer<Float>
+    ) {
+        let wide = tiles(width), segment = 4 * wide, line = 4 * lanes, plane = height * width
+        let positionStride = channels * stride
+        precondition(rowsPerVector(wide) > 1 && count <= rowsPerVector(wide))
+        let near = scratch, far = scratch + 6 * line, phases = scratch + 12 * line
+        // Segments past `count` and the columns outside the image stay zero: every channel
+        // writes the same floats.
+        near.update(repeating: 0, count: 12 * line)
+        // Segment j's first input row (channel 0) and the input rows a that lie in the image.
+        var origins = InlineArray<16, Int>(repeating: 0), valid = InlineArray<16, Range<Int>>(repeating: 0..<0)
+        for j in 0..<count {
+            let (image, tileRow) = (firstRow + j).quotientAndRemainder(dividingBy: tileRowsPerImage)
+            let first = max(0, 1 - 4 * tileRow)
+            origins[j] = image * inputImageStride + (4 * tileRow - 1) * width
+            valid[j] = first..<max(first, min(6, height + 1 - 4 * tileRow))
+        }
+        let nearCount = min(width, segment - 1), farCount = max(0, width - 3)
+        for c in 0..<channels {
+            let source = x + c * plane
+            for j in 0..<count {
+                for a in valid[j] {
+                    let row = source + origins[j] + a * width
+                    copyFloats(from: row, count: nearCount, to: near + a * line + j * segment + 1)
+                    copyFloats(from: row + 3, count: farCount, to: far + a * line + j * segment)
+                }
+            }
+            for a in 0..<6 {
+                let split = deinterleaved(UnsafeRawPointer(near + a * line).loadUnaligned(as: KernelVectorQuad.self))
+                let farSplit = deinterleaved(UnsafeRawPointer(far + a * line).loadUnaligned(as: KernelVectorQuad.self))
+                let phase = UnsafeMutableRawPointer(phases + 6 * a * lanes)
+                phase.storeBytes(of: split.0, as: Vector.self)
+                phase.storeBytes(of: split.1, toByteOffset: lanes * 4, as: Vector.self)
+                phase.storeBytes(of: split.2, toByteOffset: 2 * lanes * 4, as: Vector.self)
+                phase.storeBytes(of: split.3, toByteOffset: 3 * lanes * 4, as: Vector.self)
+                phase.storeBytes(of: farSplit.0, toByteOffset: 4 * lanes * 4, as: Vector.self)
+                phase.storeBytes(of: farSplit.1, toByteOffset: 5 * lanes * 4, as: Vector.self)
+            }
+            let target = UnsafeMutableRawPointer(v + c * stride)
+            inputTransform(load: { a, n in
+                UnsafeRawPointer(phases + (6 * a + n) * lanes).loadUnaligned(as: Vector.self)
+            }, store: { value, position in
+                target.storeBytes(of: value, toByteOffset: position * positionStride * 4, as: Vector.self)
+            })
         }
     }
 
@@ -218,6 +297,52 @@ enum Winograd4x4 {
         }
     }
 
+    /// `transformOutput` for `count` consecutive tile rows of a chunk at once (as
+    /// `transformInputPacked` takes them): rows `firstRow ..< firstRow + count` of the images'
+    /// tile rows, row j's tiles in lanes `j·wide ..< (j + 1)·wide` of `M`'s vectors (`m` is row
+    /// `firstRow`'s first tile), written to images `outputImageStride` floats apart from `y`.
+    /// Each tile's untransform is `transformOutput`'s, so every value is the same.
+    @inline(never)
+    static func transformOutputPacked(
+        _ m: UnsafePointer<Float>, stride: Int, outputChannels: Int, bias: UnsafePointer<Float>?,
+        height: Int, width: Int, outputImageStride: Int, tileRowsPerImage: Int, firstRow: Int, count: Int,
+        into y: UnsafeMutablePointer<Float>, scratch: UnsafeMutablePointer<Float>
+    ) {
+        let wide = tiles(width), plane = height * width, positionStride = outputChannels * stride
+        precondition(rowsPerVector(wide) > 1 && count <= rowsPerVector(wide))
+        let tile = UnsafeMutableRawPointer(scratch)
+        // Segment j's first output row (channel 0) and its rows inside the image.
+        var origins = InlineArray<16, Int>(repeating: 0), rows = InlineArray<16, Int>(repeating: 0)
+        for j in 0..<count {
+            let (image, tileRow) = (firstRow + j).quotientAndRemainder(dividingBy: tileRowsPerImage)
+            origins[j] = image * outputImageStride + 4 * tileRow * width
+            rows[j] = min(4, height - 4 * tileRow)
+        }
+        for o in 0..<outputChannels {
+            let b = Vector(repeating: bias?[o] ?? 0)
+            let m0 = m + o * stride
+            @inline(__always) func row(_ a: Int) -> (Vector, Vector, Vector, Vector) {
+                @inline(__always) func load(_ n: Int) -> Vector {
+                    UnsafeRawPointer(m0 + (6 * a + n) * positionStride).loadUnaligned(as: Vector.self)
+                }
+                return untransform(load(0), load(1), load(2), load(3), load(4), load(5))
+            }
+            let p0 = row(0), p1 = row(1), p2 = row(2), p3 = row(3), p4 = row(4), p5 = row(5)
+            @inline(__always) func column(_ j: Int, _ t: (Vector, Vector, Vector, Vector)) {
+                tile.storeBytes(of: t.0 + b, toByteOffset: j * lanes * 4, as: Vector.self)
+                tile.storeBytes(of: t.1 + b, toByteOffset: (4 + j) * lanes * 4, as: Vector.self)
+                tile.storeBytes(of: t.2 + b, toByteOffset: (8 + j) * lanes * 4, as: Vector.self)
+                tile.storeBytes(of: t.3 + b, toByteOffset: (12 + j) * lanes * 4, as: Vector.self)
+            }
+            column(0, untransform(p0.0, p1.0, p2.0, p3.0, p4.0, p5.0))
+            column(1, untransform(p0.1, p1.1, p2.1, p3.1, p4.1, p5.1))
+            column(2, untransform(p0.2, p1.2, p2.2, p3.2, p4.2, p5.2))
+            column(3, untransform(p0.3, p1.3, p2.3, p3.3, p4.3, p5.3))
+            storeInterleavedSegments(scratch, segments: count, segmentLength: 4 * wide, rows: rows, width: width,
+                                     origins: origins, to: y + o * plane, buffer: scratch + 16 * lanes)
+        }
+    }
+
     /// `Aᵀ m` for a column `m` of six values.
     @inline(__always)
     static func untransform(_ m0: Vector, _ m1: Vector, _ m2: Vector, _ m3: Vector, _ m4: Vector, _ m5: Vector)
@@ -253,13 +378,11 @@ extension Winograd4x4 {
                         ? origin.loadUnaligned(fromByteOffset: ((i * width + j) * channels + c) * 4, as: Vector.self) : Vector()
                 }
                 // p[i][n] = (∂y Aᵀ)[i][n] row by row, then ∂M[6a + n] = (A p)[a][n] column by column.
-                var p = InlineArray<24, Vector>(repeating: Vector())
-                for i in 0..<4 {
-                    let t = expand(load(i, 0), load(i, 1), load(i, 2), load(i, 3))
-                    p[6 * i] = t.0; p[6 * i + 1] = t.1; p[6 * i + 2] = t.2; p[6 * i + 3] = t.3; p[6 * i + 4] = t.4; p[6 * i + 5] = t.5
-                }
+                // (Rows as tuples: an `InlineArray` of them was zeroed by a call per vector.)
+                let p = (expand(load(0, 0), load(0, 1), load(0, 2), load(0, 3)), expand(load(1, 0), load(1, 1), load(1, 2), load(1, 3)),
+                         expand(load(2, 0), load(2, 1), load(2, 2), load(2, 3)), expand(load(3, 0), load(3, 1), load(3, 2), load(3, 3)))
                 for n in 0..<6 {
-                    let t = expand(p[n], p[6 + n], p[12 + n], p[18 + n])
+                    let t = expand(element(p.0, n), element(p.1, n), element(p.2, n), element(p.3, n))
                     @inline(__always) func store(_ value: Vector, _ a: Int) {
                         target.storeBytes(of: value, toByteOffset: ((6 * a + n) * positionStride + c) * 4, as: Vector.self)
                     }
@@ -267,6 +390,19 @@ extension Winograd4x4 {
                 }
                 c += lanes
             }
+        }
+    }
+
+    /// Element `n` of a row of six vectors (a constant `n` folds the switch away).
+    @inline(__always)
+    static func element(_ row: (Vector, Vector, Vector, Vector, Vector, Vector), _ n: Int) -> Vector {
+        switch n {
+        case 0: return row.0
+        case 1: return row.1
+        case 2: return row.2
+        case 3: return row.3
+        case 4: return row.4
+        default: return row.5
         }
     }
 

@@ -182,7 +182,15 @@ enum WinogradConvolution {
         var first = 0
         while first < totalRows {
             let rows = min(chunk.tileRows, totalRows - first)
-            for r in 0..<rows {
+            // F(4x4, 3x3) on rows narrower than a vector: several rows a vector.
+            let packed = chunk.tile == 4 ? Winograd4x4.rowsPerVector(chunk.tilesWide) : 1
+            for r in Swift.stride(from: 0, to: rows, by: packed) where packed > 1 {
+                Winograd4x4.transformInputPacked(x, inputImageStride: inputImageStride, tileRowsPerImage: tileRowsPerImage,
+                                                 firstRow: first + r, count: min(packed, rows - r), channels: channels,
+                                                 height: height, width: width, into: v + r * chunk.tilesWide,
+                                                 stride: chunk.stride, scratch: scratch)
+            }
+            for r in 0..<rows where packed == 1 {
                 let (image, tileRow) = (first + r).quotientAndRemainder(dividingBy: tileRowsPerImage)
                 let (source, target) = (x + image * inputImageStride, v + r * chunk.tilesWide)
                 if chunk.tile == 4 {
@@ -196,7 +204,14 @@ enum WinogradConvolution {
             let columns = (rows * chunk.tilesWide + tileWidth - 1) / tileWidth * tileWidth
             multiply(v, positions: positions, channels: channels, weights: u, outputChannels: outputChannels, into: m,
                      stride: chunk.stride, columns: columns)
-            for r in 0..<rows {
+            for r in Swift.stride(from: 0, to: rows, by: packed) where packed > 1 {
+                Winograd4x4.transformOutputPacked(m + r * chunk.tilesWide, stride: chunk.stride, outputChannels: outputChannels,
+                                                  bias: bias, height: height, width: width, outputImageStride: outputImageStride,
+                                                  tileRowsPerImage: tileRowsPerImage, firstRow: first + r,
+                                                  count: min(packed, rows - r), into: y,
+                                                  scratch: scratch + Winograd4x4.rowScratch(chunk.tilesWide))
+            }
+            for r in 0..<rows where packed == 1 {
                 let (image, tileRow) = (first + r).quotientAndRemainder(dividingBy: tileRowsPerImage)
                 let (source, target) = (m + r * chunk.tilesWide, y + image * outputImageStride)
                 if chunk.tile == 4 {
@@ -277,7 +292,10 @@ enum WinogradConvolution {
     static func parityRowLength(_ tilesWide: Int) -> Int { (tilesWide + lanes - 1) / lanes * lanes + 1 }
 
     /// `M[ξ][o][t] = Σ_c U[ξ][o][c] · V[ξ][c][t]` for the first `columns` tiles (a whole number of
-    /// register tiles) at each of `positions` positions, each sum in channel order.
+    /// register tiles) at each of `positions` positions, each sum in channel order. Not inlined:
+    /// inlined into `convolve` as it grew, its register tile's accumulators went through the
+    /// stack on every multiply-add (the products took 1.5x their time).
+    @inline(never)
     static func multiply(
         _ v: UnsafePointer<Float>, positions: Int, channels: Int, weights u: UnsafePointer<Float>, outputChannels: Int,
         into m: UnsafeMutablePointer<Float>, stride: Int, columns: Int
