@@ -125,44 +125,64 @@ func storeInterleavedRows(_ tiles: UnsafePointer<Float>, rows: Int, count: Int, 
 
 /// Writes the pixel rows of a vector of 4x4 tiles that holds several tile rows (segments):
 /// `tiles` as `storeInterleavedRows` takes it, each of its four rows interleaved into 4·L
-/// floats, of which segment j (`segmentLength` floats from `j·segmentLength`) is a pixel row
-/// of tile row j. Row i of segment j goes, its first `width` floats, to
-/// `target + origins[j] + i·width` when `i < rows[j]`. Each interleaved row is stored whole in
-/// `buffer` (4·L floats) and copied out segment by segment (`copyFloats`); not inlined, as
-/// `storeInterleavedRows`.
+/// floats of `buffer` (16·L in all), of which segment j (`segmentLength` floats from
+/// `j·segmentLength`) is a pixel row of tile row j. Row i of segment j goes, its first `width`
+/// floats, to `target + origins[j] + i·width` when `i < rows[j]`.
+///
+/// Segment by segment, row by row: a row is stored as its whole segment (one or two vectors,
+/// whose loads each lie within one store to `buffer`, so they are forwarded from it) when the
+/// floats past the row up to the segment's end still lie in the plane (`room[j]`: the floats
+/// from segment j's first row to the plane's end). Those floats belong to later rows of the
+/// same plane, which this caller writes afterwards. Otherwise (a plane's last rows) only
+/// `width` floats are copied. Not inlined, as `storeInterleavedRows`.
 @inline(never)
 func storeInterleavedSegments(_ tiles: UnsafePointer<Float>, segments: Int, segmentLength: Int, rows: InlineArray<16, Int>,
-                              width: Int, origins: InlineArray<16, Int>, to target: UnsafeMutablePointer<Float>,
-                              buffer: UnsafeMutablePointer<Float>) {
-    let lanes = KernelVector.scalarCount, source = UnsafeRawPointer(tiles)
+                              width: Int, origins: InlineArray<16, Int>, room: InlineArray<16, Int>,
+                              to target: UnsafeMutablePointer<Float>, buffer: UnsafeMutablePointer<Float>) {
+    let lanes = KernelVector.scalarCount, source = UnsafeRawPointer(tiles), line = 4 * lanes
     for i in 0..<4 {
         @inline(__always) func column(_ j: Int) -> KernelVector {
             source.load(fromByteOffset: (4 * i + j) * lanes * 4, as: KernelVector.self)
         }
-        UnsafeMutableRawPointer(buffer).storeBytes(of: interleaved(column(0), column(1), column(2), column(3)), as: KernelVectorQuad.self)
-        for j in 0..<segments where i < rows[j] {
-            copyFloats(from: buffer + j * segmentLength, count: width, to: target + origins[j] + i * width)
+        UnsafeMutableRawPointer(buffer + i * line).storeBytes(of: interleaved(column(0), column(1), column(2), column(3)),
+                                                              as: KernelVectorQuad.self)
+    }
+    for j in 0..<segments {
+        for i in 0..<rows[j] {
+            let (from, to) = (buffer + i * line + j * segmentLength, target + origins[j] + i * width)
+            if i * width + segmentLength <= room[j] {
+                copyFloats(from: from, count: segmentLength, to: to)
+            } else {
+                copyFloats(from: from, count: width, to: to)
+            }
         }
     }
 }
 
-/// Copies `count` floats: whole kernel vectors, then at most one load and store per smaller
-/// power of two. For the short rows of the convolutions' planes (7–31 floats), where a call to
-/// `memmove` cost more than the copy.
+/// Copies `count` floats (the two ranges apart): whole kernel vectors, then one more vector
+/// ending at the last float (it copies some floats twice, the same values); below a vector,
+/// two overlapping moves of the largest power of two that fits. No loop per piece size and at
+/// most two moves below a vector: for the short rows of the convolutions' planes (7–31
+/// floats), where a call to `memmove` cost more than the copy.
 @inline(__always)
 func copyFloats(from source: UnsafePointer<Float>, count: Int, to target: UnsafeMutablePointer<Float>) {
-    var from = UnsafeRawPointer(source), to = UnsafeMutableRawPointer(target), rest = count
-    @inline(__always) func move<V>(_: V.Type, _ floats: Int) {
-        while rest >= floats {
-            to.storeBytes(of: from.loadUnaligned(as: V.self), as: V.self)
-            from += 4 * floats; to += 4 * floats; rest -= floats
-        }
+    let from = UnsafeRawPointer(source), to = UnsafeMutableRawPointer(target), lanes = KernelVector.scalarCount
+    @inline(__always) func move<V>(_: V.Type, at offset: Int) {
+        to.storeBytes(of: from.loadUnaligned(fromByteOffset: 4 * offset, as: V.self), toByteOffset: 4 * offset, as: V.self)
     }
-    move(KernelVector.self, KernelVector.scalarCount)
+    if count >= lanes {
+        var done = 0
+        while done + lanes <= count {
+            move(KernelVector.self, at: done)
+            done += lanes
+        }
+        if done < count { move(KernelVector.self, at: count - lanes) }
+        return
+    }
     #if BACKPROP_AVX512
-    move(SIMD8<Float>.self, 8)
+    if count >= 8 { move(SIMD8<Float>.self, at: 0); move(SIMD8<Float>.self, at: count - 8); return }
     #endif
-    move(SIMD4<Float>.self, 4)
-    move(SIMD2<Float>.self, 2)
-    move(Float.self, 1)
+    if count >= 4 { move(SIMD4<Float>.self, at: 0); move(SIMD4<Float>.self, at: count - 4); return }
+    if count >= 2 { move(SIMD2<Float>.self, at: 0); move(SIMD2<Float>.self, at: count - 2); return }
+    if count == 1 { move(Float.self, at: 0) }
 }

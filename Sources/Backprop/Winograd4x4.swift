@@ -101,8 +101,8 @@ enum Winograd4x4 {
     }
 
     /// The floats `transformOutput` and `transformOutputPacked` work in: a vector of 4x4 tiles
-    /// (16 × L) and one interleaved pixel row of them (4 × L).
-    static var outputScratch: Int { 20 * lanes }
+    /// (16 × L) and their four interleaved pixel rows (16 × L).
+    static var outputScratch: Int { 32 * lanes }
 
     /// The floats of one of `transformInput`'s phase rows for planes `tilesWide` tiles wide:
     /// whole vectors of tiles and one more float, zero past the row.
@@ -312,11 +312,12 @@ enum Winograd4x4 {
         precondition(rowsPerVector(wide) > 1 && count <= rowsPerVector(wide))
         let tile = UnsafeMutableRawPointer(scratch)
         // Segment j's first output row (channel 0) and its rows inside the image.
-        var origins = InlineArray<16, Int>(repeating: 0), rows = InlineArray<16, Int>(repeating: 0)
+        var origins = InlineArray<16, Int>(repeating: 0), rows = origins, room = origins
         for j in 0..<count {
             let (image, tileRow) = (firstRow + j).quotientAndRemainder(dividingBy: tileRowsPerImage)
             origins[j] = image * outputImageStride + 4 * tileRow * width
             rows[j] = min(4, height - 4 * tileRow)
+            room[j] = plane - 4 * tileRow * width
         }
         for o in 0..<outputChannels {
             let b = Vector(repeating: bias?[o] ?? 0)
@@ -339,7 +340,7 @@ enum Winograd4x4 {
             column(2, untransform(p0.2, p1.2, p2.2, p3.2, p4.2, p5.2))
             column(3, untransform(p0.3, p1.3, p2.3, p3.3, p4.3, p5.3))
             storeInterleavedSegments(scratch, segments: count, segmentLength: 4 * wide, rows: rows, width: width,
-                                     origins: origins, to: y + o * plane, buffer: scratch + 16 * lanes)
+                                     origins: origins, room: room, to: y + o * plane, buffer: scratch + 16 * lanes)
         }
     }
 
