@@ -125,16 +125,8 @@ func storeInterleavedRows(_ tiles: UnsafePointer<Float>, rows: Int, count: Int, 
 
 /// Writes the pixel rows of a vector of 4x4 tiles that holds several tile rows (segments):
 /// `tiles` as `storeInterleavedRows` takes it, each of its four rows interleaved into 4·L
-/// floats of `buffer` (16·L in all), of which segment j (`segmentLength` floats from
-/// `j·segmentLength`) is a pixel row of tile row j. Row i of segment j goes, its first `width`
-/// floats, to `target + origins[j] + i·width` when `i < rows[j]`.
-///
-/// Segment by segment, row by row: a row is stored as its whole segment (one or two vectors,
-/// whose loads each lie within one store to `buffer`, so they are forwarded from it) when the
-/// floats past the row up to the segment's end still lie in the plane (`room[j]`: the floats
-/// from segment j's first row to the plane's end). Those floats belong to later rows of the
-/// same plane, which this caller writes afterwards. Otherwise (a plane's last rows) only
-/// `width` floats are copied. Not inlined, as `storeInterleavedRows`.
+/// floats of `buffer` (16·L in all), then `storeSegments`. Not inlined, as
+/// `storeInterleavedRows`.
 @inline(never)
 func storeInterleavedSegments(_ tiles: UnsafePointer<Float>, segments: Int, segmentLength: Int, rows: InlineArray<16, Int>,
                               width: Int, origins: InlineArray<16, Int>, room: InlineArray<16, Int>,
@@ -147,14 +139,28 @@ func storeInterleavedSegments(_ tiles: UnsafePointer<Float>, segments: Int, segm
         UnsafeMutableRawPointer(buffer + i * line).storeBytes(of: interleaved(column(0), column(1), column(2), column(3)),
                                                               as: KernelVectorQuad.self)
     }
+    storeSegments(buffer, lineLength: line, segments: segments, segmentLength: segmentLength, rows: rows, width: width,
+                  origins: origins, room: room, to: target)
+}
+
+/// Writes pixel rows that hold several tile rows side by side (segments): `buffer`'s rows of
+/// tiles' pixels, `lineLength` floats apart, of which segment j (`segmentLength` floats from
+/// `j·segmentLength`) is a pixel row of tile row j. Row i of segment j goes, its first `width`
+/// floats, to `target + origins[j] + i·width` when `i < rows[j]`.
+///
+/// Segment by segment, row by row: a row is stored as its whole segment (one or two vectors,
+/// whose loads each lie within one of the caller's vector stores to `buffer`, so they are
+/// forwarded from it) when the floats past the row up to the segment's end still lie in the
+/// plane (`room[j]`: the floats from segment j's first row to the plane's end). Those floats
+/// belong to later rows of the same plane, which the caller writes afterwards. Otherwise (a
+/// plane's last rows) only `width` floats are copied.
+@inline(__always)
+func storeSegments(_ buffer: UnsafePointer<Float>, lineLength: Int, segments: Int, segmentLength: Int, rows: InlineArray<16, Int>,
+                   width: Int, origins: InlineArray<16, Int>, room: InlineArray<16, Int>, to target: UnsafeMutablePointer<Float>) {
     for j in 0..<segments {
         for i in 0..<rows[j] {
-            let (from, to) = (buffer + i * line + j * segmentLength, target + origins[j] + i * width)
-            if i * width + segmentLength <= room[j] {
-                copyFloats(from: from, count: segmentLength, to: to)
-            } else {
-                copyFloats(from: from, count: width, to: to)
-            }
+            let (from, to) = (buffer + i * lineLength + j * segmentLength, target + origins[j] + i * width)
+            copyFloats(from: from, count: i * width + segmentLength <= room[j] ? segmentLength : width, to: to)
         }
     }
 }

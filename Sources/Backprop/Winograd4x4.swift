@@ -96,9 +96,7 @@ enum Winograd4x4 {
     /// a vector and 7x7 planes' rows of 2 four), else 1. The packed transforms
     /// (`transformInputPacked`, `transformOutputPacked`) take that many rows at once; a row at
     /// a time, `wide` of a vector's L lanes would be tiles and the rest wasted.
-    static func rowsPerVector(_ tilesWide: Int) -> Int {
-        tilesWide < lanes && lanes % tilesWide == 0 ? lanes / tilesWide : 1
-    }
+    static func rowsPerVector(_ tilesWide: Int) -> Int { WinogradConvolution.rowsPerVector(tilesWide) }
 
     /// The floats `transformOutput` and `transformOutputPacked` work in: a vector of 4x4 tiles
     /// (16 × L) and their four interleaved pixel rows (16 × L).

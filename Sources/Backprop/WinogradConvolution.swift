@@ -117,8 +117,21 @@ enum WinogradConvolution {
     }
 
     /// The floats `transformInput` works in for planes `tilesWide` tiles wide: four input rows,
-    /// each as its even and its odd columns.
-    static func rowScratch(_ tilesWide: Int) -> Int { 8 * parityRowLength(tilesWide) }
+    /// each as its even and its odd columns; where rows are packed (`rowsPerVector`),
+    /// `transformInputPacked`'s eight segmented rows (2 × L each) and 16 column vectors, then
+    /// `transformOutputPacked`'s two interleaved pixel rows (2 × L each).
+    static func rowScratch(_ tilesWide: Int) -> Int {
+        rowsPerVector(tilesWide) > 1 ? 36 * lanes : 8 * parityRowLength(tilesWide)
+    }
+
+    /// The tile rows that one vector of L tiles holds: `L / wide` where rows of `wide` tiles
+    /// fill a vector exactly several times (with 8 lanes, 3x3 planes' rows of 2 tiles four to
+    /// a vector), else 1. The packed transforms (`transformInputPacked`,
+    /// `transformOutputPacked`, and `Winograd4x4`'s) take that many rows at once; a row at a
+    /// time, `wide` of a vector's L lanes would be tiles and the rest wasted.
+    static func rowsPerVector(_ tilesWide: Int) -> Int {
+        tilesWide < lanes && lanes % tilesWide == 0 ? lanes / tilesWide : 1
+    }
 
     /// The chunk for planes `width` wide with `inputs` and `outputs` channels: as many tile rows
     /// as keep its `V` and `M` within `budget` floats, but at least `minimumTiles` tiles (one
@@ -182,13 +195,20 @@ enum WinogradConvolution {
         var first = 0
         while first < totalRows {
             let rows = min(chunk.tileRows, totalRows - first)
-            // F(4x4, 3x3) on rows narrower than a vector: several rows a vector.
-            let packed = chunk.tile == 4 ? Winograd4x4.rowsPerVector(chunk.tilesWide) : 1
+            // Rows narrower than a vector: several rows a vector.
+            let packed = rowsPerVector(chunk.tilesWide)
             for r in Swift.stride(from: 0, to: rows, by: packed) where packed > 1 {
-                Winograd4x4.transformInputPacked(x, inputImageStride: inputImageStride, tileRowsPerImage: tileRowsPerImage,
-                                                 firstRow: first + r, count: min(packed, rows - r), channels: channels,
-                                                 height: height, width: width, into: v + r * chunk.tilesWide,
-                                                 stride: chunk.stride, scratch: scratch)
+                if chunk.tile == 4 {
+                    Winograd4x4.transformInputPacked(x, inputImageStride: inputImageStride, tileRowsPerImage: tileRowsPerImage,
+                                                     firstRow: first + r, count: min(packed, rows - r), channels: channels,
+                                                     height: height, width: width, into: v + r * chunk.tilesWide,
+                                                     stride: chunk.stride, scratch: scratch)
+                } else {
+                    transformInputPacked(x, inputImageStride: inputImageStride, tileRowsPerImage: tileRowsPerImage,
+                                         firstRow: first + r, count: min(packed, rows - r), channels: channels,
+                                         height: height, width: width, into: v + r * chunk.tilesWide,
+                                         stride: chunk.stride, scratch: scratch)
+                }
             }
             for r in 0..<rows where packed == 1 {
                 let (image, tileRow) = (first + r).quotientAndRemainder(dividingBy: tileRowsPerImage)
@@ -205,11 +225,18 @@ enum WinogradConvolution {
             multiply(v, positions: positions, channels: channels, weights: u, outputChannels: outputChannels, into: m,
                      stride: chunk.stride, columns: columns)
             for r in Swift.stride(from: 0, to: rows, by: packed) where packed > 1 {
-                Winograd4x4.transformOutputPacked(m + r * chunk.tilesWide, stride: chunk.stride, outputChannels: outputChannels,
-                                                  bias: bias, height: height, width: width, outputImageStride: outputImageStride,
-                                                  tileRowsPerImage: tileRowsPerImage, firstRow: first + r,
-                                                  count: min(packed, rows - r), into: y,
-                                                  scratch: scratch + Winograd4x4.rowScratch(chunk.tilesWide))
+                if chunk.tile == 4 {
+                    Winograd4x4.transformOutputPacked(m + r * chunk.tilesWide, stride: chunk.stride, outputChannels: outputChannels,
+                                                      bias: bias, height: height, width: width, outputImageStride: outputImageStride,
+                                                      tileRowsPerImage: tileRowsPerImage, firstRow: first + r,
+                                                      count: min(packed, rows - r), into: y,
+                                                      scratch: scratch + Winograd4x4.rowScratch(chunk.tilesWide))
+                } else {
+                    transformOutputPacked(m + r * chunk.tilesWide, stride: chunk.stride, outputChannels: outputChannels,
+                                          bias: bias, height: height, width: width, outputImageStride: outputImageStride,
+                                          tileRowsPerImage: tileRowsPerImage, firstRow: first + r,
+                                          count: min(packed, rows - r), into: y, scratch: scratch + 32 * lanes)
+                }
             }
             for r in 0..<rows where packed == 1 {
                 let (image, tileRow) = (first + r).quotientAndRemainder(dividingBy: tileRowsPerImage)
@@ -267,6 +294,62 @@ enum WinogradConvolution {
                 })
                 tx += lanes
             }
+        }
+    }
+
+    /// `transformInput` for `count` consecutive tile rows of a chunk at once (at most
+    /// `rowsPerVector(tiles(width))`, which must exceed 1), as `Winograd4x4.transformInputPacked`
+    /// takes them: row j's tiles in lanes `j·wide ..< (j + 1)·wide`, each tile's patch and
+    /// transform `transformInput`'s, so every value is the same. For each of the four input rows
+    /// `a`, `near[a]` holds segment j = `x[row][−1 ..< 2·wide − 1]` of row j's input row and
+    /// `far[a]` segment j = `x[row][1 ..< 2·wide + 1]` (zero outside the image), `2·wide`
+    /// floats each, 2·L in all; their even and odd floats are tile (j, t)'s patch columns 0, 1
+    /// and 2, 3 in lane `j·wide + t`.
+    @inline(never)
+    static func transformInputPacked(
+        _ x: UnsafePointer<Float>, inputImageStride: Int, tileRowsPerImage: Int, firstRow: Int, count: Int,
+        channels: Int, height: Int, width: Int, into v: UnsafeMutablePointer<Float>, stride: Int,
+        scratch: UnsafeMutablePointer<Float>
+    ) {
+        let wide = tiles(width), segment = 2 * wide, line = 2 * lanes, plane = height * width
+        let positionStride = channels * stride
+        precondition(rowsPerVector(wide) > 1 && count <= rowsPerVector(wide))
+        let near = scratch, far = scratch + 4 * line, columns = scratch + 8 * line
+        // Segments past `count` and the columns outside the image stay zero: every channel
+        // writes the same floats.
+        near.update(repeating: 0, count: 8 * line)
+        var origins = InlineArray<16, Int>(repeating: 0), valid = InlineArray<16, Range<Int>>(repeating: 0..<0)
+        for j in 0..<count {
+            let (image, tileRow) = (firstRow + j).quotientAndRemainder(dividingBy: tileRowsPerImage)
+            let first = max(0, 1 - 2 * tileRow)
+            origins[j] = image * inputImageStride + (2 * tileRow - 1) * width
+            valid[j] = first..<max(first, min(4, height + 1 - 2 * tileRow))
+        }
+        let nearCount = min(width, segment - 1), farCount = max(0, width - 1)
+        for c in 0..<channels {
+            let source = x + c * plane
+            for j in 0..<count {
+                for a in valid[j] {
+                    let row = source + origins[j] + a * width
+                    copyFloats(from: row, count: nearCount, to: near + a * line + j * segment + 1)
+                    copyFloats(from: row + 1, count: farCount, to: far + a * line + j * segment)
+                }
+            }
+            for a in 0..<4 {
+                let nearPair = UnsafeRawPointer(near + a * line).loadUnaligned(as: KernelVectorPair.self)
+                let farPair = UnsafeRawPointer(far + a * line).loadUnaligned(as: KernelVectorPair.self)
+                let column = UnsafeMutableRawPointer(columns + 4 * a * lanes)
+                column.storeBytes(of: nearPair.evenHalf, as: Vector.self)
+                column.storeBytes(of: nearPair.oddHalf, toByteOffset: lanes * 4, as: Vector.self)
+                column.storeBytes(of: farPair.evenHalf, toByteOffset: 2 * lanes * 4, as: Vector.self)
+                column.storeBytes(of: farPair.oddHalf, toByteOffset: 3 * lanes * 4, as: Vector.self)
+            }
+            let target = UnsafeMutableRawPointer(v + c * stride)
+            inputTransform(load: { a, n in
+                UnsafeRawPointer(columns + (4 * a + n) * lanes).loadUnaligned(as: Vector.self)
+            }, store: { value, position in
+                target.storeBytes(of: value, toByteOffset: position * positionStride * 4, as: Vector.self)
+            })
         }
     }
 
@@ -428,6 +511,51 @@ enum WinogradConvolution {
                 row0[2 * pairs] = y00
                 if twoRows { row1[2 * pairs] = y10 }
             }
+        }
+    }
+
+    /// `transformOutput` for `count` consecutive tile rows of a chunk at once (as
+    /// `transformInputPacked` takes them), row j's tiles in lanes `j·wide ..< (j + 1)·wide` of
+    /// `M`'s vectors (`m` is row `firstRow`'s first tile), written to images
+    /// `outputImageStride` floats apart from `y`. Each output is `transformOutput`'s sum, so every
+    /// value is the same. The two pixel rows of the tiles are interleaved (`evenHalf`,
+    /// `oddHalf`) into `scratch` (4·L floats) and stored segment by segment (`storeSegments`).
+    @inline(never)
+    static func transformOutputPacked(
+        _ m: UnsafePointer<Float>, stride: Int, outputChannels: Int, bias: UnsafePointer<Float>?,
+        height: Int, width: Int, outputImageStride: Int, tileRowsPerImage: Int, firstRow: Int, count: Int,
+        into y: UnsafeMutablePointer<Float>, scratch: UnsafeMutablePointer<Float>
+    ) {
+        let wide = tiles(width), plane = height * width, positionStride = outputChannels * stride
+        precondition(rowsPerVector(wide) > 1 && count <= rowsPerVector(wide))
+        var origins = InlineArray<16, Int>(repeating: 0), rows = origins, room = origins
+        for j in 0..<count {
+            let (image, tileRow) = (firstRow + j).quotientAndRemainder(dividingBy: tileRowsPerImage)
+            origins[j] = image * outputImageStride + 2 * tileRow * width
+            rows[j] = min(2, height - 2 * tileRow)
+            room[j] = plane - 2 * tileRow * width
+        }
+        let pixels = UnsafeMutableRawPointer(scratch)
+        for o in 0..<outputChannels {
+            let m0 = m + o * stride
+            @inline(__always) func rowSums(_ a: Int) -> (Vector, Vector) {
+                let r = UnsafeRawPointer(m0 + 4 * a * positionStride), step = positionStride * 4
+                let q0 = r.loadUnaligned(as: Vector.self), q1 = r.loadUnaligned(fromByteOffset: step, as: Vector.self)
+                let q2 = r.loadUnaligned(fromByteOffset: 2 * step, as: Vector.self)
+                let q3 = r.loadUnaligned(fromByteOffset: 3 * step, as: Vector.self)
+                return (q0 + q1 + q2, q1 - q2 - q3)
+            }
+            let (p00, p10) = rowSums(0), (p01, p11) = rowSums(1), (p02, p12) = rowSums(2), (p03, p13) = rowSums(3)
+            let bias = Vector(repeating: bias?[o] ?? 0)
+            var top = KernelVectorPair(), bottom = KernelVectorPair()
+            top.evenHalf = p00 + p01 + p02 + bias
+            top.oddHalf = p10 + p11 + p12 + bias
+            bottom.evenHalf = p01 - p02 - p03 + bias
+            bottom.oddHalf = p11 - p12 - p13 + bias
+            pixels.storeBytes(of: top, as: KernelVectorPair.self)
+            pixels.storeBytes(of: bottom, toByteOffset: 2 * lanes * 4, as: KernelVectorPair.self)
+            storeSegments(scratch, lineLength: 2 * lanes, segments: count, segmentLength: 2 * wide, rows: rows, width: width,
+                          origins: origins, room: room, to: y + o * plane)
         }
     }
 

@@ -180,22 +180,27 @@ import Testing
         #expect(results[0] == results[2], "1 tile row vs all of them")
     }
 
-    /// F(4x4, 3x3) on rows of tiles narrower than a vector transforms several tile rows a vector
-    /// (`Winograd4x4.transformInputPacked`, `transformOutputPacked`); every value is the bits of
-    /// the row-by-row transforms, over tile rows that straddle images, a last group short of
-    /// rows, rows of 1, 2, 4 (and with 16 lanes 8) tiles, planes as wide as their tiles
-    /// (whose tiles read one column more) and narrower, and bottom tile rows past the plane.
-    @Test(arguments: [(7, 7), (15, 15), (6, 6), (3, 3), (4, 4), (5, 8), (16, 16), (13, 14), (31, 31), (9, 30)])
-    func packedWinogradTransformsMatchTheRowByRowOnes(height: Int, width: Int) {
-        let wide = Winograd4x4.tiles(width), group = Winograd4x4.rowsPerVector(wide), lanes = Winograd4x4.lanes
+    /// On rows of tiles narrower than a vector, the Winograd kernels transform several tile rows
+    /// a vector (`transformInputPacked`, `transformOutputPacked`, F(2x2, 3x3)'s and F(4x4,
+    /// 3x3)'s); every value is the bits of the row-by-row transforms, over tile rows that
+    /// straddle images, a last group short of rows, rows of 1, 2, 4 (and with 16 lanes 8) tiles,
+    /// planes as wide as their tiles (whose tiles read one column more) and narrower, and bottom
+    /// tile rows past the plane.
+    @Test(arguments: [(7, 7), (15, 15), (6, 6), (3, 3), (4, 4), (5, 8), (16, 16), (13, 14), (31, 31), (9, 30), (2, 2), (1, 5)],
+          [2, 4])
+    func packedWinogradTransformsMatchTheRowByRowOnes(plane: (Int, Int), tile: Int) {
+        let (height, width) = plane
+        let wide = (width + tile - 1) / tile, high = (height + tile - 1) / tile
+        let group = WinogradConvolution.rowsPerVector(wide), lanes = WinogradConvolution.lanes
         guard group > 1 else { return }  // rows that fill a vector take the row-by-row transforms only
-        let (images, channels, high) = (3, 5, Winograd4x4.tiles(height))
+        let (images, channels, positions) = (3, 5, (tile + 2) * (tile + 2))
         let total = images * high, stride = total * wide + lanes
         let x: Tensor<Float> = randomTensor([images, channels, height, width], seed: 31)
-        let m: Tensor<Float> = randomTensor([36 * channels * stride], seed: 32)
+        let m: Tensor<Float> = randomTensor([positions * channels * stride], seed: 32)
         let bias: Tensor<Float> = randomTensor([channels], seed: 33)
-        var scratch = [Float](repeating: .nan, count: Winograd4x4.rowScratch(wide) + Winograd4x4.outputScratch)
-        var rowByRow = [Float](repeating: 0, count: 36 * channels * stride), packed = rowByRow
+        let inputScratch = tile == 4 ? Winograd4x4.rowScratch(wide) : WinogradConvolution.rowScratch(wide)
+        var scratch = [Float](repeating: .nan, count: inputScratch + Winograd4x4.outputScratch)
+        var rowByRow = [Float](repeating: 0, count: positions * channels * stride), packed = rowByRow
         var yRows = [Float](repeating: .nan, count: x.count), yPacked = yRows
         let imageStride = channels * height * width
         x.scalars.withUnsafeBufferPointer { x in
@@ -207,13 +212,22 @@ import Testing
                             yRows.withUnsafeMutableBufferPointer { y in
                                 for row in 0..<total {
                                     let (image, tileRow) = row.quotientAndRemainder(dividingBy: high)
-                                    Winograd4x4.transformInput(x + image * imageStride, channels: channels, height: height, width: width,
-                                                               tileRow: tileRow, into: v.baseAddress! + row * wide, stride: stride,
-                                                               scratch: s)
-                                    Winograd4x4.transformOutput(m + row * wide, stride: stride, outputChannels: channels, bias: b,
-                                                                height: height, width: width, tileRow: tileRow,
-                                                                into: y.baseAddress! + image * imageStride,
-                                                                scratch: s + Winograd4x4.rowScratch(wide))
+                                    let (source, target) = (x + image * imageStride, y.baseAddress! + image * imageStride)
+                                    if tile == 4 {
+                                        Winograd4x4.transformInput(source, channels: channels, height: height, width: width,
+                                                                   tileRow: tileRow, into: v.baseAddress! + row * wide, stride: stride,
+                                                                   scratch: s)
+                                        Winograd4x4.transformOutput(m + row * wide, stride: stride, outputChannels: channels, bias: b,
+                                                                    height: height, width: width, tileRow: tileRow, into: target,
+                                                                    scratch: s + inputScratch)
+                                    } else {
+                                        WinogradConvolution.transformInput(source, channels: channels, height: height, width: width,
+                                                                           tileRow: tileRow, into: v.baseAddress! + row * wide,
+                                                                           stride: stride, scratch: s)
+                                        WinogradConvolution.transformOutput(m + row * wide, stride: stride, outputChannels: channels,
+                                                                            bias: b, height: height, width: width, tileRow: tileRow,
+                                                                            into: target)
+                                    }
                                 }
                             }
                         }
@@ -221,15 +235,26 @@ import Testing
                             yPacked.withUnsafeMutableBufferPointer { y in
                                 for first in Swift.stride(from: 0, to: total, by: group) {
                                     let count = min(group, total - first)
-                                    Winograd4x4.transformInputPacked(x, inputImageStride: imageStride, tileRowsPerImage: high,
-                                                                     firstRow: first, count: count, channels: channels,
-                                                                     height: height, width: width, into: v.baseAddress! + first * wide,
-                                                                     stride: stride, scratch: s)
-                                    Winograd4x4.transformOutputPacked(m + first * wide, stride: stride, outputChannels: channels,
-                                                                      bias: b, height: height, width: width,
-                                                                      outputImageStride: imageStride, tileRowsPerImage: high,
-                                                                      firstRow: first, count: count, into: y.baseAddress!,
-                                                                      scratch: s + Winograd4x4.rowScratch(wide))
+                                    if tile == 4 {
+                                        Winograd4x4.transformInputPacked(x, inputImageStride: imageStride, tileRowsPerImage: high,
+                                                                         firstRow: first, count: count, channels: channels,
+                                                                         height: height, width: width,
+                                                                         into: v.baseAddress! + first * wide, stride: stride, scratch: s)
+                                        Winograd4x4.transformOutputPacked(m + first * wide, stride: stride, outputChannels: channels,
+                                                                          bias: b, height: height, width: width,
+                                                                          outputImageStride: imageStride, tileRowsPerImage: high,
+                                                                          firstRow: first, count: count, into: y.baseAddress!,
+                                                                          scratch: s + inputScratch)
+                                    } else {
+                                        WinogradConvolution.transformInputPacked(
+                                            x, inputImageStride: imageStride, tileRowsPerImage: high, firstRow: first, count: count,
+                                            channels: channels, height: height, width: width, into: v.baseAddress! + first * wide,
+                                            stride: stride, scratch: s)
+                                        WinogradConvolution.transformOutputPacked(
+                                            m + first * wide, stride: stride, outputChannels: channels, bias: b, height: height,
+                                            width: width, outputImageStride: imageStride, tileRowsPerImage: high, firstRow: first,
+                                            count: count, into: y.baseAddress!, scratch: s + 32 * lanes)
+                                    }
                                 }
                             }
                         }
@@ -238,12 +263,12 @@ import Testing
             }
         }
         var mismatches = 0
-        for row in 0..<(36 * channels) {
+        for row in 0..<(positions * channels) {
             for t in 0..<(total * wide) where rowByRow[row * stride + t].bitPattern != packed[row * stride + t].bitPattern {
                 mismatches += 1
             }
         }
-        #expect(mismatches == 0, "V: \(mismatches) of \(36 * channels * total * wide) values differ")
+        #expect(mismatches == 0, "V: \(mismatches) of \(positions * channels * total * wide) values differ")
         #expect(!yPacked.contains { $0.isNaN }, "every output written")
         #expect(yRows.map(\.bitPattern) == yPacked.map(\.bitPattern), "outputs")
     }
