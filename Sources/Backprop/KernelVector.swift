@@ -123,14 +123,13 @@ func storeInterleavedRows(_ tiles: UnsafePointer<Float>, rows: Int, count: Int, 
     }
 }
 
-/// Writes the pixel rows of a vector of 4x4 tiles that holds several tile rows (segments):
+/// Writes the pixel rows of a vector of 4x4 tiles that holds several tile rows (`group`):
 /// `tiles` as `storeInterleavedRows` takes it, each of its four rows interleaved into 4·L
-/// floats of `buffer` (16·L in all), then `storeSegments`. Not inlined, as
+/// floats of `buffer` (16·L in all), then stored by `group.storeRows`. Not inlined, as
 /// `storeInterleavedRows`.
 @inline(never)
-func storeInterleavedSegments(_ tiles: UnsafePointer<Float>, segments: Int, segmentLength: Int, rows: InlineArray<16, Int>,
-                              width: Int, origins: InlineArray<16, Int>, room: InlineArray<16, Int>,
-                              to target: UnsafeMutablePointer<Float>, buffer: UnsafeMutablePointer<Float>) {
+func storeInterleavedSegments(_ tiles: UnsafePointer<Float>, buffer: UnsafeMutablePointer<Float>, group: PackedTileRows,
+                              to target: UnsafeMutablePointer<Float>) {
     let lanes = KernelVector.scalarCount, source = UnsafeRawPointer(tiles), line = 4 * lanes
     for i in 0..<4 {
         @inline(__always) func column(_ j: Int) -> KernelVector {
@@ -139,8 +138,7 @@ func storeInterleavedSegments(_ tiles: UnsafePointer<Float>, segments: Int, segm
         UnsafeMutableRawPointer(buffer + i * line).storeBytes(of: interleaved(column(0), column(1), column(2), column(3)),
                                                               as: KernelVectorQuad.self)
     }
-    storeSegments(buffer, lineLength: line, segments: segments, segmentLength: segmentLength, rows: rows, width: width,
-                  origins: origins, room: room, to: target)
+    group.storeRows(buffer, lineLength: line, to: target)
 }
 
 /// Writes pixel rows that hold several tile rows side by side (segments): `buffer`'s rows of

@@ -182,31 +182,15 @@ enum Winograd4x4 {
         channels: Int, height: Int, width: Int, into v: UnsafeMutablePointer<Float>, stride: Int,
         scratch: UnsafeMutablePointer<Float>
     ) {
-        let wide = tiles(width), segment = 4 * wide, line = 4 * lanes, plane = height * width
+        let wide = tiles(width), line = 4 * lanes, plane = height * width
         let positionStride = channels * stride
         precondition(rowsPerVector(wide) > 1 && count <= rowsPerVector(wide))
         let near = scratch, far = scratch + 6 * line, phases = scratch + 12 * line
-        // Segments past `count` and the columns outside the image stay zero: every channel
-        // writes the same floats.
+        let group = PackedTileRows(firstRow: firstRow, count: count, tileRowsPerImage: tileRowsPerImage, imageStride: inputImageStride,
+                                   tile: 4, height: height, width: width)
         near.update(repeating: 0, count: 12 * line)
-        // Segment j's first input row (channel 0) and the input rows a that lie in the image.
-        var origins = InlineArray<16, Int>(repeating: 0), valid = InlineArray<16, Range<Int>>(repeating: 0..<0)
-        for j in 0..<count {
-            let (image, tileRow) = (firstRow + j).quotientAndRemainder(dividingBy: tileRowsPerImage)
-            let first = max(0, 1 - 4 * tileRow)
-            origins[j] = image * inputImageStride + (4 * tileRow - 1) * width
-            valid[j] = first..<max(first, min(6, height + 1 - 4 * tileRow))
-        }
-        let nearCount = min(width, segment - 1), farCount = max(0, width - 3)
         for c in 0..<channels {
-            let source = x + c * plane
-            for j in 0..<count {
-                for a in valid[j] {
-                    let row = source + origins[j] + a * width
-                    copyFloats(from: row, count: nearCount, to: near + a * line + j * segment + 1)
-                    copyFloats(from: row + 3, count: farCount, to: far + a * line + j * segment)
-                }
-            }
+            group.copyPatchRows(x + c * plane, near: near, far: far, line: line)
             for a in 0..<6 {
                 let split = deinterleaved(UnsafeRawPointer(near + a * line).loadUnaligned(as: KernelVectorQuad.self))
                 let farSplit = deinterleaved(UnsafeRawPointer(far + a * line).loadUnaligned(as: KernelVectorQuad.self))
@@ -264,31 +248,12 @@ enum Winograd4x4 {
     ) {
         let wide = tiles(width), plane = height * width, positionStride = outputChannels * stride
         let top = 4 * tileRow, rows = min(4, height - top)
-        let tile = UnsafeMutableRawPointer(scratch)
         for o in 0..<outputChannels {
             let b = Vector(repeating: bias?[o] ?? 0)
             let m0 = m + o * stride, out = y + o * plane + top * width
             var tx = 0
             while tx < wide {
-                // p[a] = (m A)[a] row by row, then column j of the tile, (Aᵀ p)[·][j].
-                @inline(__always) func row(_ a: Int) -> (Vector, Vector, Vector, Vector) {
-                    @inline(__always) func load(_ n: Int) -> Vector {
-                        UnsafeRawPointer(m0 + (6 * a + n) * positionStride + tx).loadUnaligned(as: Vector.self)
-                    }
-                    return untransform(load(0), load(1), load(2), load(3), load(4), load(5))
-                }
-                let p0 = row(0), p1 = row(1), p2 = row(2), p3 = row(3), p4 = row(4), p5 = row(5)
-                // scratch[(4i + j)·L + l] is pixel (top + i, 4·(tx + l) + j).
-                @inline(__always) func column(_ j: Int, _ t: (Vector, Vector, Vector, Vector)) {
-                    tile.storeBytes(of: t.0 + b, toByteOffset: j * lanes * 4, as: Vector.self)
-                    tile.storeBytes(of: t.1 + b, toByteOffset: (4 + j) * lanes * 4, as: Vector.self)
-                    tile.storeBytes(of: t.2 + b, toByteOffset: (8 + j) * lanes * 4, as: Vector.self)
-                    tile.storeBytes(of: t.3 + b, toByteOffset: (12 + j) * lanes * 4, as: Vector.self)
-                }
-                column(0, untransform(p0.0, p1.0, p2.0, p3.0, p4.0, p5.0))
-                column(1, untransform(p0.1, p1.1, p2.1, p3.1, p4.1, p5.1))
-                column(2, untransform(p0.2, p1.2, p2.2, p3.2, p4.2, p5.2))
-                column(3, untransform(p0.3, p1.3, p2.3, p3.3, p4.3, p5.3))
+                untransformTiles(m0 + tx, positionStride: positionStride, bias: b, into: scratch)
                 storeInterleavedRows(scratch, rows: rows, count: min(4 * lanes, width - 4 * tx), width: width, to: out + 4 * tx)
                 tx += lanes
             }
@@ -308,38 +273,38 @@ enum Winograd4x4 {
     ) {
         let wide = tiles(width), plane = height * width, positionStride = outputChannels * stride
         precondition(rowsPerVector(wide) > 1 && count <= rowsPerVector(wide))
-        let tile = UnsafeMutableRawPointer(scratch)
-        // Segment j's first output row (channel 0) and its rows inside the image.
-        var origins = InlineArray<16, Int>(repeating: 0), rows = origins, room = origins
-        for j in 0..<count {
-            let (image, tileRow) = (firstRow + j).quotientAndRemainder(dividingBy: tileRowsPerImage)
-            origins[j] = image * outputImageStride + 4 * tileRow * width
-            rows[j] = min(4, height - 4 * tileRow)
-            room[j] = plane - 4 * tileRow * width
-        }
+        let group = PackedTileRows(firstRow: firstRow, count: count, tileRowsPerImage: tileRowsPerImage,
+                                   imageStride: outputImageStride, tile: 4, height: height, width: width)
         for o in 0..<outputChannels {
-            let b = Vector(repeating: bias?[o] ?? 0)
-            let m0 = m + o * stride
-            @inline(__always) func row(_ a: Int) -> (Vector, Vector, Vector, Vector) {
-                @inline(__always) func load(_ n: Int) -> Vector {
-                    UnsafeRawPointer(m0 + (6 * a + n) * positionStride).loadUnaligned(as: Vector.self)
-                }
-                return untransform(load(0), load(1), load(2), load(3), load(4), load(5))
-            }
-            let p0 = row(0), p1 = row(1), p2 = row(2), p3 = row(3), p4 = row(4), p5 = row(5)
-            @inline(__always) func column(_ j: Int, _ t: (Vector, Vector, Vector, Vector)) {
-                tile.storeBytes(of: t.0 + b, toByteOffset: j * lanes * 4, as: Vector.self)
-                tile.storeBytes(of: t.1 + b, toByteOffset: (4 + j) * lanes * 4, as: Vector.self)
-                tile.storeBytes(of: t.2 + b, toByteOffset: (8 + j) * lanes * 4, as: Vector.self)
-                tile.storeBytes(of: t.3 + b, toByteOffset: (12 + j) * lanes * 4, as: Vector.self)
-            }
-            column(0, untransform(p0.0, p1.0, p2.0, p3.0, p4.0, p5.0))
-            column(1, untransform(p0.1, p1.1, p2.1, p3.1, p4.1, p5.1))
-            column(2, untransform(p0.2, p1.2, p2.2, p3.2, p4.2, p5.2))
-            column(3, untransform(p0.3, p1.3, p2.3, p3.3, p4.3, p5.3))
-            storeInterleavedSegments(scratch, segments: count, segmentLength: 4 * wide, rows: rows, width: width,
-                                     origins: origins, room: room, to: y + o * plane, buffer: scratch + 16 * lanes)
+            untransformTiles(m + o * stride, positionStride: positionStride, bias: Vector(repeating: bias?[o] ?? 0), into: scratch)
+            storeInterleavedSegments(scratch, buffer: scratch + 16 * lanes, group: group, to: y + o * plane)
         }
+    }
+
+    /// `Aᵀ m A + b` for a vector of L tiles (`m0`: position 0's vector, positions
+    /// `positionStride` floats apart), into `tile`: `tile[(4i + j)·L + l]` is pixel (i, j) of
+    /// lane l's tile. Both output transforms compute it this way, in this order.
+    @inline(__always)
+    static func untransformTiles(_ m0: UnsafePointer<Float>, positionStride: Int, bias b: Vector, into tile: UnsafeMutablePointer<Float>) {
+        // p[a] = (m A)[a] row by row, then column j of the tile, (Aᵀ p)[·][j].
+        @inline(__always) func row(_ a: Int) -> (Vector, Vector, Vector, Vector) {
+            @inline(__always) func load(_ n: Int) -> Vector {
+                UnsafeRawPointer(m0 + (6 * a + n) * positionStride).loadUnaligned(as: Vector.self)
+            }
+            return untransform(load(0), load(1), load(2), load(3), load(4), load(5))
+        }
+        let p0 = row(0), p1 = row(1), p2 = row(2), p3 = row(3), p4 = row(4), p5 = row(5)
+        let target = UnsafeMutableRawPointer(tile)
+        @inline(__always) func column(_ j: Int, _ t: (Vector, Vector, Vector, Vector)) {
+            target.storeBytes(of: t.0 + b, toByteOffset: j * lanes * 4, as: Vector.self)
+            target.storeBytes(of: t.1 + b, toByteOffset: (4 + j) * lanes * 4, as: Vector.self)
+            target.storeBytes(of: t.2 + b, toByteOffset: (8 + j) * lanes * 4, as: Vector.self)
+            target.storeBytes(of: t.3 + b, toByteOffset: (12 + j) * lanes * 4, as: Vector.self)
+        }
+        column(0, untransform(p0.0, p1.0, p2.0, p3.0, p4.0, p5.0))
+        column(1, untransform(p0.1, p1.1, p2.1, p3.1, p4.1, p5.1))
+        column(2, untransform(p0.2, p1.2, p2.2, p3.2, p4.2, p5.2))
+        column(3, untransform(p0.3, p1.3, p2.3, p3.3, p4.3, p5.3))
     }
 
     /// `Aᵀ m` for a column `m` of six values.

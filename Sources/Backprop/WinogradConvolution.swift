@@ -311,30 +311,15 @@ enum WinogradConvolution {
         channels: Int, height: Int, width: Int, into v: UnsafeMutablePointer<Float>, stride: Int,
         scratch: UnsafeMutablePointer<Float>
     ) {
-        let wide = tiles(width), segment = 2 * wide, line = 2 * lanes, plane = height * width
+        let wide = tiles(width), line = 2 * lanes, plane = height * width
         let positionStride = channels * stride
         precondition(rowsPerVector(wide) > 1 && count <= rowsPerVector(wide))
         let near = scratch, far = scratch + 4 * line, columns = scratch + 8 * line
-        // Segments past `count` and the columns outside the image stay zero: every channel
-        // writes the same floats.
+        let group = PackedTileRows(firstRow: firstRow, count: count, tileRowsPerImage: tileRowsPerImage, imageStride: inputImageStride,
+                                   tile: 2, height: height, width: width)
         near.update(repeating: 0, count: 8 * line)
-        var origins = InlineArray<16, Int>(repeating: 0), valid = InlineArray<16, Range<Int>>(repeating: 0..<0)
-        for j in 0..<count {
-            let (image, tileRow) = (firstRow + j).quotientAndRemainder(dividingBy: tileRowsPerImage)
-            let first = max(0, 1 - 2 * tileRow)
-            origins[j] = image * inputImageStride + (2 * tileRow - 1) * width
-            valid[j] = first..<max(first, min(4, height + 1 - 2 * tileRow))
-        }
-        let nearCount = min(width, segment - 1), farCount = max(0, width - 1)
         for c in 0..<channels {
-            let source = x + c * plane
-            for j in 0..<count {
-                for a in valid[j] {
-                    let row = source + origins[j] + a * width
-                    copyFloats(from: row, count: nearCount, to: near + a * line + j * segment + 1)
-                    copyFloats(from: row + 1, count: farCount, to: far + a * line + j * segment)
-                }
-            }
+            group.copyPatchRows(x + c * plane, near: near, far: far, line: line)
             for a in 0..<4 {
                 let nearPair = UnsafeRawPointer(near + a * line).loadUnaligned(as: KernelVectorPair.self)
                 let farPair = UnsafeRawPointer(far + a * line).loadUnaligned(as: KernelVectorPair.self)
@@ -528,13 +513,8 @@ enum WinogradConvolution {
     ) {
         let wide = tiles(width), plane = height * width, positionStride = outputChannels * stride
         precondition(rowsPerVector(wide) > 1 && count <= rowsPerVector(wide))
-        var origins = InlineArray<16, Int>(repeating: 0), rows = origins, room = origins
-        for j in 0..<count {
-            let (image, tileRow) = (firstRow + j).quotientAndRemainder(dividingBy: tileRowsPerImage)
-            origins[j] = image * outputImageStride + 2 * tileRow * width
-            rows[j] = min(2, height - 2 * tileRow)
-            room[j] = plane - 2 * tileRow * width
-        }
+        let group = PackedTileRows(firstRow: firstRow, count: count, tileRowsPerImage: tileRowsPerImage,
+                                   imageStride: outputImageStride, tile: 2, height: height, width: width)
         let pixels = UnsafeMutableRawPointer(scratch)
         for o in 0..<outputChannels {
             let m0 = m + o * stride
@@ -554,8 +534,7 @@ enum WinogradConvolution {
             bottom.oddHalf = p11 - p12 - p13 + bias
             pixels.storeBytes(of: top, as: KernelVectorPair.self)
             pixels.storeBytes(of: bottom, toByteOffset: 2 * lanes * 4, as: KernelVectorPair.self)
-            storeSegments(scratch, lineLength: 2 * lanes, segments: count, segmentLength: 2 * wide, rows: rows, width: width,
-                          origins: origins, room: room, to: y + o * plane)
+            group.storeRows(scratch, lineLength: 2 * lanes, to: y + o * plane)
         }
     }
 
@@ -768,5 +747,69 @@ enum WinogradConvolution {
                 }
             }
         }
+    }
+}
+
+/// A group of consecutive tile rows of a chunk that the packed transforms take into one vector
+/// (`WinogradConvolution.rowsPerVector`), tile row j of the group being the images' tile row
+/// `firstRow + j`, its tiles in lanes `j·wide ..< (j + 1)·wide`. For either tile size t: tile
+/// row r's patches start at input row `t·r − 1` and column −1, `t + 2` rows and columns each,
+/// and its outputs are pixel rows `t·r ..< t·r + t`.
+struct PackedTileRows {
+    let count: Int, tile: Int, width: Int
+    /// Per tile row: its image's offset from the images' start, and its index in the image.
+    private var imageOffsets = InlineArray<16, Int>(repeating: 0), tileRows = InlineArray<16, Int>(repeating: 0)
+    /// Per tile row: its pixel rows inside the plane (outputs), and its patch rows inside the
+    /// plane (inputs, `0 ..< t + 2` at most).
+    private var outputRows = InlineArray<16, Int>(repeating: 0), patchRows = InlineArray<16, Range<Int>>(repeating: 0..<0)
+    /// The floats from tile row j's first pixel row to its plane's end.
+    private var room = InlineArray<16, Int>(repeating: 0)
+
+    init(firstRow: Int, count: Int, tileRowsPerImage: Int, imageStride: Int, tile: Int, height: Int, width: Int) {
+        precondition(count <= 16)
+        (self.count, self.tile, self.width) = (count, tile, width)
+        for j in 0..<count {
+            let (image, tileRow) = (firstRow + j).quotientAndRemainder(dividingBy: tileRowsPerImage)
+            let top = tile * tileRow, first = max(0, 1 - top)
+            imageOffsets[j] = image * imageStride
+            tileRows[j] = tileRow
+            outputRows[j] = min(tile, height - top)
+            patchRows[j] = first..<max(first, min(tile + 2, height + 1 - top))
+            room[j] = (height - top) * width
+        }
+    }
+
+    /// The floats of a segment: a tile row's `wide` tiles, `tile` floats each.
+    var segment: Int { (width + tile - 1) / tile * tile }
+
+    /// Copies the patch rows of one channel (`source`: image 0's plane of it) side by side: for
+    /// patch row a, segment j of `near[a]` (`line` floats a row) gets tile row j's input columns
+    /// `−1 ..< segment − 1` and segment j of `far[a]` its columns `t − 1 ..< segment + t − 1`,
+    /// whose even/odd (F(2x2, 3x3)) or column phases (F(4x4, 3x3)) are the tiles' patch columns
+    /// from 0 and from t. Columns and rows outside the plane are not written: the caller zeroes
+    /// the lines once, and every channel writes the same floats.
+    @inline(__always)
+    func copyPatchRows(_ source: UnsafePointer<Float>, near: UnsafeMutablePointer<Float>, far: UnsafeMutablePointer<Float>,
+                       line: Int) {
+        let segment = segment, nearCount = min(width, segment - 1), farCount = max(0, width - (tile - 1))
+        for j in 0..<count {
+            let first = source + imageOffsets[j] + (tile * tileRows[j] - 1) * width
+            for a in patchRows[j] {
+                let row = first + a * width
+                copyFloats(from: row, count: nearCount, to: near + a * line + j * segment + 1)
+                copyFloats(from: row + tile - 1, count: farCount, to: far + a * line + j * segment)
+            }
+        }
+    }
+
+    /// Stores one channel's output pixel rows from `buffer`, where pixel row i of the group's
+    /// tiles is `lineLength` floats from row i − 1, to the plane of that channel in image 0
+    /// (`plane`), through `storeSegments`.
+    @inline(__always)
+    func storeRows(_ buffer: UnsafePointer<Float>, lineLength: Int, to plane: UnsafeMutablePointer<Float>) {
+        var origins = InlineArray<16, Int>(repeating: 0)
+        for j in 0..<count { origins[j] = imageOffsets[j] + tile * tileRows[j] * width }
+        storeSegments(buffer, lineLength: lineLength, segments: count, segmentLength: segment, rows: outputRows, width: width,
+                      origins: origins, room: room, to: plane)
     }
 }
