@@ -91,13 +91,6 @@ enum Winograd4x4 {
                                          minimumTiles: minimumTiles, scratch: rowScratch(tiles(width)) + outputScratch)
     }
 
-    /// The tile rows that one vector of L tiles holds: `L / wide` where rows of `wide` tiles
-    /// fill a vector exactly several times (with 8 lanes, 15x15 planes' rows of 4 tiles two to
-    /// a vector and 7x7 planes' rows of 2 four), else 1. The packed transforms
-    /// (`transformInputPacked`, `transformOutputPacked`) take that many rows at once; a row at
-    /// a time, `wide` of a vector's L lanes would be tiles and the rest wasted.
-    static func rowsPerVector(_ tilesWide: Int) -> Int { WinogradConvolution.rowsPerVector(tilesWide) }
-
     /// The floats `transformOutput` and `transformOutputPacked` work in: a vector of 4x4 tiles
     /// (16 × L) and their four interleaved pixel rows (16 × L).
     static var outputScratch: Int { 32 * lanes }
@@ -108,9 +101,10 @@ enum Winograd4x4 {
 
     /// The floats `transformInput` works in: six input rows, each as its four column phases and
     /// zero-bordered; `transformInputPacked`'s twelve segmented rows (4 × L each) and 36
-    /// phase vectors where rows are packed (`rowsPerVector`).
+    /// phase vectors where rows are packed (`WinogradConvolution.rowsPerVector`: with 8 lanes,
+    /// 15x15 planes' rows of 4 tiles two to a vector, 7x7 planes' rows of 2 four).
     static func rowScratch(_ tilesWide: Int) -> Int {
-        rowsPerVector(tilesWide) > 1 ? 84 * lanes : 48 * phaseRowLength(tilesWide)
+        WinogradConvolution.rowsPerVector(tilesWide) > 1 ? 84 * lanes : 48 * phaseRowLength(tilesWide)
     }
 
     /// `V[ξ][c][tx] = (Bᵀ d B)[ξ]` for the tiles of tile row `tileRow` of one image, `d` the 6x6
@@ -184,7 +178,7 @@ enum Winograd4x4 {
     ) {
         let wide = tiles(width), line = 4 * lanes, plane = height * width
         let positionStride = channels * stride
-        precondition(rowsPerVector(wide) > 1 && count <= rowsPerVector(wide))
+        precondition(WinogradConvolution.rowsPerVector(wide) > 1 && count <= WinogradConvolution.rowsPerVector(wide))
         let near = scratch, far = scratch + 6 * line, phases = scratch + 12 * line
         let group = PackedTileRows(firstRow: firstRow, count: count, tileRowsPerImage: tileRowsPerImage, imageStride: inputImageStride,
                                    tile: 4, height: height, width: width)
@@ -272,7 +266,7 @@ enum Winograd4x4 {
         into y: UnsafeMutablePointer<Float>, scratch: UnsafeMutablePointer<Float>
     ) {
         let wide = tiles(width), plane = height * width, positionStride = outputChannels * stride
-        precondition(rowsPerVector(wide) > 1 && count <= rowsPerVector(wide))
+        precondition(WinogradConvolution.rowsPerVector(wide) > 1 && count <= WinogradConvolution.rowsPerVector(wide))
         let group = PackedTileRows(firstRow: firstRow, count: count, tileRowsPerImage: tileRowsPerImage,
                                    imageStride: outputImageStride, tile: 4, height: height, width: width)
         for o in 0..<outputChannels {

@@ -118,11 +118,14 @@ enum WinogradConvolution {
 
     /// The floats `transformInput` works in for planes `tilesWide` tiles wide: four input rows,
     /// each as its even and its odd columns; where rows are packed (`rowsPerVector`),
-    /// `transformInputPacked`'s eight segmented rows (2 × L each) and 16 column vectors, then
-    /// `transformOutputPacked`'s two interleaved pixel rows (2 × L each).
+    /// `transformInputPacked`'s eight segmented rows (2 × L each) and 16 column vectors.
     static func rowScratch(_ tilesWide: Int) -> Int {
-        rowsPerVector(tilesWide) > 1 ? 36 * lanes : 8 * parityRowLength(tilesWide)
+        rowsPerVector(tilesWide) > 1 ? 32 * lanes : 8 * parityRowLength(tilesWide)
     }
+
+    /// The floats `transformOutputPacked` works in, after `rowScratch`: two interleaved pixel
+    /// rows (2 × L each).
+    static var outputScratch: Int { 4 * lanes }
 
     /// The tile rows that one vector of L tiles holds: `L / wide` where rows of `wide` tiles
     /// fill a vector exactly several times (with 8 lanes, 3x3 planes' rows of 2 tiles four to
@@ -138,7 +141,7 @@ enum WinogradConvolution {
     /// register tile's worth; tests ask for fewer).
     static func chunk(width: Int, inputs: Int, outputs: Int, budget: Int, minimumTiles: Int = tileWidth) -> Chunk {
         chunk(tilesWide: tiles(width), tile: 2, inputs: inputs, outputs: outputs, budget: budget,
-              minimumTiles: minimumTiles, scratch: rowScratch(tiles(width)))
+              minimumTiles: minimumTiles, scratch: rowScratch(tiles(width)) + outputScratch)
     }
 
     /// The chunk for rows of `wide` tiles of `tile` x `tile` outputs each.
@@ -235,7 +238,7 @@ enum WinogradConvolution {
                     transformOutputPacked(m + r * chunk.tilesWide, stride: chunk.stride, outputChannels: outputChannels,
                                           bias: bias, height: height, width: width, outputImageStride: outputImageStride,
                                           tileRowsPerImage: tileRowsPerImage, firstRow: first + r,
-                                          count: min(packed, rows - r), into: y, scratch: scratch + 32 * lanes)
+                                          count: min(packed, rows - r), into: y, scratch: scratch + rowScratch(chunk.tilesWide))
                 }
             }
             for r in 0..<rows where packed == 1 {
@@ -460,21 +463,11 @@ enum WinogradConvolution {
             var tx = 0
             // Whole vectors of tiles (the last one's right column only where the width is even).
             while tx + lanes <= wide {
-                @inline(__always) func rowSums(_ a: Int) -> (Vector, Vector) {
-                    let r = UnsafeRawPointer(m0 + tx + 4 * a * positionStride), step = positionStride * 4
-                    let q0 = r.loadUnaligned(as: Vector.self), q1 = r.loadUnaligned(fromByteOffset: step, as: Vector.self)
-                    let q2 = r.loadUnaligned(fromByteOffset: 2 * step, as: Vector.self)
-                    let q3 = r.loadUnaligned(fromByteOffset: 3 * step, as: Vector.self)
-                    return (q0 + q1 + q2, q1 - q2 - q3)
-                }
-                let (p00, p10) = rowSums(0), (p01, p11) = rowSums(1), (p02, p12) = rowSums(2), (p03, p13) = rowSums(3)
-                let bias = Vector(repeating: b)
-                let y00 = p00 + p01 + p02 + bias, y01 = p10 + p11 + p12 + bias
+                let (y00, y01, y10, y11) = untransformTiles(m0 + tx, positionStride: positionStride, bias: Vector(repeating: b))
                 let right = 2 * (tx + lanes) <= width ? lanes : lanes - 1
                 for l in 0..<lanes { row0[2 * (tx + l)] = y00[l] }
                 for l in 0..<right { row0[2 * (tx + l) + 1] = y01[l] }
                 if twoRows {
-                    let y10 = p01 - p02 - p03 + bias, y11 = p11 - p12 - p13 + bias
                     for l in 0..<lanes { row1[2 * (tx + l)] = y10[l] }
                     for l in 0..<right { row1[2 * (tx + l) + 1] = y11[l] }
                 }
@@ -504,7 +497,7 @@ enum WinogradConvolution {
     /// `M`'s vectors (`m` is row `firstRow`'s first tile), written to images
     /// `outputImageStride` floats apart from `y`. Each output is `transformOutput`'s sum, so every
     /// value is the same. The two pixel rows of the tiles are interleaved (`evenHalf`,
-    /// `oddHalf`) into `scratch` (4·L floats) and stored segment by segment (`storeSegments`).
+    /// `oddHalf`) into `scratch` (`outputScratch` floats) and stored segment by segment (`storeSegments`).
     @inline(never)
     static func transformOutputPacked(
         _ m: UnsafePointer<Float>, stride: Int, outputChannels: Int, bias: UnsafePointer<Float>?,
@@ -517,25 +510,31 @@ enum WinogradConvolution {
                                    imageStride: outputImageStride, tile: 2, height: height, width: width)
         let pixels = UnsafeMutableRawPointer(scratch)
         for o in 0..<outputChannels {
-            let m0 = m + o * stride
-            @inline(__always) func rowSums(_ a: Int) -> (Vector, Vector) {
-                let r = UnsafeRawPointer(m0 + 4 * a * positionStride), step = positionStride * 4
-                let q0 = r.loadUnaligned(as: Vector.self), q1 = r.loadUnaligned(fromByteOffset: step, as: Vector.self)
-                let q2 = r.loadUnaligned(fromByteOffset: 2 * step, as: Vector.self)
-                let q3 = r.loadUnaligned(fromByteOffset: 3 * step, as: Vector.self)
-                return (q0 + q1 + q2, q1 - q2 - q3)
-            }
-            let (p00, p10) = rowSums(0), (p01, p11) = rowSums(1), (p02, p12) = rowSums(2), (p03, p13) = rowSums(3)
-            let bias = Vector(repeating: bias?[o] ?? 0)
+            let (y00, y01, y10, y11) = untransformTiles(m + o * stride, positionStride: positionStride,
+                                                        bias: Vector(repeating: bias?[o] ?? 0))
             var top = KernelVectorPair(), bottom = KernelVectorPair()
-            top.evenHalf = p00 + p01 + p02 + bias
-            top.oddHalf = p10 + p11 + p12 + bias
-            bottom.evenHalf = p01 - p02 - p03 + bias
-            bottom.oddHalf = p11 - p12 - p13 + bias
+            (top.evenHalf, top.oddHalf, bottom.evenHalf, bottom.oddHalf) = (y00, y01, y10, y11)
             pixels.storeBytes(of: top, as: KernelVectorPair.self)
             pixels.storeBytes(of: bottom, toByteOffset: 2 * lanes * 4, as: KernelVectorPair.self)
             group.storeRows(scratch, lineLength: 2 * lanes, to: y + o * plane)
         }
+    }
+
+    /// `Aᵀ m A + b` for a vector of L tiles (`m0`: position 0's vector, positions
+    /// `positionStride` floats apart): the tiles' outputs (y00, y01, y10, y11), lane l being
+    /// tile l's. Both output transforms' vector paths compute it this way, in this order (the
+    /// scalar `tile` of `transformOutput` too).
+    @inline(__always)
+    static func untransformTiles(_ m0: UnsafePointer<Float>, positionStride: Int, bias: Vector) -> (Vector, Vector, Vector, Vector) {
+        @inline(__always) func rowSums(_ a: Int) -> (Vector, Vector) {
+            let r = UnsafeRawPointer(m0 + 4 * a * positionStride), step = positionStride * 4
+            let q0 = r.loadUnaligned(as: Vector.self), q1 = r.loadUnaligned(fromByteOffset: step, as: Vector.self)
+            let q2 = r.loadUnaligned(fromByteOffset: 2 * step, as: Vector.self)
+            let q3 = r.loadUnaligned(fromByteOffset: 3 * step, as: Vector.self)
+            return (q0 + q1 + q2, q1 - q2 - q3)
+        }
+        let (p00, p10) = rowSums(0), (p01, p11) = rowSums(1), (p02, p12) = rowSums(2), (p03, p13) = rowSums(3)
+        return (p00 + p01 + p02 + bias, p10 + p11 + p12 + bias, p01 - p02 - p03 + bias, p11 - p12 - p13 + bias)
     }
 
     // MARK: The weight gradient
@@ -757,8 +756,9 @@ enum WinogradConvolution {
 /// and its outputs are pixel rows `t·r ..< t·r + t`.
 struct PackedTileRows {
     let count: Int, tile: Int, width: Int
-    /// Per tile row: its image's offset from the images' start, and its index in the image.
-    private var imageOffsets = InlineArray<16, Int>(repeating: 0), tileRows = InlineArray<16, Int>(repeating: 0)
+    /// Per tile row, from the images' start in channel 0: its first patch row (input row
+    /// `t·r − 1`, which may lie above the plane) and its first output row.
+    private var patchOrigins = InlineArray<16, Int>(repeating: 0), outputOrigins = InlineArray<16, Int>(repeating: 0)
     /// Per tile row: its pixel rows inside the plane (outputs), and its patch rows inside the
     /// plane (inputs, `0 ..< t + 2` at most).
     private var outputRows = InlineArray<16, Int>(repeating: 0), patchRows = InlineArray<16, Range<Int>>(repeating: 0..<0)
@@ -771,8 +771,8 @@ struct PackedTileRows {
         for j in 0..<count {
             let (image, tileRow) = (firstRow + j).quotientAndRemainder(dividingBy: tileRowsPerImage)
             let top = tile * tileRow, first = max(0, 1 - top)
-            imageOffsets[j] = image * imageStride
-            tileRows[j] = tileRow
+            patchOrigins[j] = image * imageStride + (top - 1) * width
+            outputOrigins[j] = image * imageStride + top * width
             outputRows[j] = min(tile, height - top)
             patchRows[j] = first..<max(first, min(tile + 2, height + 1 - top))
             room[j] = (height - top) * width
@@ -793,7 +793,7 @@ struct PackedTileRows {
                        line: Int) {
         let segment = segment, nearCount = min(width, segment - 1), farCount = max(0, width - (tile - 1))
         for j in 0..<count {
-            let first = source + imageOffsets[j] + (tile * tileRows[j] - 1) * width
+            let first = source + patchOrigins[j]
             for a in patchRows[j] {
                 let row = first + a * width
                 copyFloats(from: row, count: nearCount, to: near + a * line + j * segment + 1)
@@ -807,9 +807,7 @@ struct PackedTileRows {
     /// (`plane`), through `storeSegments`.
     @inline(__always)
     func storeRows(_ buffer: UnsafePointer<Float>, lineLength: Int, to plane: UnsafeMutablePointer<Float>) {
-        var origins = InlineArray<16, Int>(repeating: 0)
-        for j in 0..<count { origins[j] = imageOffsets[j] + tile * tileRows[j] * width }
         storeSegments(buffer, lineLength: lineLength, segments: count, segmentLength: segment, rows: outputRows, width: width,
-                      origins: origins, room: room, to: plane)
+                      origins: outputOrigins, room: room, to: plane)
     }
 }

@@ -199,7 +199,8 @@ import Testing
         let m: Tensor<Float> = randomTensor([positions * channels * stride], seed: 32)
         let bias: Tensor<Float> = randomTensor([channels], seed: 33)
         let inputScratch = tile == 4 ? Winograd4x4.rowScratch(wide) : WinogradConvolution.rowScratch(wide)
-        var scratch = [Float](repeating: .nan, count: inputScratch + Winograd4x4.outputScratch)
+        let outputScratch = tile == 4 ? Winograd4x4.outputScratch : WinogradConvolution.outputScratch
+        var scratch = [Float](repeating: .nan, count: inputScratch + outputScratch)
         var rowByRow = [Float](repeating: 0, count: positions * channels * stride), packed = rowByRow
         var yRows = [Float](repeating: .nan, count: x.count), yPacked = yRows
         let imageStride = channels * height * width
@@ -253,7 +254,7 @@ import Testing
                                         WinogradConvolution.transformOutputPacked(
                                             m + first * wide, stride: stride, outputChannels: channels, bias: b, height: height,
                                             width: width, outputImageStride: imageStride, tileRowsPerImage: high, firstRow: first,
-                                            count: count, into: y.baseAddress!, scratch: s + 32 * lanes)
+                                            count: count, into: y.baseAddress!, scratch: s + inputScratch)
                                     }
                                 }
                             }
